@@ -1,0 +1,303 @@
+//! The configuration both programs read: `conf/config.yaml` composed from its groups, Hydra
+//! style, then `key=value` overrides, then checked into typed structs.
+//!
+//! Semantics a Hydra user expects: `-c NAME` selects `conf/curriculum/NAME.yaml` and names the
+//! experiment; `GROUP=NAME` selects another file of a group (`model=mpnet`); `a.b.c=value`
+//! replaces one existing key, the value parsed as YAML (`0.5`, `[5, 6]`, `null`, `text`).
+//! Unknown keys, wrong types and missing files are errors naming the key and the nearest valid one.
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+pub const GROUPS: [&str; 5] = ["data", "model", "loss", "training", "curriculum"];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub experiment: String,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub loss: LossConfig,
+    pub training: TrainingConfig,
+    pub curriculum: CurriculumConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub dir: PathBuf,
+    pub shards_dir: PathBuf,
+    pub batch_size: usize,
+    pub val_fraction: f64,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: String,
+    pub path: PathBuf,
+    pub hub_id: Option<String>,
+    pub max_length: usize,
+    pub pooling: Pooling,
+    pub encoder_mode: EncoderMode,
+    pub lora: LoraConfig,
+    pub moe: MoeConfig,
+    pub embedding_dim: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    Cls,
+    Mean,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderMode {
+    Frozen,
+    Lora,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MoeConfig {
+    pub num_experts: usize,
+    pub top_k: usize,
+    pub hidden: usize,
+    pub dropout: f64,
+    pub load_balance_coef: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LossConfig {
+    pub temperature: f64,
+    pub curvature: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    pub optimizer: OptimizerConfig,
+    pub scheduler: SchedulerConfig,
+    pub gradient_clip: f64,
+    pub accumulate_grad_batches: usize,
+    pub trainer: TrainerConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    pub lr: f64,
+    pub weight_decay: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    pub warmup_steps: usize,
+    pub min_lr: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainerConfig {
+    pub max_epochs: usize,
+    pub precision: String,
+    pub val_every_n_steps: Option<usize>,
+    pub patience: usize,
+}
+
+/// One curriculum stage: which (anchor, positive) pairs are trained and how their negatives are
+/// drawn. Level filters are inclusive lists; distance filters are strict; None means no filter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CurriculumConfig {
+    pub positive_levels: Vec<u8>,
+    pub anchor_levels: Option<Vec<u8>>,
+    pub positive_distance_min: Option<f64>,
+    pub positive_distance_max: Option<f64>,
+    pub max_positives: Option<usize>,
+    pub difficulty_buckets: Vec<u8>,
+    pub bucket_percentages: Vec<f64>,
+    pub k_negatives: usize,
+    pub epochs: usize,
+}
+
+/// A loaded configuration: the typed values and the resolved tree they came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub tree: Value,
+}
+
+impl Loaded {
+    /// The resolved configuration as YAML, as `--print-config` shows and outputs record.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(&self.tree).unwrap_or_default()
+    }
+
+    /// sha256 of the resolved configuration (its canonical JSON).
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::digest(serde_json::to_vec(&self.config).unwrap_or_default()).into()
+    }
+}
+
+/// Composes `conf_dir/config.yaml` with curriculum `curriculum` (when given) and `overrides`.
+pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> Result<Loaded> {
+    let root_path = conf_dir.join("config.yaml");
+    let mut root = read_yaml(&root_path)
+        .with_context(|| format!("run from the repository root, or pass --conf with the folder holding config.yaml"))?;
+    let mut choices = default_choices(&root, &root_path)?;
+    if let Some(name) = curriculum {
+        set_choice(&mut choices, "curriculum", name);
+    }
+    let mut key_overrides = Vec::new();
+    for o in overrides {
+        let (key, value) = o.split_once('=').ok_or_else(|| anyhow!("override `{o}` must look like key=value"))?;
+        if GROUPS.contains(&key) {
+            set_choice(&mut choices, key, value);
+        } else {
+            key_overrides.push((key.to_string(), value.to_string()));
+        }
+    }
+    let map = root.as_mapping_mut().expect("checked by default_choices");
+    map.remove("defaults");
+    for (group, name) in &choices {
+        map.insert(Value::from(group.as_str()), read_yaml(&group_file(conf_dir, group, name)?)?);
+    }
+    for (key, value) in key_overrides {
+        apply_override(&mut root, &key, &value)?;
+    }
+    let curriculum_name = choices.iter().find(|(g, _)| g == "curriculum").map(|(_, n)| n.clone()).unwrap_or_default();
+    if root.get("experiment").and_then(Value::as_str).is_none_or(str::is_empty) {
+        root.as_mapping_mut().expect("mapping").insert("experiment".into(), Value::from(curriculum_name));
+    }
+    let config: Config = serde_path_to_error::deserialize(root.clone())
+        .map_err(|e| anyhow!("configuration key `{}`: {}", e.path(), e.inner()))?;
+    validate(&config)?;
+    Ok(Loaded { config, tree: root })
+}
+
+fn read_yaml(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: Value = serde_yaml::from_str(&text).with_context(|| format!("{}: not valid YAML", path.display()))?;
+    Ok(if value.is_null() { Value::Mapping(Mapping::new()) } else { value })
+}
+
+/// The `defaults` list of config.yaml as (group, file name) pairs.
+fn default_choices(root: &Value, path: &Path) -> Result<Vec<(String, String)>> {
+    let bad = || anyhow!("{}: expected a mapping with a `defaults` list of `group: name` entries", path.display());
+    let list = root.as_mapping().and_then(|m| m.get("defaults")).and_then(Value::as_sequence).ok_or_else(bad)?;
+    list.iter()
+        .map(|entry| {
+            let (k, v) = entry.as_mapping().and_then(|m| m.iter().next()).ok_or_else(bad)?;
+            match (k.as_str(), v.as_str()) {
+                (Some(k), Some(v)) if GROUPS.contains(&k) => Ok((k.to_string(), v.to_string())),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
+}
+
+fn set_choice(choices: &mut Vec<(String, String)>, group: &str, name: &str) {
+    match choices.iter_mut().find(|(g, _)| g == group) {
+        Some(entry) => entry.1 = name.to_string(),
+        None => choices.push((group.to_string(), name.to_string())),
+    }
+}
+
+/// conf_dir/group/name.yaml, or an error naming the nearest file of that group.
+fn group_file(conf_dir: &Path, group: &str, name: &str) -> Result<PathBuf> {
+    let path = conf_dir.join(group).join(format!("{name}.yaml"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    let options: Vec<String> = std::fs::read_dir(conf_dir.join(group))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".yaml")).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    match nearest(name, &options) {
+        Some(best) => bail!("{} not found: no {group} named `{name}`; nearest: `{best}` (one of {options:?})", path.display()),
+        None => bail!("{} not found: the {group} group has no files", path.display()),
+    }
+}
+
+/// Replaces the existing key `dotted` by `raw` parsed as YAML.
+fn apply_override(root: &mut Value, dotted: &str, raw: &str) -> Result<()> {
+    let mut all = Vec::new();
+    dotted_keys(root, "", &mut all);
+    let unknown = || match nearest(dotted, &all) {
+        Some(best) => anyhow!("unknown configuration key `{dotted}`; nearest valid key: `{best}`"),
+        None => anyhow!("unknown configuration key `{dotted}`"),
+    };
+    let mut node = &mut *root;
+    for part in dotted.split('.') {
+        node = node.as_mapping_mut().and_then(|m| m.get_mut(part)).ok_or_else(unknown)?;
+    }
+    *node = serde_yaml::from_str(raw).with_context(|| format!("override `{dotted}={raw}`: not a YAML value"))?;
+    Ok(())
+}
+
+fn dotted_keys(value: &Value, prefix: &str, out: &mut Vec<String>) {
+    if let Some(map) = value.as_mapping() {
+        for (k, v) in map {
+            let key = format!("{prefix}{}", k.as_str().unwrap_or_default());
+            out.push(key.clone());
+            dotted_keys(v, &format!("{key}."), out);
+        }
+    }
+}
+
+fn nearest(word: &str, options: &[String]) -> Option<String> {
+    options.iter().min_by_key(|o| strsim::levenshtein(word, o)).cloned()
+}
+
+/// Checks what types cannot: the curriculum's buckets and the ranges of a few numbers.
+fn validate(c: &Config) -> Result<()> {
+    let cur = &c.curriculum;
+    if cur.difficulty_buckets.len() != cur.bucket_percentages.len() {
+        bail!(
+            "configuration key `curriculum.bucket_percentages`: {} percentages for {} difficulty_buckets",
+            cur.bucket_percentages.len(),
+            cur.difficulty_buckets.len()
+        );
+    }
+    if let Some(b) = cur.difficulty_buckets.iter().find(|b| !(1..=8).contains(*b)) {
+        bail!("configuration key `curriculum.difficulty_buckets`: bucket {b} is not in 1..=8");
+    }
+    let mut sorted = cur.difficulty_buckets.clone();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() != cur.difficulty_buckets.len() {
+        bail!("configuration key `curriculum.difficulty_buckets`: a bucket is listed twice");
+    }
+    let sum: f64 = cur.bucket_percentages.iter().sum();
+    if cur.bucket_percentages.iter().any(|p| *p < 0.0) || (sum - 1.0).abs() > 1e-6 {
+        bail!("configuration key `curriculum.bucket_percentages`: must be >= 0 and sum to 1, they sum to {sum}");
+    }
+    if cur.k_negatives == 0 {
+        bail!("configuration key `curriculum.k_negatives`: must be at least 1");
+    }
+    if !(0.0..1.0).contains(&c.data.val_fraction) {
+        bail!("configuration key `data.val_fraction`: must be in [0, 1), got {}", c.data.val_fraction);
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Outputs appear whole or not at all: everything is written under a temporary name in the
+//! destination's folder and renamed into place once complete, so a failed run leaves no
+//! half-written file that a later stage could mistake for a good one.
+
+use anyhow::{Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The temporary sibling of `path` used while it is being written.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Runs `write` against a temporary path, then renames the result (file or folder) to `path`,
+/// replacing what was there. On error the temporary is removed and `path` is left untouched.
+pub fn write_atomically<T>(path: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let tmp = prepare(path)?;
+    let result = write(&tmp);
+    finish(&tmp, path, result)
+}
+
+/// Makes the destination's folder and clears a stale temporary; returns the temporary path.
+/// With [`finish`], the two halves of [`write_atomically`] for writers that must `.await`.
+pub fn prepare(path: &Path) -> Result<PathBuf> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).with_context(|| format!("creating folder {}", parent.display()))?;
+    }
+    let tmp = temp_path(path);
+    remove_any(&tmp)?;
+    Ok(tmp)
+}
+
+/// Renames `tmp` to `path` when `result` is a success, removes it otherwise.
+pub fn finish<T>(tmp: &Path, path: &Path, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(value) => {
+            remove_any(path)?;
+            fs::rename(tmp, path)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+            Ok(value)
+        }
+        Err(err) => {
+            let _ = remove_any(tmp);
+            Err(err)
+        }
+    }
+}
+
+fn remove_any(path: &Path) -> Result<()> {
+    let result = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => return Ok(()),
+    };
+    result.with_context(|| format!("removing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.parquet");
+        fs::write(&out, b"old").unwrap();
+        let result: Result<()> = write_atomically(&out, |tmp| {
+            fs::write(tmp, b"half")?;
+            anyhow::bail!("disk on fire")
+        });
+        assert!(result.is_err());
+        assert_eq!(fs::read(&out).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn successful_write_replaces_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sub").join("out.bin");
+        write_atomically(&out, |tmp| Ok(fs::write(tmp, b"new")?)).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), b"new");
+    }
+}

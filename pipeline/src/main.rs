@@ -1,0 +1,161 @@
+//! The `naics-pipeline` command line: a thin layer over the library's modules.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use naics_pipeline::session::{self, DataDir};
+use naics_pipeline::shell::{self, print::Format};
+use naics_pipeline::{build, ingest};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "naics-pipeline", version, about = "NAICS 2022: Census files -> tree relations -> training shards")]
+struct Cli {
+    /// Folder of the pipeline's tables (inputs are read from DATA/naics2022 by default).
+    #[arg(long, global = true, default_value = "data")]
+    data: PathBuf,
+    /// Folder of the trainer's outputs, searched for embeddings to register in `sql`.
+    #[arg(long, global = true, default_value = "outputs")]
+    outputs: PathBuf,
+    /// Memory DataFusion may use before spilling to disk, in MiB.
+    #[arg(long, global = true, default_value_t = session::DEFAULT_MEMORY_LIMIT >> 20)]
+    memory_limit_mib: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read the Census files into naics_codes.parquet and naics_index_holdout.parquet.
+    Ingest {
+        /// Folder holding the four Census files under their published names.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        #[arg(long)]
+        codes: Option<PathBuf>,
+        #[arg(long)]
+        descriptions: Option<PathBuf>,
+        #[arg(long)]
+        index: Option<PathBuf>,
+        /// The per-code CSV or the official one-sentence-per-row xlsx.
+        #[arg(long)]
+        cross_references: Option<PathBuf>,
+        /// Fraction of index entries held out of training for the retrieval evaluation.
+        #[arg(long, default_value_t = 0.1)]
+        holdout_fraction: f64,
+    },
+    /// Compute the tree relations (sql/*.sql) into DATA/tables/.
+    Build {
+        /// Also write every triplet as Parquet, partitioned by hardness (about 10^9 rows).
+        #[arg(long)]
+        materialize_triplets: bool,
+    },
+    /// Sample the curriculum's pairs and negatives and write the trainer's shards.
+    BuildShards {
+        /// Curriculum stage (conf/curriculum/NAME.yaml); also names the experiment.
+        #[arg(short = 'c', long)]
+        curriculum: Option<String>,
+        /// Folder holding config.yaml and its groups.
+        #[arg(long, default_value = "conf")]
+        conf: PathBuf,
+        /// Print the resolved configuration and stop.
+        #[arg(long)]
+        print_config: bool,
+        /// `key=value` overrides (`curriculum.k_negatives=8`) and group choices (`model=mpnet`).
+        overrides: Vec<String>,
+    },
+    /// Query every table with SQL: one query, a file (-f), or an interactive shell.
+    Sql {
+        query: Option<String>,
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Write the (last) result to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(err) = run(Cli::parse()).await {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let data = DataDir(cli.data.clone());
+    let memory_limit = cli.memory_limit_mib << 20;
+    match cli.command {
+        Command::Ingest { input, codes, descriptions, index, cross_references, holdout_fraction } => {
+            let started = Instant::now();
+            let mut paths = ingest::IngestPaths::in_folder(&input.unwrap_or_else(|| cli.data.join("naics2022")), &cli.data);
+            paths.codes = codes.unwrap_or(paths.codes);
+            paths.descriptions = descriptions.unwrap_or(paths.descriptions);
+            paths.index = index.unwrap_or(paths.index);
+            paths.cross_references = cross_references.unwrap_or(paths.cross_references);
+            let s = ingest::run(&paths, holdout_fraction)?;
+            println!(
+                "ingest: {} codes ({} descriptions inherited from a child, {} stale description rows skipped), {} index entries \
+                 ({} held out, {} pointer rows skipped), {} cross-reference rows, {} exclusion pairs over {} codes, in {:.2}s",
+                s.codes,
+                s.inherited_descriptions,
+                s.skipped_description_rows,
+                s.index_entries,
+                s.held_out,
+                s.skipped_index_rows,
+                s.cross_reference_rows,
+                s.exclusion_pairs,
+                s.codes_with_exclusions,
+                started.elapsed().as_secs_f64()
+            );
+            println!("wrote {} and {}", data.codes().display(), data.holdout().display());
+        }
+        Command::Build { materialize_triplets } => {
+            let summary = build::run(&data, materialize_triplets, memory_limit).await?;
+            for (table, rows, took) in summary {
+                println!("{table:>16}: {rows:>13} rows in {:>6.2}s", took.as_secs_f64());
+            }
+            println!("wrote {}", data.0.join("tables").display());
+        }
+        Command::BuildShards { curriculum, conf, print_config, overrides } => {
+            let loaded = naics_common::config::load(&conf, curriculum.as_deref(), &overrides)?;
+            if print_config {
+                print!("{}", loaded.to_yaml());
+                return Ok(());
+            }
+            let started = Instant::now();
+            let s = naics_pipeline::shards::run(&loaded).await?;
+            let sampled: u64 = s.stats.sampled.iter().sum();
+            println!(
+                "build-shards: {} train pairs x {} epoch(s), {} validation pairs, {} negatives sampled \
+                 ({} borrowed from easier buckets, {} filled from any), token cache {}, in {:.2}s",
+                s.train_pairs,
+                s.epochs,
+                s.validation_pairs,
+                sampled,
+                s.stats.borrowed,
+                s.stats.filled,
+                if s.tokens_rebuilt { "rebuilt" } else { "unchanged" },
+                started.elapsed().as_secs_f64()
+            );
+            println!("wrote {}", s.out_dir.display());
+        }
+        Command::Sql { query, file, format, output } => {
+            let ctx = session::open(&data, &cli.outputs, memory_limit).await?;
+            let text = match (query, file) {
+                (Some(_), Some(_)) => anyhow::bail!("give either a query or -f FILE, not both"),
+                (Some(q), None) => Some(q),
+                (None, Some(f)) => Some(std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?),
+                (None, None) => None,
+            };
+            match text {
+                Some(sql) => shell::run_batch(&ctx, &sql, format, output.as_deref()).await?,
+                None => shell::interactive(&ctx, format, cli.data.join(".sql_history")).await?,
+            }
+        }
+    }
+    Ok(())
+}

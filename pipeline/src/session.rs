@@ -1,0 +1,95 @@
+//! One DataFusion session that sees every table of a data folder: the ingest outputs, the
+//! stages of `build`, the `triplets` view, materialized triplets, the sampled shards and, when
+//! the trainer has written them, the code embeddings.
+
+use crate::sql_files;
+use anyhow::{Context, Result};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Memory DataFusion may hold before it spills sorts and aggregations to disk.
+pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
+
+/// Where the tables of a data folder live.
+#[derive(Debug, Clone)]
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn table(&self, name: &str) -> PathBuf {
+        self.0.join("tables").join(format!("{name}.parquet"))
+    }
+    pub fn codes(&self) -> PathBuf {
+        self.0.join(crate::ingest::CODES_TABLE)
+    }
+    pub fn holdout(&self) -> PathBuf {
+        self.0.join(crate::ingest::HOLDOUT_TABLE)
+    }
+    pub fn materialized_triplets(&self) -> PathBuf {
+        self.0.join("tables").join("triplets")
+    }
+    pub fn shards(&self) -> PathBuf {
+        self.0.join("shards")
+    }
+}
+
+pub fn new_context(memory_limit: usize) -> Result<SessionContext> {
+    let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(memory_limit))).build_arc()?;
+    let config = SessionConfig::new().with_information_schema(true);
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+pub async fn register_parquet(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
+    ctx.deregister_table(name)?;
+    ctx.register_parquet(name, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
+        .await
+        .with_context(|| format!("registering {} as table `{name}`", path.display()))
+}
+
+/// A session with every table present under `data` (and `outputs`, for embeddings).
+pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result<SessionContext> {
+    let ctx = new_context(memory_limit)?;
+    for (name, path) in [("naics_codes", data.codes()), ("naics_index_holdout", data.holdout())] {
+        if path.exists() {
+            register_parquet(&ctx, name, &path).await?;
+        }
+    }
+    for stage in &sql_files::STAGES {
+        let path = data.table(stage.name);
+        if path.exists() {
+            register_parquet(&ctx, stage.name, &path).await?;
+        }
+    }
+    if data.table("positives").exists() && data.table("distances").exists() {
+        ctx.sql(&sql_files::triplets_view()).await?;
+    }
+    if data.materialized_triplets().is_dir() {
+        register_parquet(&ctx, "triplets_materialized", &data.materialized_triplets()).await?;
+    }
+    for (name, path) in experiment_files(&data.shards(), "samples.parquet") {
+        register_parquet(&ctx, &format!("samples_{name}"), &path).await?;
+    }
+    for (name, path) in experiment_files(outputs, "embeddings.parquet") {
+        register_parquet(&ctx, &format!("embeddings_{name}"), &path).await?;
+    }
+    Ok(ctx)
+}
+
+/// `(experiment, folder/experiment/file)` for every experiment folder holding `file`, with the
+/// experiment name made into an SQL identifier (`01_stage_easy` -> `01_stage_easy`).
+fn experiment_files(folder: &Path, file: &str) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+    let mut found: Vec<(String, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join(file))
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p.parent().and_then(|d| d.file_name()).unwrap_or_default().to_string_lossy();
+            (name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect(), p)
+        })
+        .collect();
+    found.sort();
+    found
+}

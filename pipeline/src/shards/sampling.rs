@@ -1,0 +1,291 @@
+//! Negative sampling by hardness bucket, without materializing the triplets.
+//!
+//! Hardness depends only on (d(a, p), d(a, n), excluded(a, n)), so each anchor's candidate
+//! negatives are grouped once by (distance, excluded); for a pair, a bucket is a union of whole
+//! groups, looked up in the `hardness_rules` table that the SQL computed.
+
+use anyhow::{Result, bail};
+use naics_common::samples::Sample;
+use rand::Rng;
+use rand::seq::index;
+
+/// Distances are multiples of 0.5 up to 10: stored as half-units.
+fn half_units(distance: f64) -> usize {
+    (distance * 2.0).round() as usize
+}
+
+/// Bucket of every (positive distance, negative distance, excluded) that occurs; 0 = not a triplet.
+pub struct HardnessRules {
+    table: Vec<u8>,
+}
+
+const HALVES: usize = 21;
+
+impl HardnessRules {
+    pub fn new(rows: impl IntoIterator<Item = (f64, f64, bool, u8)>) -> Self {
+        let mut table = vec![0u8; HALVES * HALVES * 2];
+        for (dp, dn, excluded, hardness) in rows {
+            table[Self::slot(dp, dn, excluded)] = hardness;
+        }
+        HardnessRules { table }
+    }
+    fn slot(dp: f64, dn: f64, excluded: bool) -> usize {
+        (half_units(dp).min(HALVES - 1) * HALVES + half_units(dn).min(HALVES - 1)) * 2 + excluded as usize
+    }
+    pub fn get(&self, dp: f64, dn: f64, excluded: bool) -> u8 {
+        self.table[Self::slot(dp, dn, excluded)]
+    }
+}
+
+/// Candidates of one anchor that share a distance and an exclusion flag.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub distance: f64,
+    pub excluded: bool,
+    pub members: Vec<u32>,
+}
+
+/// Every anchor's candidate negatives (all other codes), grouped.
+pub struct NegativePool {
+    groups: Vec<Vec<Group>>,
+}
+
+impl NegativePool {
+    /// From the rows of `distances`: (idx_i, idx_j, distance, excluded).
+    pub fn new(codes: usize, rows: impl IntoIterator<Item = (u32, u32, f64, bool)>) -> Self {
+        let mut groups: Vec<Vec<Group>> = vec![Vec::new(); codes];
+        for (i, j, distance, excluded) in rows {
+            let list = &mut groups[i as usize];
+            match list.iter_mut().find(|g| g.distance == distance && g.excluded == excluded) {
+                Some(g) => g.members.push(j),
+                None => list.push(Group { distance, excluded, members: vec![j] }),
+            }
+        }
+        NegativePool { groups }
+    }
+}
+
+/// The buckets to draw from and their shares of K, from the curriculum.
+#[derive(Debug, Clone)]
+pub struct BucketSpec {
+    /// (bucket, target), hardest (highest number) first.
+    pub targets: Vec<(u8, usize)>,
+    pub k: usize,
+}
+
+impl BucketSpec {
+    /// target = floor(K x percentage); the remainder goes one each to the hardest buckets first.
+    /// Buckets with a zero share get no remainder. The configuration guarantees the shares sum to 1.
+    pub fn new(buckets: &[u8], percentages: &[f64], k: usize) -> Self {
+        let mut targets: Vec<(u8, usize, f64)> =
+            buckets.iter().zip(percentages).map(|(&b, &p)| (b, (k as f64 * p + 1e-9).floor() as usize, p)).collect();
+        targets.sort_by(|a, b| b.0.cmp(&a.0));
+        let assigned: usize = targets.iter().map(|t| t.1).sum();
+        let receivers: Vec<usize> = (0..targets.len()).filter(|&i| targets[i].2 > 0.0).collect();
+        for r in 0..k.saturating_sub(assigned) {
+            targets[receivers[r % receivers.len()]].1 += 1;
+        }
+        BucketSpec { targets: targets.into_iter().map(|(b, t, _)| (b, t)).collect(), k }
+    }
+}
+
+/// What one draw did, summed into the manifest.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DrawStats {
+    /// Indexed by bucket 0..=8.
+    pub targeted: [u64; 9],
+    pub sampled: [u64; 9],
+    /// Negatives a bucket could not supply that an easier configured bucket supplied instead.
+    pub borrowed: u64,
+    /// Negatives taken from any remaining valid candidate after the last bucket.
+    pub filled: u64,
+}
+
+impl DrawStats {
+    pub fn add(&mut self, other: &DrawStats) {
+        for b in 0..9 {
+            self.targeted[b] += other.targeted[b];
+            self.sampled[b] += other.sampled[b];
+        }
+        self.borrowed += other.borrowed;
+        self.filled += other.filled;
+    }
+}
+
+/// Draws K distinct negatives for (anchor, positive) at tree distance `dp`: from the hardest
+/// bucket down, each takes its target plus whatever the harder buckets lacked, at random without
+/// replacement; any shortage left is filled from the remaining valid negatives.
+pub fn draw(
+    pool: &NegativePool,
+    rules: &HardnessRules,
+    spec: &BucketSpec,
+    (anchor, positive, dp): (u32, u32, f64),
+    rng: &mut impl Rng,
+    stats: &mut DrawStats,
+) -> Result<Sample> {
+    let groups = &pool.groups[anchor as usize];
+    let bucket_of = |g: &Group| if g.distance > dp { rules.get(dp, g.distance, g.excluded) } else { 0 };
+    let mut negatives: Vec<u32> = Vec::with_capacity(spec.k);
+    let mut hardness: Vec<u8> = Vec::with_capacity(spec.k);
+    let mut carry = 0;
+    let mut short_of_target = 0;
+    for &(bucket, target) in &spec.targets {
+        stats.targeted[bucket as usize] += target as u64;
+        let members: Vec<&[u32]> = groups.iter().filter(|g| bucket_of(g) == bucket).map(|g| &g.members[..]).collect();
+        let available: usize = members.iter().map(|m| m.len()).sum();
+        let want = target + carry;
+        let take = want.min(available);
+        for i in index::sample(rng, available, take) {
+            negatives.push(nth(&members, i));
+            hardness.push(bucket);
+        }
+        stats.sampled[bucket as usize] += take as u64;
+        short_of_target += target.saturating_sub(take);
+        carry = want - take;
+    }
+    // What the buckets lacked was either covered by easier buckets (borrowed) or filled below.
+    stats.borrowed += (short_of_target - carry) as u64;
+    if carry > 0 {
+        let rest: Vec<(u32, u8)> = groups
+            .iter()
+            .filter(|g| bucket_of(g) != 0)
+            .flat_map(|g| g.members.iter().map(move |&m| (m, bucket_of(g))))
+            .filter(|(m, _)| !negatives.contains(m))
+            .collect();
+        if rest.len() < carry {
+            bail!(
+                "anchor {anchor} with positive {positive} has only {} valid negatives, fewer than K = {}",
+                negatives.len() + rest.len(),
+                spec.k
+            );
+        }
+        for i in index::sample(rng, rest.len(), carry) {
+            negatives.push(rest[i].0);
+            hardness.push(rest[i].1);
+            stats.sampled[rest[i].1 as usize] += 1;
+        }
+        stats.filled += carry as u64;
+    }
+    debug_assert!(!negatives.contains(&positive) && !negatives.contains(&anchor));
+    Ok(Sample { anchor, positive, negatives, hardness })
+}
+
+/// The i-th element of a list of slices read end to end.
+fn nth(parts: &[&[u32]], mut i: usize) -> u32 {
+    for p in parts {
+        if i < p.len() {
+            return p[i];
+        }
+        i -= p.len();
+    }
+    unreachable!("index within the summed lengths")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// A hand-built anchor 0 with positive 1 at d = 0.5 and its negatives: 2 at 2.0 (hardness 5
+    /// by the rule below), 3..=4 at 3.0 (4), 5 excluded at 3.0 (8), 6..=29 unrelated (1).
+    fn fixture() -> (NegativePool, HardnessRules) {
+        let mut rows = vec![(0, 1, 0.5, false), (0, 2, 2.0, false), (0, 3, 3.0, false), (0, 4, 3.0, false), (0, 5, 3.0, true)];
+        rows.extend((6..30).map(|j| (0, j, 10.0, false)));
+        let rules = HardnessRules::new([
+            (0.5, 2.0, false, 5),
+            (0.5, 3.0, false, 4),
+            (0.5, 3.0, true, 8),
+            (0.5, 10.0, false, 1),
+            (2.0, 3.0, false, 6),
+            (2.0, 3.0, true, 8),
+            (2.0, 10.0, false, 1),
+        ]);
+        (NegativePool::new(30, rows), rules)
+    }
+
+    #[test]
+    fn targets_floor_then_remainder_to_the_hardest() {
+        assert_eq!(BucketSpec::new(&[1, 2], &[0.875, 0.125], 16).targets, vec![(2, 2), (1, 14)]);
+        // 16 x 0.15 = 2.4 -> 2 each for 2..6, 16 x 0.25 = 4 -> 4; remainder 2 -> buckets 6 and 5.
+        let medium = BucketSpec::new(&[1, 2, 3, 4, 5, 6], &[0.25, 0.15, 0.15, 0.15, 0.15, 0.15], 16);
+        assert_eq!(medium.targets, vec![(6, 3), (5, 3), (4, 2), (3, 2), (2, 2), (1, 4)]);
+        // 0.10 x 16 = 1.6 -> 1 for 1..7, 0.30 x 16 = 4.8 -> 4 for 8: remainder 5 -> 8, 7, 6, 5, 4.
+        let hard = BucketSpec::new(&[1, 2, 3, 4, 5, 6, 7, 8], &[0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.3], 16);
+        assert_eq!(hard.targets, vec![(8, 5), (7, 2), (6, 2), (5, 2), (4, 2), (3, 1), (2, 1), (1, 1)]);
+    }
+
+    #[test]
+    fn shortage_is_borrowed_from_the_next_easier_bucket() {
+        let (pool, rules) = fixture();
+        // Bucket 8 wants 3 but has 1: the 2 missing go to bucket 5 (has 1), then to bucket 4 (has 2).
+        let spec = BucketSpec { targets: vec![(8, 3), (5, 0), (4, 1), (1, 2)], k: 6 };
+        let mut stats = DrawStats::default();
+        let s = draw(&pool, &rules, &spec, (0, 1, 0.5), &mut ChaCha8Rng::seed_from_u64(1), &mut stats).unwrap();
+        assert_eq!(s.hardness, vec![8, 5, 4, 4, 1, 1]);
+        assert_eq!(&s.negatives[..2], &[5, 2]);
+        let mut next_two = s.negatives[2..4].to_vec();
+        next_two.sort();
+        assert_eq!(next_two, vec![3, 4]);
+        assert_eq!(stats.sampled[8], 1);
+        assert_eq!(stats.sampled[4], 2);
+        assert_eq!(stats.borrowed, 2);
+        assert_eq!(stats.filled, 0);
+    }
+
+    #[test]
+    fn still_short_fills_from_any_valid_negative_and_k_is_reached() {
+        let (pool, rules) = fixture();
+        // Only bucket 8 is configured: 1 available, 4 filled from the rest.
+        let spec = BucketSpec { targets: vec![(8, 5)], k: 5 };
+        let mut stats = DrawStats::default();
+        let s = draw(&pool, &rules, &spec, (0, 1, 0.5), &mut ChaCha8Rng::seed_from_u64(2), &mut stats).unwrap();
+        assert_eq!(s.negatives.len(), 5);
+        assert_eq!(s.negatives[0], 5);
+        assert_eq!((stats.filled, stats.borrowed), (4, 0));
+        // Hardness of filled negatives is their own bucket.
+        for (n, h) in s.negatives.iter().zip(&s.hardness) {
+            let expected = match n {
+                2 => 5,
+                3 | 4 => 4,
+                5 => 8,
+                _ => 1,
+            };
+            assert_eq!(*h, expected);
+        }
+    }
+
+    #[test]
+    fn negatives_are_distinct_valid_and_reproducible() {
+        let (pool, rules) = fixture();
+        let spec = BucketSpec::new(&[1, 4, 8], &[0.5, 0.25, 0.25], 12);
+        let run = |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut stats = DrawStats::default();
+            (0..20).map(|_| draw(&pool, &rules, &spec, (0, 1, 0.5), &mut rng, &mut stats).unwrap()).collect::<Vec<_>>()
+        };
+        let a = run(7);
+        assert_eq!(a, run(7));
+        assert_ne!(a, run(8));
+        for s in &a {
+            let mut n = s.negatives.clone();
+            n.sort();
+            n.dedup();
+            assert_eq!(n.len(), 12);
+            assert!(!n.contains(&0) && !n.contains(&1));
+        }
+        // From a sibling positive (d = 2.0) the closer code 2 is never a negative.
+        let mut stats = DrawStats::default();
+        let far = BucketSpec::new(&[1, 6, 8], &[0.5, 0.25, 0.25], 20);
+        let s = draw(&pool, &rules, &far, (0, 2, 2.0), &mut ChaCha8Rng::seed_from_u64(3), &mut stats).unwrap();
+        assert!(!s.negatives.contains(&1) && !s.negatives.contains(&2));
+    }
+
+    #[test]
+    fn too_few_negatives_is_an_error_naming_the_pair() {
+        let (pool, rules) = fixture();
+        let spec = BucketSpec { targets: vec![(1, 40)], k: 40 };
+        let err = draw(&pool, &rules, &spec, (0, 1, 0.5), &mut ChaCha8Rng::seed_from_u64(1), &mut DrawStats::default());
+        assert!(err.unwrap_err().to_string().contains("anchor 0 with positive 1 has only 28 valid negatives"));
+    }
+}

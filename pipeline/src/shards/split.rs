@@ -1,0 +1,46 @@
+//! Which pairs train and which validate: a seeded subset of positives per anchor, then a seeded
+//! 5% of anchors whose pairs all go to validation, so no validation anchor is ever trained on.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, HashSet};
+
+pub type Pair = (u32, u32, f64);
+
+/// At most `max` positives per anchor, a random subset reproducible from `seed`.
+pub fn limit_positives(pairs: Vec<Pair>, max: Option<usize>, seed: u64) -> Vec<Pair> {
+    let Some(max) = max else { return pairs };
+    let mut by_anchor: BTreeMap<u32, Vec<Pair>> = BTreeMap::new();
+    for p in pairs {
+        by_anchor.entry(p.0).or_default().push(p);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    for (_, mut list) in by_anchor {
+        list.shuffle(&mut rng);
+        list.truncate(max);
+        list.sort_by_key(|p| p.1);
+        out.extend(list);
+    }
+    out
+}
+
+/// (train, validation): `fraction` of the distinct anchors (rounded, at least one when the
+/// fraction is positive and there are two anchors or more) are drawn with `seed`.
+pub fn by_anchor(pairs: &[Pair], fraction: f64, seed: u64) -> (Vec<Pair>, Vec<Pair>) {
+    let mut anchors: Vec<u32> = pairs.iter().map(|p| p.0).collect::<HashSet<_>>().into_iter().collect();
+    anchors.sort();
+    let mut n = (anchors.len() as f64 * fraction).round() as usize;
+    if fraction > 0.0 && n == 0 && anchors.len() >= 2 {
+        n = 1;
+    }
+    anchors.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let validation: HashSet<u32> = anchors[..n].iter().copied().collect();
+    pairs.iter().partition(|p| !validation.contains(&p.0))
+}
+
+/// The number of distinct anchors among `pairs`.
+pub fn anchors(pairs: &[Pair]) -> usize {
+    pairs.iter().map(|p| p.0).collect::<HashSet<_>>().len()
+}

@@ -1,0 +1,21 @@
+-- Stage 5, `hardness_rules`: the hardness of every combination of positive distance, negative
+-- distance and exclusion that occurs. Since hardness depends on nothing else, the negative
+-- sampler reads its buckets from this small table instead of from the ~10^9 triplets.
+WITH p AS (
+    SELECT DISTINCT distance AS positive_distance FROM positives
+),
+n AS (
+    SELECT DISTINCT distance AS negative_distance, excluded, relation = 'unrelated' AS unrelated
+    FROM distances
+)
+SELECT *, {{hardness}} AS hardness
+FROM (
+    SELECT positive_distance,
+           negative_distance,
+           negative_distance - positive_distance AS distance_diff,
+           excluded,
+           unrelated
+    FROM p CROSS JOIN n
+    WHERE negative_distance > positive_distance
+)
+ORDER BY positive_distance, negative_distance, excluded
