@@ -4,4 +4,5 @@
 pub mod config;
 pub mod format;
 pub mod samples;
+pub mod tokenizer;
 pub mod tokens;

@@ -1,11 +1,11 @@
 //! The token cache: every code's four channels tokenized once with the model's tokenizer.json.
 
-use anyhow::{Context, Result, anyhow};
-use naics_common::format::{CHANNELS, sha256};
+use anyhow::{Context, Result};
+use naics_common::format::CHANNELS;
+pub use naics_common::tokenizer::{encode, load_tokenizer};
 use naics_common::tokens::{ChannelIds, TokensMeta};
 use sha2::{Digest, Sha256};
-use std::path::Path;
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::Tokenizer;
 
 /// The four texts of every code, channel-major: `texts[channel][code]`.
 pub type CodeTexts = [Vec<String>; 4];
@@ -21,29 +21,6 @@ pub fn texts_hash(texts: &CodeTexts, max_length: usize) -> [u8; 32] {
         }
     }
     h.finalize().into()
-}
-
-/// Loads tokenizer.json with truncation at `max_length` and no padding (the trainer pads per
-/// batch). Returns the tokenizer and the sha256 of the file.
-pub fn load_tokenizer(path: &Path, max_length: usize) -> Result<(Tokenizer, [u8; 32])> {
-    let bytes = std::fs::read(path).with_context(|| {
-        format!("cannot read {}: fetch the model with `scripts/fetch_model.sh minilm` (or mpnet)", path.display())
-    })?;
-    let mut tokenizer =
-        Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("{}: not a tokenizer.json: {e}", path.display()))?;
-    tokenizer
-        .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    tokenizer.with_padding(None);
-    Ok((tokenizer, sha256(&bytes)))
-}
-
-/// Token ids of one batch of texts, special tokens added as the model expects. An empty text
-/// gets the model's ids for "" (for BERT, `[CLS] [SEP]`).
-pub fn encode(tokenizer: &Tokenizer, texts: &[String]) -> Result<Vec<Vec<u32>>> {
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let encodings = tokenizer.encode_batch(refs, true).map_err(|e| anyhow!("tokenizing: {e}"))?;
-    Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
 }
 
 /// Tokenizes every channel of every code.

@@ -1,0 +1,276 @@
+//! BERT and MPNet encoders: one post-LayerNorm transformer, weights loaded by name through
+//! `VarBuilder` (the Hugging Face names of each architecture), LoRA on query and value.
+
+use super::config::{Arch, ModelConfig};
+use super::lora::{LoraLinear, Pass, dropout};
+use candle_core::{D, DType, Device, Result, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
+
+/// The Hugging Face weight names of one layer's parts, per architecture.
+struct Names {
+    query: &'static str,
+    key: &'static str,
+    value: &'static str,
+    attn_out: &'static str,
+    attn_norm: &'static str,
+}
+
+fn names(arch: Arch) -> Names {
+    match arch {
+        Arch::Bert => Names {
+            query: "attention.self.query",
+            key: "attention.self.key",
+            value: "attention.self.value",
+            attn_out: "attention.output.dense",
+            attn_norm: "attention.output.LayerNorm",
+        },
+        Arch::MpNet => Names {
+            query: "attention.attn.q",
+            key: "attention.attn.k",
+            value: "attention.attn.v",
+            attn_out: "attention.attn.o",
+            attn_norm: "attention.LayerNorm",
+        },
+    }
+}
+
+fn linear(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linear> {
+    Ok(Linear::new(vb.get((out_dim, in_dim), "weight")?, Some(vb.get(out_dim, "bias")?)))
+}
+
+fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, eps))
+}
+
+fn embedding(vb: VarBuilder, count: usize, size: usize) -> Result<Embedding> {
+    Ok(Embedding::new(vb.get((count, size), "weight")?, size))
+}
+
+pub struct Embeddings {
+    words: Embedding,
+    positions: Embedding,
+    token_types: Option<Embedding>,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder, c: &ModelConfig, arch: Arch) -> Result<Self> {
+        let token_types = match arch {
+            Arch::Bert => Some(embedding(vb.pp("token_type_embeddings"), c.type_vocab_size, c.hidden_size)?),
+            Arch::MpNet => None,
+        };
+        Ok(Embeddings {
+            words: embedding(vb.pp("word_embeddings"), c.vocab_size, c.hidden_size)?,
+            positions: embedding(vb.pp("position_embeddings"), c.max_position_embeddings, c.hidden_size)?,
+            token_types,
+            norm: layer_norm(vb.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
+        })
+    }
+
+    fn forward(&self, ids: &Tensor, positions: &Tensor) -> Result<Tensor> {
+        let mut x = self.words.forward(ids)?.broadcast_add(&self.positions.forward(positions)?)?;
+        if let Some(types) = &self.token_types {
+            // Single-segment input: token type 0 everywhere.
+            x = x.broadcast_add(&types.forward(&Tensor::zeros(1, DType::U32, ids.device())?)?)?;
+        }
+        self.norm.forward(&x)
+    }
+}
+
+pub struct Layer {
+    pub query: LoraLinear,
+    key: Linear,
+    pub value: LoraLinear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    ffn_in: Linear,
+    ffn_out: Linear,
+    out_norm: LayerNorm,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, c: &ModelConfig, arch: Arch) -> Result<Self> {
+        let n = names(arch);
+        let h = c.hidden_size;
+        Ok(Layer {
+            query: LoraLinear::frozen(linear(vb.pp(n.query), h, h)?),
+            key: linear(vb.pp(n.key), h, h)?,
+            value: LoraLinear::frozen(linear(vb.pp(n.value), h, h)?),
+            attn_out: linear(vb.pp(n.attn_out), h, h)?,
+            attn_norm: layer_norm(vb.pp(n.attn_norm), h, c.layer_norm_eps)?,
+            ffn_in: linear(vb.pp("intermediate.dense"), h, c.intermediate_size)?,
+            ffn_out: linear(vb.pp("output.dense"), c.intermediate_size, h)?,
+            out_norm: layer_norm(vb.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
+            heads: c.num_attention_heads,
+            head_dim: c.head_dim(),
+        })
+    }
+
+    /// [b, t, hidden] -> [b, heads, t, head_dim]
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        x.reshape((b, t, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+    }
+
+    /// `bias`: [b or 1, 1 or heads, t or 1, t], the padding mask plus MPNet's position bias.
+    fn forward(&self, x: &Tensor, bias: &Tensor, pass: Pass, p_drop: f32) -> Result<Tensor> {
+        let (b, t, h) = x.dims3()?;
+        let q = self.split_heads(&self.query.forward(x, pass)?)?;
+        let k = self.split_heads(&self.key.forward(x)?)?;
+        let v = self.split_heads(&self.value.forward(x, pass)?)?;
+        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(bias)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = dropout(&probs, p_drop, pass.train)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
+        let attn = dropout(&self.attn_out.forward(&context)?, p_drop, pass.train)?;
+        let attn = self.attn_norm.forward(&(attn + x)?)?;
+        let ffn = self.ffn_out.forward(&self.ffn_in.forward(&attn)?.gelu_erf()?)?;
+        self.out_norm.forward(&(dropout(&ffn, p_drop, pass.train)? + attn)?)
+    }
+}
+
+/// MPNet's relative position bias, shared by all layers (T5-style buckets, bidirectional).
+struct RelativeBias {
+    table: Embedding,
+    buckets: usize,
+}
+
+impl RelativeBias {
+    /// The bucket of key position j seen from query position i, as Hugging Face computes it
+    /// (in f32, max distance 128).
+    fn bucket(relative: i64, num_buckets: usize) -> u32 {
+        let half = (num_buckets / 2) as i64;
+        let n = -relative;
+        let mut bucket = if n < 0 { half } else { 0 };
+        let n = n.abs();
+        let max_exact = half / 2;
+        bucket += if n < max_exact {
+            n
+        } else {
+            let scaled = (n as f32 / max_exact as f32).ln() / (128.0f32 / max_exact as f32).ln() * (half - max_exact) as f32;
+            (max_exact + scaled as i64).min(half - 1)
+        };
+        bucket as u32
+    }
+
+    /// [1, heads, t, t]
+    fn forward(&self, t: usize, device: &Device) -> Result<Tensor> {
+        let ids: Vec<u32> =
+            (0..t).flat_map(|i| (0..t).map(move |j| Self::bucket(j as i64 - i as i64, self.buckets))).collect();
+        let ids = Tensor::from_vec(ids, (t, t), device)?;
+        self.table.forward(&ids)?.permute((2, 0, 1))?.unsqueeze(0)?.contiguous()
+    }
+}
+
+/// The transformer body: token ids in, last hidden states out.
+pub struct Transformer {
+    pub config: ModelConfig,
+    pub arch: Arch,
+    embeddings: Embeddings,
+    pub layers: Vec<Layer>,
+    relative: Option<RelativeBias>,
+    device: Device,
+}
+
+impl Transformer {
+    pub fn load(vb: VarBuilder, config: &ModelConfig) -> Result<Self> {
+        let arch = config.arch().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config, arch))
+            .collect::<Result<Vec<_>>>()?;
+        let relative = match arch {
+            Arch::Bert => None,
+            Arch::MpNet => Some(RelativeBias {
+                table: embedding(vb.pp("encoder.relative_attention_bias"), config.relative_attention_num_buckets, config.num_attention_heads)?,
+                buckets: config.relative_attention_num_buckets,
+            }),
+        };
+        Ok(Transformer {
+            config: config.clone(),
+            arch,
+            embeddings: Embeddings::load(vb.pp("embeddings"), config, arch)?,
+            layers,
+            relative,
+            device: vb.device().clone(),
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Position ids: 0.. for BERT; for MPNet, padding_idx + 1 + the index among non-padding
+    /// tokens, and padding_idx at padding (fairseq's convention).
+    fn positions(&self, ids: &[Vec<u32>], t: usize) -> Result<Tensor> {
+        let pad = self.config.pad_token_id;
+        let rows: Vec<u32> = match self.arch {
+            Arch::Bert => ids.iter().flat_map(|_| 0..t as u32).collect(),
+            Arch::MpNet => ids
+                .iter()
+                .flat_map(|row| {
+                    let mut seen = 0;
+                    (0..t).map(move |i| match row.get(i) {
+                        Some(&id) if id != pad => {
+                            seen += 1;
+                            pad + seen
+                        }
+                        _ => pad,
+                    })
+                })
+                .collect(),
+        };
+        Tensor::from_vec(rows, (ids.len(), t), &self.device)
+    }
+
+    /// Encodes a batch of token-id rows of different lengths, padded here to the longest.
+    /// Returns the last hidden states [b, t, hidden] and the attention mask [b, t] (f32, 1 = token).
+    pub fn forward(&self, ids: &[Vec<u32>], pass: Pass) -> Result<(Tensor, Tensor)> {
+        let t = ids.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let pad = self.config.pad_token_id;
+        let flat: Vec<u32> = ids.iter().flat_map(|row| (0..t).map(|i| row.get(i).copied().unwrap_or(pad))).collect();
+        let mask: Vec<f32> = ids.iter().flat_map(|row| (0..t).map(|i| if i < row.len() { 1.0 } else { 0.0 })).collect();
+        let input = Tensor::from_vec(flat, (ids.len(), t), &self.device)?;
+        let mask = Tensor::from_vec(mask, (ids.len(), t), &self.device)?;
+        let dtype = self.embeddings.words.embeddings().dtype();
+        // Hugging Face's extended mask: 0 for tokens, the dtype's minimum for padding.
+        let mut bias = ((1.0 - &mask)? * f32::MIN as f64)?.unsqueeze(1)?.unsqueeze(1)?.to_dtype(dtype)?;
+        if let Some(relative) = &self.relative {
+            bias = bias.broadcast_add(&relative.forward(t, &self.device)?.to_dtype(dtype)?)?;
+        }
+        let p_drop = self.config.hidden_dropout_prob;
+        let mut x = self.embeddings.forward(&input, &self.positions(ids, t)?)?;
+        x = dropout(&x, p_drop, pass.train)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias, pass, p_drop)?;
+        }
+        Ok((x, mask))
+    }
+
+    /// For `merge`: replaces query and value of every layer by their merged versions.
+    pub fn merge_adapters(&mut self, channel: usize) -> Result<()> {
+        for layer in &mut self.layers {
+            layer.query = LoraLinear::frozen(layer.query.merged(channel)?);
+            layer.value = LoraLinear::frozen(layer.value.merged(channel)?);
+        }
+        Ok(())
+    }
+}
+
+/// [CLS] (first token) pooling: [b, t, h] -> [b, h].
+pub fn cls(hidden: &Tensor) -> Result<Tensor> {
+    hidden.narrow(1, 0, 1)?.squeeze(1)
+}
+
+/// Attention-masked mean pooling: [b, t, h], [b, t] -> [b, h].
+pub fn mean(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let mask = mask.to_dtype(hidden.dtype())?.unsqueeze(D::Minus1)?;
+    let sum = hidden.broadcast_mul(&mask)?.sum(1)?;
+    sum.broadcast_div(&mask.sum(1)?.clamp(1e-9, f64::MAX)?)
+}
+
+/// L2 normalization of each row.
+pub fn normalize(x: &Tensor) -> Result<Tensor> {
+    x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?)
+}
