@@ -1,6 +1,14 @@
 //! naics-trainer: the multi-channel encoder over a pretrained transformer (BERT or MPNet, with
 //! per-channel LoRA), and the commands that use it. CPU by default; CUDA with `--features cuda`.
 
+pub mod channels;
+pub mod checkpoint;
 pub mod device;
 pub mod fetch;
+pub mod fit;
+pub mod head;
+pub mod lorentz;
 pub mod model;
+pub mod moe;
+pub mod optim;
+pub mod rng;

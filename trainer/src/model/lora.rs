@@ -1,7 +1,8 @@
 //! LoRA (Hu et al. 2021) on a frozen linear layer: y = W x + b + (alpha / r) B A dropout(x),
 //! with one (A, B) pair per channel. B starts at zero, so an untrained adapter changes nothing.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
+use crate::rng::dropout;
 use candle_nn::{Linear, Module, VarBuilder};
 
 /// Which adapter (if any) a forward pass uses, and whether dropout is on.
@@ -51,7 +52,7 @@ impl LoraLinear {
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let y = self.base.forward(x)?;
         let Some(adapter) = pass.channel.and_then(|c| self.adapters.get(c)) else { return Ok(y) };
-        let x = if pass.train && self.dropout > 0.0 { candle_nn::ops::dropout(x, self.dropout)? } else { x.clone() };
+        let x = dropout(x, self.dropout, pass.train)?;
         let low = x.broadcast_matmul(&adapter.a.t()?)?;
         let delta = low.broadcast_matmul(&adapter.b.t()?)?;
         y + (delta * self.scale)?
@@ -64,9 +65,4 @@ impl LoraLinear {
         let weight = (self.base.weight() + update)?;
         Ok(Linear::new(weight, self.base.bias().cloned()))
     }
-}
-
-/// Dropout when training, identity otherwise.
-pub fn dropout(x: &Tensor, p: f32, train: bool) -> Result<Tensor> {
-    if train && p > 0.0 && x.dtype() != DType::U32 { candle_nn::ops::dropout(x, p) } else { Ok(x.clone()) }
 }

@@ -60,7 +60,7 @@ impl Encoder {
             }
         }
         let device = self.transformer.device().clone();
-        let vb = VarBuilder::from_varmap(varmap, DType::F32, &device).pp("lora");
+        let vb = VarBuilder::from_varmap(varmap, self.transformer.dtype(), &device).pp("lora");
         for (i, layer) in self.transformer.layers.iter_mut().enumerate() {
             let vb = vb.pp(format!("layer{i}"));
             if lora.targets.iter().any(|t| t == "query") {

@@ -2,7 +2,8 @@
 //! `VarBuilder` (the Hugging Face names of each architecture), LoRA on query and value.
 
 use super::config::{Arch, ModelConfig};
-use super::lora::{LoraLinear, Pass, dropout};
+use super::lora::{LoraLinear, Pass};
+use crate::rng::dropout;
 use candle_core::{D, DType, Device, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
 
@@ -40,6 +41,22 @@ fn linear(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linear> {
 
 fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
     Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, eps))
+}
+
+/// candle's fused LayerNorm and softmax kernels have no backward pass: when adapters below a
+/// layer are trained (`pass.channel` is set), the composed, differentiable versions run instead.
+fn norm(ln: &LayerNorm, eps: f32, x: &Tensor, pass: Pass) -> Result<Tensor> {
+    match (pass.channel, ln.bias()) {
+        (Some(_), Some(bias)) => candle_nn::ops::layer_norm_slow(x, ln.weight(), bias, eps),
+        _ => ln.forward(x),
+    }
+}
+
+fn softmax(x: &Tensor, pass: Pass) -> Result<Tensor> {
+    match pass.channel {
+        Some(_) => candle_nn::ops::softmax(x, D::Minus1),
+        None => candle_nn::ops::softmax_last_dim(x),
+    }
 }
 
 fn embedding(vb: VarBuilder, count: usize, size: usize) -> Result<Embedding> {
@@ -86,6 +103,7 @@ pub struct Layer {
     ffn_in: Linear,
     ffn_out: Linear,
     out_norm: LayerNorm,
+    eps: f32,
     heads: usize,
     head_dim: usize,
 }
@@ -103,6 +121,7 @@ impl Layer {
             ffn_in: linear(vb.pp("intermediate.dense"), h, c.intermediate_size)?,
             ffn_out: linear(vb.pp("output.dense"), c.intermediate_size, h)?,
             out_norm: layer_norm(vb.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
+            eps: c.layer_norm_eps as f32,
             heads: c.num_attention_heads,
             head_dim: c.head_dim(),
         })
@@ -121,13 +140,13 @@ impl Layer {
         let k = self.split_heads(&self.key.forward(x)?)?;
         let v = self.split_heads(&self.value.forward(x, pass)?)?;
         let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = softmax(&scores, pass)?;
         let probs = dropout(&probs, p_drop, pass.train)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let attn = dropout(&self.attn_out.forward(&context)?, p_drop, pass.train)?;
-        let attn = self.attn_norm.forward(&(attn + x)?)?;
+        let attn = norm(&self.attn_norm, self.eps, &(attn + x)?, pass)?;
         let ffn = self.ffn_out.forward(&self.ffn_in.forward(&attn)?.gelu_erf()?)?;
-        self.out_norm.forward(&(dropout(&ffn, p_drop, pass.train)? + attn)?)
+        norm(&self.out_norm, self.eps, &(dropout(&ffn, p_drop, pass.train)? + attn)?, pass)
     }
 }
 
@@ -201,6 +220,10 @@ impl Transformer {
         &self.device
     }
 
+    pub fn dtype(&self) -> DType {
+        self.embeddings.words.embeddings().dtype()
+    }
+
     /// Position ids: 0.. for BERT; for MPNet, padding_idx + 1 + the index among non-padding
     /// tokens, and padding_idx at padding (fairseq's convention).
     fn positions(&self, ids: &[Vec<u32>], t: usize) -> Result<Tensor> {
@@ -233,9 +256,10 @@ impl Transformer {
         let mask: Vec<f32> = ids.iter().flat_map(|row| (0..t).map(|i| if i < row.len() { 1.0 } else { 0.0 })).collect();
         let input = Tensor::from_vec(flat, (ids.len(), t), &self.device)?;
         let mask = Tensor::from_vec(mask, (ids.len(), t), &self.device)?;
-        let dtype = self.embeddings.words.embeddings().dtype();
+        let dtype = self.dtype();
         // Hugging Face's extended mask: 0 for tokens, the dtype's minimum for padding.
-        let mut bias = ((1.0 - &mask)? * f32::MIN as f64)?.unsqueeze(1)?.unsqueeze(1)?.to_dtype(dtype)?;
+        let min = f32::MIN as f64;
+        let mut bias = mask.affine(-min, min)?.unsqueeze(1)?.unsqueeze(1)?.to_dtype(dtype)?;
         if let Some(relative) = &self.relative {
             bias = bias.broadcast_add(&relative.forward(t, &self.device)?.to_dtype(dtype)?)?;
         }
@@ -272,5 +296,5 @@ pub fn mean(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
 
 /// L2 normalization of each row.
 pub fn normalize(x: &Tensor) -> Result<Tensor> {
-    x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?)
+    x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.clamp(1e-24, f64::MAX)?.sqrt()?)
 }

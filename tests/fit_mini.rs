@@ -1,0 +1,102 @@
+//! `naics-trainer fit` end to end on the hand-made mini tree: pipeline tables and shards, then
+//! frozen-mode training with the real MiniLM. (Registered with naics-pipeline's tests so that the
+//! trainer itself never links DataFusion.)
+
+mod common;
+
+use common::{fixtures, repo};
+use naics_common::config::{Loaded, load};
+use naics_pipeline::ingest::{self, IngestPaths};
+use naics_pipeline::session::{DEFAULT_MEMORY_LIMIT, DataDir};
+use naics_trainer::fit::{FitOptions, fit};
+use std::path::Path;
+
+fn config(dir: &Path, extra: &[&str]) -> Loaded {
+    let mut overrides: Vec<String> = vec![
+        format!("data.dir={}", dir.display()),
+        format!("data.shards_dir={}", dir.join("shards").display()),
+        format!("model.path={}", repo().join("data/models/all-MiniLM-L6-v2").display()),
+        "data.val_fraction=0.2".into(),
+        "data.batch_size=8".into(),
+        "curriculum.k_negatives=4".into(),
+        "model.moe.hidden=32".into(),
+        "model.embedding_dim=16".into(),
+        "training.scheduler.warmup_steps=3".into(),
+        "training.optimizer.lr=0.003".into(),
+        "training.trainer.max_epochs=4".into(),
+    ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
+    load(&repo().join("conf"), Some("03_stage_hard"), &overrides).unwrap()
+}
+
+async fn prepared() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.0).unwrap();
+    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT).await.unwrap();
+    naics_pipeline::shards::run(&config(dir.path(), &[])).await.unwrap();
+    dir
+}
+
+fn options(dir: &Path, resume: bool) -> FitOptions {
+    FitOptions { resume, init: None, checkpoints: dir.join("checkpoints"), outputs: dir.join("outputs") }
+}
+
+fn metric_lines(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("outputs/03_stage_hard/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
+    let dir = prepared().await;
+    let summary = fit(&config(dir.path(), &[]), &options(dir.path(), false)).unwrap();
+    assert!(summary.best.exists());
+    let lines = metric_lines(dir.path());
+    let losses: Vec<f64> = lines.iter().filter_map(|l| l["nce"].as_f64()).collect();
+    let vals: Vec<f64> = lines.iter().filter_map(|l| l["val_loss"].as_f64()).collect();
+    assert_eq!(vals.len(), 4, "a validation per epoch");
+    let quarter = losses.len() / 4;
+    let first: f64 = losses[..quarter].iter().sum::<f64>() / quarter as f64;
+    let last: f64 = losses[losses.len() - quarter..].iter().sum::<f64>() / quarter as f64;
+    assert!(last < first * 0.9, "training loss should fall: {first} -> {last}");
+    assert!(lines.iter().any(|l| l["expert_load"].as_array().is_some_and(|a| a.len() == 4)));
+
+    let ckpt = dir.path().join("checkpoints/03_stage_hard");
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(ckpt.join("index.json")).unwrap()).unwrap();
+    assert!(index["entries"].as_array().unwrap().len() <= 4);
+    let final_name = index["last"].as_str().unwrap().to_string();
+    let final_weights = candle_core::safetensors::load(ckpt.join(format!("{final_name}.safetensors")), &candle_core::Device::Cpu).unwrap();
+
+    // Resume from the checkpoint after epoch 3 must reproduce epoch 4 exactly.
+    let steps_per_epoch = summary.steps / 4;
+    let third = format!("step-{:07}", 3 * steps_per_epoch);
+    let copy = tempfile::tempdir().unwrap();
+    let resumed_dir = copy.path().join("checkpoints/03_stage_hard");
+    std::fs::create_dir_all(&resumed_dir).unwrap();
+    for suffix in [".safetensors", ".optim.safetensors", ".json"] {
+        let name = format!("{third}{suffix}");
+        assert!(ckpt.join(&name).exists(), "{name} kept (best 3 + last covers 4 epochs)");
+        std::fs::copy(ckpt.join(&name), resumed_dir.join(&name)).unwrap();
+    }
+    let index = serde_json::json!({"entries": [{"name": third, "step": 3 * steps_per_epoch, "val_loss": 1.0}], "last": third});
+    std::fs::write(resumed_dir.join("index.json"), index.to_string()).unwrap();
+    let opts = FitOptions { resume: true, init: None, checkpoints: copy.path().join("checkpoints"), outputs: copy.path().join("outputs") };
+    let resumed = fit(&config(dir.path(), &[]), &opts).unwrap();
+    assert_eq!(resumed.steps, summary.steps);
+    let again = candle_core::safetensors::load(resumed_dir.join(format!("{final_name}.safetensors")), &candle_core::Device::Cpu).unwrap();
+    for (name, tensor) in &final_weights {
+        let diff: f32 = (tensor - &again[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        assert_eq!(diff, 0.0, "{name} differs after resume");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nan_loss_stops_the_run_naming_the_step() {
+    let dir = prepared().await;
+    let err = fit(&config(dir.path(), &["loss.temperature=0.0"]), &options(dir.path(), false)).unwrap_err();
+    let message = format!("{err:#}");
+    assert!(message.contains("at step 0") && message.contains("Last good checkpoint: none yet"), "{message}");
+}

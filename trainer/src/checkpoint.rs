@@ -1,0 +1,151 @@
+//! Checkpoints in `checkpoints/{experiment}/`: `step-NNNNNNN.safetensors` (the trainable
+//! weights), `.optim.safetensors` (AdamW moments and step) and `.json` (configuration, step,
+//! metrics, model and shard hashes, where training stands), each written under a temporary name
+//! and renamed. `index.json` lists them; the best 3 by validation loss and the last are kept.
+
+use crate::optim::AdamW;
+use crate::rng;
+use anyhow::{Context, Result};
+use candle_nn::VarMap;
+use naics_common::config::Loaded;
+use naics_common::format::hex;
+use naics_common::samples::SamplesFile;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const KEEP_BEST: usize = 3;
+
+/// Where training stands; enough to resume exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub epoch: usize,
+    /// Next step's position within the epoch.
+    pub batch: usize,
+    pub step: usize,
+    pub best_val_loss: f64,
+    pub bad_validations: usize,
+    pub rng_seed: String,
+    pub rng_word_pos: String,
+}
+
+impl Default for TrainState {
+    fn default() -> Self {
+        TrainState {
+            epoch: 0,
+            batch: 0,
+            step: 0,
+            best_val_loss: f64::INFINITY,
+            bad_validations: 0,
+            rng_seed: String::new(),
+            rng_word_pos: String::new(),
+        }
+    }
+}
+
+pub struct Checkpoint<'a> {
+    pub dir: &'a Path,
+    pub state: &'a mut TrainState,
+    pub val_loss: f64,
+    pub loaded: &'a Loaded,
+    pub varmap: &'a VarMap,
+    pub optimizer: &'a AdamW,
+    pub validation: &'a SamplesFile,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    name: String,
+    step: usize,
+    val_loss: f64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    entries: Vec<Entry>,
+    last: Option<String>,
+}
+
+fn read_index(dir: &Path) -> Result<Index> {
+    let path = dir.join("index.json");
+    if !path.exists() {
+        return Ok(Index::default());
+    }
+    serde_json::from_slice(&std::fs::read(&path)?).with_context(|| format!("{}: not a checkpoint index", path.display()))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn save(c: &mut Checkpoint) -> Result<()> {
+    std::fs::create_dir_all(c.dir)?;
+    let (seed, pos) = rng::position();
+    c.state.rng_seed = hex(&seed);
+    c.state.rng_word_pos = pos.to_string();
+    let name = format!("step-{:07}", c.state.step);
+    let weights = c.dir.join(format!("{name}.safetensors"));
+    let tmp = c.dir.join(format!("{name}.safetensors.tmp"));
+    c.varmap.save(&tmp)?;
+    std::fs::rename(&tmp, &weights)?;
+    let optim = c.dir.join(format!("{name}.optim.safetensors"));
+    let tmp = c.dir.join(format!("{name}.optim.tmp"));
+    candle_core::safetensors::save(&c.optimizer.state()?, &tmp)?;
+    std::fs::rename(&tmp, &optim)?;
+    let config = &c.loaded.config;
+    let sidecar = serde_json::json!({
+        "experiment": config.experiment,
+        "step": c.state.step,
+        "epoch": c.state.epoch,
+        "metrics": {"val_loss": c.val_loss},
+        "model": {"name": config.model.name, "path": config.model.path, "encoder_mode": config.model.encoder_mode},
+        "shards": {"config_hash": hex(&c.validation.meta.config_hash), "tokenizer_sha256": hex(&c.validation.meta.tokenizer_sha256)},
+        "config_hash": hex(&c.loaded.hash()),
+        "config": c.loaded.tree,
+        "state": c.state,
+    });
+    write_atomic(&c.dir.join(format!("{name}.json")), &serde_json::to_vec_pretty(&sidecar)?)?;
+
+    let mut index = read_index(c.dir)?;
+    index.entries.retain(|e| e.name != name);
+    index.entries.push(Entry { name: name.clone(), step: c.state.step, val_loss: c.val_loss });
+    index.entries.sort_by(|a, b| a.val_loss.total_cmp(&b.val_loss));
+    let keep: Vec<Entry> = index.entries.iter().take(KEEP_BEST).cloned().collect();
+    for dropped in index.entries.iter().filter(|e| e.name != name && !keep.iter().any(|k| k.name == e.name)) {
+        for suffix in [".safetensors", ".optim.safetensors", ".json"] {
+            let _ = std::fs::remove_file(c.dir.join(format!("{}{suffix}", dropped.name)));
+        }
+    }
+    index.entries.retain(|e| e.name == name || keep.iter().any(|k| k.name == e.name));
+    index.last = Some(name);
+    write_atomic(&c.dir.join("index.json"), &serde_json::to_vec_pretty(&index)?)
+}
+
+/// The weights file of the last checkpoint, if any.
+pub fn last(dir: &Path) -> Result<Option<PathBuf>> {
+    Ok(read_index(dir)?.last.map(|n| dir.join(format!("{n}.safetensors"))))
+}
+
+/// The weights file of the best checkpoint by validation loss, and that loss.
+pub fn best(dir: &Path) -> Result<Option<(PathBuf, f64)>> {
+    let index = read_index(dir)?;
+    Ok(index.entries.first().map(|e| (dir.join(format!("{}.safetensors", e.name)), e.val_loss)))
+}
+
+/// Loads weights, optimizer state and training state from a checkpoint's weights file.
+pub fn load(weights: &Path, varmap: &VarMap, optimizer: &mut AdamW) -> Result<TrainState> {
+    let mut varmap = varmap.clone();
+    varmap.load(weights).with_context(|| format!("loading {}", weights.display()))?;
+    let stem = weights.to_string_lossy().trim_end_matches(".safetensors").to_string();
+    let optim = candle_core::safetensors::load(format!("{stem}.optim.safetensors"), &candle_core::Device::Cpu)?;
+    optimizer.load_state(&optim)?;
+    let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{stem}.json"))?)?;
+    let state: TrainState = serde_json::from_value(sidecar["state"].clone()).context("checkpoint sidecar state")?;
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&state.rng_seed[2 * i..2 * i + 2], 16).context("rng seed")?;
+    }
+    rng::restore(seed, state.rng_word_pos.parse().context("rng position")?);
+    Ok(state)
+}

@@ -1,0 +1,80 @@
+//! The Lorentz (hyperboloid) model of hyperbolic space of curvature -c: points x in R^{d+1}
+//! with <x, x>_L = -1/c and x0 > 0, where <u, v>_L = -u0 v0 + sum_i u_i v_i.
+
+use candle_core::{D, Result, Tensor};
+
+/// Tangent norms are clamped to this (in units of 1/sqrt(c)): cosh(15) ~ 1.6e6 keeps f32 precise.
+const MAX_NORM: f64 = 15.0;
+
+/// Minkowski inner product over the last dimension: [.., d+1] x [.., d+1] -> [..].
+pub fn inner(u: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let d = u.dim(D::Minus1)?;
+    let prod = u.broadcast_mul(v)?;
+    let time = prod.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
+    let space = prod.narrow(D::Minus1, 1, d - 1)?.sum(D::Minus1)?;
+    space - time
+}
+
+/// The exponential map at the origin (1/sqrt(c), 0, ..., 0) of a tangent vector v [n, d]:
+/// x0 = cosh(sqrt(c)|v|) / sqrt(c), x_rest = sinh(sqrt(c)|v|) v / (sqrt(c)|v|).
+pub fn exp_map0(v: &Tensor, c: f64) -> Result<Tensor> {
+    let sc = c.sqrt();
+    // Clamped before the square root, so a zero vector gets a zero gradient, not 0/0.
+    let norm = v.sqr()?.sum_keepdim(D::Minus1)?.clamp(1e-14, f64::MAX)?.sqrt()?;
+    let theta = (norm.clamp(0.0, MAX_NORM / sc)? * sc)?;
+    let (pos, neg) = (theta.exp()?, theta.neg()?.exp()?);
+    let x0 = (((&pos + &neg)? / 2.0)? / sc)?;
+    let rest = v.broadcast_mul(&(sinhc(&theta, &pos, &neg)?.broadcast_mul(&theta)? / sc)?.broadcast_div(&norm)?)?;
+    Tensor::cat(&[&x0, &rest], D::Minus1)
+}
+
+/// sinh(t) / t from e^t and e^-t, by its Taylor series below 1e-2 where the difference of
+/// exponentials cancels in f32.
+fn sinhc(t: &Tensor, pos: &Tensor, neg: &Tensor) -> Result<Tensor> {
+    let exact = ((pos - neg)? / 2.0)?.broadcast_div(&t.clamp(1e-7, f64::MAX)?)?;
+    let taylor = ((t.sqr()? / 6.0)? + 1.0)?;
+    t.lt(1e-2)?.where_cond(&taylor, &exact)
+}
+
+/// The inverse of [`exp_map0`] for points produced by it: the tangent vector at the origin.
+pub fn log_map0(x: &Tensor, c: f64) -> Result<Tensor> {
+    let sc = c.sqrt();
+    let d = x.dim(D::Minus1)?;
+    let rest = x.narrow(D::Minus1, 1, d - 1)?;
+    let x0 = x.narrow(D::Minus1, 0, 1)?;
+    let theta = acosh_1p(&((x0 * sc)? - 1.0)?.clamp(0.0, f64::MAX)?)?;
+    let rest_norm = rest.sqr()?.sum_keepdim(D::Minus1)?.clamp(1e-24, f64::MAX)?.sqrt()?;
+    rest.broadcast_mul(&(theta / sc)?.broadcast_div(&rest_norm)?)
+}
+
+/// acosh(1 + w) = ln(1 + w + sqrt(w (w + 2))), exact near w = 0 where acosh(z) loses precision.
+/// w is clamped at 1e-12 so that the gradient stays finite (and is 0 below the clamp).
+fn acosh_1p(w: &Tensor) -> Result<Tensor> {
+    let w = w.clamp(1e-12, f64::MAX)?;
+    let root = (&w * (&w + 2.0)?)?.sqrt()?;
+    ((w + 1.0)? + root)?.log()
+}
+
+/// Geodesic distance d(u, v) = acosh(-c <u, v>_L) / sqrt(c), computed stably in f32 as
+/// acosh(1 + c |u - v|_L^2 / 2) (the same quantity on the hyperboloid, without the cancellation
+/// of -c <u, v>_L ~ 1 for nearby points). d(x, x) ~ 1e-6 and its gradient is 0, never NaN.
+pub fn distance(u: &Tensor, v: &Tensor, c: f64) -> Result<Tensor> {
+    let diff = u.broadcast_sub(v)?;
+    let sq = inner(&diff, &diff)?;
+    acosh_1p(&(sq * (c / 2.0))?)? / c.sqrt()
+}
+
+/// Poincare-ball coordinates of hyperboloid points: x_rest / (1 + sqrt(c) x0).
+pub fn to_poincare(x: &Tensor, c: f64) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x0 = x.narrow(D::Minus1, 0, 1)?;
+    x.narrow(D::Minus1, 1, d - 1)?.broadcast_div(&((x0 * c.sqrt())? + 1.0)?)
+}
+
+/// Hyperbolic InfoNCE: cross-entropy with target 0 over logits -[d(a, p), d(a, n_1), ...] / T.
+/// `distances` is [batch, 1 + K] with the positive first; returns the mean loss.
+pub fn info_nce(distances: &Tensor, temperature: f64) -> Result<Tensor> {
+    let logits = (distances.neg()? / temperature)?;
+    let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    log_probs.narrow(D::Minus1, 0, 1)?.neg()?.mean_all()
+}

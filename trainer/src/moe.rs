@@ -1,0 +1,118 @@
+//! Mixture-of-Experts fusion of the concatenated channel vectors: a softmax gate over E
+//! experts, each row routed through its top-k experts only (conditional computation), their
+//! outputs weighted by the k gate probabilities renormalized to sum to 1.
+
+use candle_core::{DType, Result, Tensor};
+use candle_nn::{Linear, Module, VarBuilder};
+
+struct Expert {
+    up: Linear,
+    down: Linear,
+}
+
+pub struct Moe {
+    gate: Linear,
+    experts: Vec<Expert>,
+    top_k: usize,
+    dropout: f32,
+}
+
+/// The fused vectors and what the load-balancing loss needs.
+pub struct MoeOutput {
+    pub output: Tensor,
+    /// [E] mean gate probability per expert over the rows (differentiable).
+    pub importance: Tensor,
+    /// [E] fraction of rows that have the expert among their top-k (sums to k).
+    pub load: Vec<f32>,
+    /// Rows of this forward, to weight it within a global batch.
+    pub rows: usize,
+}
+
+impl Moe {
+    pub fn new(vb: VarBuilder, dim: usize, hidden: usize, num_experts: usize, top_k: usize, dropout: f32) -> Result<Self> {
+        if top_k == 0 || top_k > num_experts {
+            candle_core::bail!("MoE top_k must be in 1..={num_experts}, got {top_k}");
+        }
+        let experts = (0..num_experts)
+            .map(|e| {
+                let vb = vb.pp(format!("expert{e}"));
+                Ok(Expert { up: candle_nn::linear(dim, hidden, vb.pp("up"))?, down: candle_nn::linear(hidden, dim, vb.pp("down"))? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Moe { gate: candle_nn::linear(dim, num_experts, vb.pp("gate"))?, experts, top_k, dropout })
+    }
+
+    pub fn num_experts(&self) -> usize {
+        self.experts.len()
+    }
+
+    /// The top-k experts of every row (ties broken by the lower index).
+    pub fn route(&self, probs: &[Vec<f32>]) -> Vec<Vec<usize>> {
+        probs
+            .iter()
+            .map(|row| {
+                let mut order: Vec<usize> = (0..row.len()).collect();
+                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+                order.truncate(self.top_k);
+                order
+            })
+            .collect()
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<MoeOutput> {
+        let (n, _) = x.dims2()?;
+        // The composed softmax: candle's fused softmax_last_dim has no backward pass.
+        let probs = candle_nn::ops::softmax(&self.gate.forward(x)?, candle_core::D::Minus1)?;
+        let chosen = self.route(&probs.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+        // Renormalized weights of the chosen experts, [n, k], differentiable through the gate.
+        let picks: Vec<u32> = chosen.iter().flatten().map(|&e| e as u32).collect();
+        let picks = Tensor::from_vec(picks, (n, self.top_k), x.device())?;
+        let weights = probs.gather(&picks, 1)?;
+        let weights = weights.broadcast_div(&weights.sum_keepdim(1)?)?.flatten_all()?;
+        let mut output = x.zeros_like()?;
+        let mut load = vec![0f32; self.experts.len()];
+        for (e, expert) in self.experts.iter().enumerate() {
+            // (row, slot) of every row that picked expert e.
+            let routed: Vec<(u32, u32)> = chosen
+                .iter()
+                .enumerate()
+                .filter_map(|(r, c)| c.iter().position(|&x| x == e).map(|slot| (r as u32, (r * self.top_k + slot) as u32)))
+                .collect();
+            load[e] = routed.len() as f32 / n.max(1) as f32;
+            if routed.is_empty() {
+                continue;
+            }
+            let rows = Tensor::from_vec(routed.iter().map(|r| r.0).collect::<Vec<_>>(), routed.len(), x.device())?;
+            let slots = Tensor::from_vec(routed.iter().map(|r| r.1).collect::<Vec<_>>(), routed.len(), x.device())?;
+            let hidden = expert.up.forward(&x.index_select(&rows, 0)?)?.relu()?;
+                let hidden = crate::rng::dropout(&hidden, self.dropout, train)?;
+            let y = expert.down.forward(&hidden)?.broadcast_mul(&weights.index_select(&slots, 0)?.unsqueeze(1)?)?;
+            output = output.index_add(&rows, &y, 0)?;
+        }
+        Ok(MoeOutput { output, importance: probs.mean(0)?, load, rows: n })
+    }
+}
+
+/// Load-balancing loss over a global batch made of several forwards: E x sum_e importance_e x
+/// load_e, with importance and load the row-weighted means over all parts. Equals top_k when
+/// the gate is uniform and the routing perfectly balanced.
+pub fn load_balancing_loss(parts: &[&MoeOutput]) -> Result<Tensor> {
+    let total: usize = parts.iter().map(|p| p.rows).sum();
+    let experts = parts[0].load.len();
+    let mut load = vec![0f32; experts];
+    let mut importance: Option<Tensor> = None;
+    for p in parts {
+        let share = p.rows as f64 / total as f64;
+        for (l, pl) in load.iter_mut().zip(&p.load) {
+            *l += pl * share as f32;
+        }
+        let weighted = (&p.importance * share)?;
+        importance = Some(match importance {
+            Some(i) => (i + weighted)?,
+            None => weighted,
+        });
+    }
+    let importance = importance.expect("at least one part");
+    let load = Tensor::from_vec(load, experts, importance.device())?.to_dtype(importance.dtype())?;
+    (importance * load)?.sum_all()? * experts as f64
+}
