@@ -16,32 +16,58 @@ fn repo() -> PathBuf {
 
 fn load(model: &str) -> (Encoder, Value) {
     let folder = repo().join("data/models").join(model);
-    assert!(folder.join("model.safetensors").exists(), "fetch the model first: naics-trainer fetch-model (.ci/run does)");
+    assert!(
+        folder.join("model.safetensors").exists(),
+        "fetch the model first: naics-trainer fetch-model (.ci/run does)"
+    );
     let encoder = Encoder::load(&folder, 512, &Device::Cpu, DType::F32).unwrap();
-    let path = repo().join("tests/fixtures/testvectors").join(format!("{model}.json"));
-    (encoder, serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap())
+    let path = repo()
+        .join("tests/fixtures/testvectors")
+        .join(format!("{model}.json"));
+    (
+        encoder,
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap(),
+    )
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn check(model: &str, batched: &[usize]) {
     let (encoder, vectors) = load(model);
     let sentences = vectors["sentences"].as_array().unwrap();
-    let texts: Vec<String> = sentences.iter().map(|s| s["text"].as_str().unwrap().to_string()).collect();
+    let texts: Vec<String> = sentences
+        .iter()
+        .map(|s| s["text"].as_str().unwrap().to_string())
+        .collect();
     let ids = encoder.tokenize(&texts).unwrap();
     for (s, got) in sentences.iter().zip(&ids) {
-        let expected: Vec<u32> = s["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let expected: Vec<u32> = s["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(got, &expected, "token ids of {:?}", s["text"]);
     }
     // Every sentence alone: last hidden states of sentence 1, [CLS] and mean vectors of all.
-    let (hidden, _) = encoder.transformer.forward(&ids[..1], Pass::default()).unwrap();
+    let (hidden, _) = encoder
+        .transformer
+        .forward(&ids[..1], Pass::default())
+        .unwrap();
     let hidden: Vec<Vec<f32>> = hidden.squeeze(0).unwrap().to_vec2().unwrap();
     let expected = vectors["first_sentence_hidden"].as_array().unwrap();
     assert_eq!(hidden.len(), expected.len());
@@ -51,12 +77,33 @@ fn check(model: &str, batched: &[usize]) {
     }
     let mut alone = Vec::new();
     for (i, s) in sentences.iter().enumerate() {
-        let cls: Vec<f32> = encoder.embed_ids(&ids[i..=i], Pooling::Cls, Pass::default()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
-        let mean: Vec<f32> = encoder.embed_ids(&ids[i..=i], Pooling::Mean, Pass::default()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
-        let (dc, dm) = (max_diff(&cls, &floats(&s["cls"])), max_diff(&mean, &floats(&s["mean"])));
-        assert!(dc < TOLERANCE && dm < TOLERANCE, "{model} sentence {i}: cls off by {dc}, mean by {dm}");
+        let cls: Vec<f32> = encoder
+            .embed_ids(&ids[i..=i], Pooling::Cls, Pass::default())
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mean: Vec<f32> = encoder
+            .embed_ids(&ids[i..=i], Pooling::Mean, Pass::default())
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let (dc, dm) = (
+            max_diff(&cls, &floats(&s["cls"])),
+            max_diff(&mean, &floats(&s["mean"])),
+        );
+        assert!(
+            dc < TOLERANCE && dm < TOLERANCE,
+            "{model} sentence {i}: cls off by {dc}, mean by {dm}"
+        );
         if s.get("st_num_tokens").is_none() {
-            let norm = encoder.encode(&texts[i..=i], Pooling::Mean, true).unwrap().remove(0);
+            let norm = encoder
+                .encode(&texts[i..=i], Pooling::Mean, true)
+                .unwrap()
+                .remove(0);
             let d = max_diff(&norm, &floats(&s["st_normalized"]));
             assert!(d < TOLERANCE, "{model} sentence {i}: normalized off by {d}");
         }
@@ -64,10 +111,17 @@ fn check(model: &str, batched: &[usize]) {
     }
     // Padding invariance: the same sentences in one padded batch give the same vectors.
     let batch: Vec<Vec<u32>> = batched.iter().map(|&i| ids[i].clone()).collect();
-    let together: Vec<Vec<f32>> = encoder.embed_ids(&batch, Pooling::Mean, Pass::default()).unwrap().to_vec2().unwrap();
+    let together: Vec<Vec<f32>> = encoder
+        .embed_ids(&batch, Pooling::Mean, Pass::default())
+        .unwrap()
+        .to_vec2()
+        .unwrap();
     for (&i, v) in batched.iter().zip(&together) {
         let d = max_diff(v, &alone[i]);
-        assert!(d < 1e-5, "{model} sentence {i}: padded batch differs by {d}");
+        assert!(
+            d < 1e-5,
+            "{model} sentence {i}: padded batch differs by {d}"
+        );
     }
 }
 

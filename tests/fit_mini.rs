@@ -15,7 +15,10 @@ fn config(dir: &Path, extra: &[&str]) -> Loaded {
     let mut overrides: Vec<String> = vec![
         format!("data.dir={}", dir.display()),
         format!("data.shards_dir={}", dir.join("shards").display()),
-        format!("model.path={}", repo().join("data/models/all-MiniLM-L6-v2").display()),
+        format!(
+            "model.path={}",
+            repo().join("data/models/all-MiniLM-L6-v2").display()
+        ),
         "data.val_fraction=0.2".into(),
         "data.batch_size=8".into(),
         "curriculum.k_negatives=4".into(),
@@ -31,14 +34,31 @@ fn config(dir: &Path, extra: &[&str]) -> Loaded {
 
 async fn prepared() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.0).unwrap();
-    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT).await.unwrap();
-    naics_pipeline::shards::run(&config(dir.path(), &[])).await.unwrap();
+    ingest::run(
+        &IngestPaths::in_folder(&fixtures().join("mini"), dir.path()),
+        0.0,
+    )
+    .unwrap();
+    naics_pipeline::build::run(
+        &DataDir(dir.path().to_path_buf()),
+        false,
+        DEFAULT_MEMORY_LIMIT,
+    )
+    .await
+    .unwrap();
+    naics_pipeline::shards::run(&config(dir.path(), &[]))
+        .await
+        .unwrap();
     dir
 }
 
 fn options(dir: &Path, resume: bool) -> FitOptions {
-    FitOptions { resume, init: None, checkpoints: dir.join("checkpoints"), outputs: dir.join("outputs") }
+    FitOptions {
+        resume,
+        init: None,
+        checkpoints: dir.join("checkpoints"),
+        outputs: dir.join("outputs"),
+    }
 }
 
 fn metric_lines(dir: &Path) -> Vec<serde_json::Value> {
@@ -56,19 +76,34 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
     assert!(summary.best.exists());
     let lines = metric_lines(dir.path());
     let losses: Vec<f64> = lines.iter().filter_map(|l| l["nce"].as_f64()).collect();
-    let vals: Vec<f64> = lines.iter().filter_map(|l| l["val_loss"].as_f64()).collect();
+    let vals: Vec<f64> = lines
+        .iter()
+        .filter_map(|l| l["val_loss"].as_f64())
+        .collect();
     assert_eq!(vals.len(), 4, "a validation per epoch");
     let quarter = losses.len() / 4;
     let first: f64 = losses[..quarter].iter().sum::<f64>() / quarter as f64;
     let last: f64 = losses[losses.len() - quarter..].iter().sum::<f64>() / quarter as f64;
-    assert!(last < first * 0.9, "training loss should fall: {first} -> {last}");
-    assert!(lines.iter().any(|l| l["expert_load"].as_array().is_some_and(|a| a.len() == 4)));
+    assert!(
+        last < first * 0.9,
+        "training loss should fall: {first} -> {last}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["expert_load"].as_array().is_some_and(|a| a.len() == 4))
+    );
 
     let ckpt = dir.path().join("checkpoints/03_stage_hard");
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(ckpt.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ckpt.join("index.json")).unwrap()).unwrap();
     assert!(index["entries"].as_array().unwrap().len() <= 4);
     let final_name = index["last"].as_str().unwrap().to_string();
-    let final_weights = candle_core::safetensors::load(ckpt.join(format!("{final_name}.safetensors")), &candle_core::Device::Cpu).unwrap();
+    let final_weights = candle_core::safetensors::load(
+        ckpt.join(format!("{final_name}.safetensors")),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
 
     // Resume from the checkpoint after epoch 3 must reproduce epoch 4 exactly.
     let steps_per_epoch = summary.steps / 4;
@@ -78,17 +113,36 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
     std::fs::create_dir_all(&resumed_dir).unwrap();
     for suffix in [".safetensors", ".optim.safetensors", ".json"] {
         let name = format!("{third}{suffix}");
-        assert!(ckpt.join(&name).exists(), "{name} kept (best 3 + last covers 4 epochs)");
+        assert!(
+            ckpt.join(&name).exists(),
+            "{name} kept (best 3 + last covers 4 epochs)"
+        );
         std::fs::copy(ckpt.join(&name), resumed_dir.join(&name)).unwrap();
     }
     let index = serde_json::json!({"entries": [{"name": third, "step": 3 * steps_per_epoch, "val_loss": 1.0}], "last": third});
     std::fs::write(resumed_dir.join("index.json"), index.to_string()).unwrap();
-    let opts = FitOptions { resume: true, init: None, checkpoints: copy.path().join("checkpoints"), outputs: copy.path().join("outputs") };
+    let opts = FitOptions {
+        resume: true,
+        init: None,
+        checkpoints: copy.path().join("checkpoints"),
+        outputs: copy.path().join("outputs"),
+    };
     let resumed = fit(&config(dir.path(), &[]), &opts).unwrap();
     assert_eq!(resumed.steps, summary.steps);
-    let again = candle_core::safetensors::load(resumed_dir.join(format!("{final_name}.safetensors")), &candle_core::Device::Cpu).unwrap();
+    let again = candle_core::safetensors::load(
+        resumed_dir.join(format!("{final_name}.safetensors")),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     for (name, tensor) in &final_weights {
-        let diff: f32 = (tensor - &again[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let diff: f32 = (tensor - &again[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert_eq!(diff, 0.0, "{name} differs after resume");
     }
 }
@@ -96,7 +150,14 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nan_loss_stops_the_run_naming_the_step() {
     let dir = prepared().await;
-    let err = fit(&config(dir.path(), &["loss.temperature=0.0"]), &options(dir.path(), false)).unwrap_err();
+    let err = fit(
+        &config(dir.path(), &["loss.temperature=0.0"]),
+        &options(dir.path(), false),
+    )
+    .unwrap_err();
     let message = format!("{err:#}");
-    assert!(message.contains("at step 0") && message.contains("Last good checkpoint: none yet"), "{message}");
+    assert!(
+        message.contains("at step 0") && message.contains("Last good checkpoint: none yet"),
+        "{message}"
+    );
 }

@@ -14,7 +14,12 @@ fn repo() -> PathBuf {
 }
 
 fn lora_config() -> LoraConfig {
-    LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets: vec!["query".into(), "value".into()] }
+    LoraConfig {
+        r: 8,
+        alpha: 16.0,
+        dropout: 0.1,
+        targets: vec!["query".into(), "value".into()],
+    }
 }
 
 /// A random 2-layer BERT (hidden 8, 2 heads) in the Hugging Face layout, in `dir`.
@@ -27,11 +32,25 @@ fn tiny_bert(dir: &Path, dtype: DType, model_type: &str, bad_shape: bool) {
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let dev = Device::Cpu;
-    let rand = |shape: &[usize]| Tensor::randn(0f32, 0.5, shape, &dev).unwrap().to_dtype(dtype).unwrap();
+    let rand = |shape: &[usize]| {
+        Tensor::randn(0f32, 0.5, shape, &dev)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    };
     let mut t: HashMap<String, Tensor> = HashMap::new();
-    t.insert("embeddings.word_embeddings.weight".into(), rand(&[vocab, h]));
-    t.insert("embeddings.position_embeddings.weight".into(), rand(&[pos, h]));
-    t.insert("embeddings.token_type_embeddings.weight".into(), rand(&[2, h]));
+    t.insert(
+        "embeddings.word_embeddings.weight".into(),
+        rand(&[vocab, h]),
+    );
+    t.insert(
+        "embeddings.position_embeddings.weight".into(),
+        rand(&[pos, h]),
+    );
+    t.insert(
+        "embeddings.token_type_embeddings.weight".into(),
+        rand(&[2, h]),
+    );
     for part in ["embeddings.LayerNorm"] {
         t.insert(format!("{part}.weight"), rand(&[h]));
         t.insert(format!("{part}.bias"), rand(&[h]));
@@ -55,7 +74,11 @@ fn tiny_bert(dir: &Path, dtype: DType, model_type: &str, bad_shape: bool) {
         }
     }
     candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
-    std::fs::copy(repo().join("data/models/all-MiniLM-L6-v2/tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    std::fs::copy(
+        repo().join("data/models/all-MiniLM-L6-v2/tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
 }
 
 fn ids() -> Vec<Vec<u32>> {
@@ -63,22 +86,38 @@ fn ids() -> Vec<Vec<u32>> {
 }
 
 fn pooled(encoder: &Encoder, channel: Option<usize>) -> Vec<Vec<f32>> {
-    let pass = Pass { channel, train: false };
-    encoder.embed_ids(&ids(), Pooling::Mean, pass).unwrap().to_dtype(DType::F32).unwrap().to_vec2().unwrap()
+    let pass = Pass {
+        channel,
+        train: false,
+    };
+    encoder
+        .embed_ids(&ids(), Pooling::Mean, pass)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec2()
+        .unwrap()
 }
 
 /// Sets every B matrix to random values, so that the adapters do something.
 fn randomize_b(varmap: &VarMap) {
     for (name, var) in varmap.data().lock().unwrap().iter() {
         if name.ends_with(".b") {
-            let t = Tensor::randn(0f32, 0.3, var.shape(), &Device::Cpu).unwrap().to_dtype(var.dtype()).unwrap();
+            let t = Tensor::randn(0f32, 0.3, var.shape(), &Device::Cpu)
+                .unwrap()
+                .to_dtype(var.dtype())
+                .unwrap();
             var.set(&t).unwrap();
         }
     }
 }
 
 fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -99,8 +138,15 @@ fn untrained_adapters_change_nothing_and_four_channels_share_one_base() {
     }
     randomize_b(&varmap);
     let (c0, c1) = (pooled(&encoder, Some(0)), pooled(&encoder, Some(1)));
-    assert!(max_diff(&c0, &base) > 1e-3 && max_diff(&c0, &c1) > 1e-3, "channels have their own adapters");
-    assert_eq!(max_diff(&pooled(&encoder, None), &base), 0.0, "the base itself is untouched");
+    assert!(
+        max_diff(&c0, &base) > 1e-3 && max_diff(&c0, &c1) > 1e-3,
+        "channels have their own adapters"
+    );
+    assert_eq!(
+        max_diff(&pooled(&encoder, None), &base),
+        0.0,
+        "the base itself is untouched"
+    );
 }
 
 #[test]
@@ -124,7 +170,11 @@ fn adapters_round_trip_through_safetensors_and_merge() {
 
     reloaded.transformer.merge_adapters(2).unwrap();
     let merged = pooled(&reloaded, None);
-    assert!(max_diff(&merged, &adapted) < 1e-5, "merged differs by {}", max_diff(&merged, &adapted));
+    assert!(
+        max_diff(&merged, &adapted) < 1e-5,
+        "merged differs by {}",
+        max_diff(&merged, &adapted)
+    );
 }
 
 /// In f32 (candle's fused LayerNorm has no f64 kernel): central differences with a step of 1e-2
@@ -139,34 +189,72 @@ fn lora_gradients_match_finite_differences() {
     randomize_b(&varmap);
     let probe = Tensor::randn(0f32, 1.0, (2, 8), &Device::Cpu).unwrap();
     let loss = |enc: &Encoder| -> Tensor {
-        let v = enc.embed_ids(&ids(), Pooling::Mean, Pass { channel: Some(1), train: false }).unwrap();
+        let v = enc
+            .embed_ids(
+                &ids(),
+                Pooling::Mean,
+                Pass {
+                    channel: Some(1),
+                    train: false,
+                },
+            )
+            .unwrap();
         (v * &probe).unwrap().sqr().unwrap().sum_all().unwrap()
     };
     let grads = loss(&encoder).backward().unwrap();
     let vars: Vec<(String, Var)> = {
         let data = varmap.data().lock().unwrap();
-        let mut v: Vec<_> = data.iter().filter(|(n, _)| n.contains(".1.")).map(|(n, v)| (n.clone(), v.clone())).collect();
+        let mut v: Vec<_> = data
+            .iter()
+            .filter(|(n, _)| n.contains(".1."))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
-    assert_eq!(vars.len(), 8, "channel 1: 2 layers x (query, value) x (A, B)");
+    assert_eq!(
+        vars.len(),
+        8,
+        "channel 1: 2 layers x (query, value) x (A, B)"
+    );
     let eps = 1e-2f32;
     let mut checked = 0;
     for (name, var) in &vars {
-        let analytic: Vec<f32> = grads.get(var).unwrap_or_else(|| panic!("no gradient for {name}")).flatten_all().unwrap().to_vec1().unwrap();
+        let analytic: Vec<f32> = grads
+            .get(var)
+            .unwrap_or_else(|| panic!("no gradient for {name}"))
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let largest = analytic.iter().fold(0f32, |m, g| m.max(g.abs()));
         let original: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
-        for &k in &[0, original.len() / 3, original.len() / 2, original.len() - 1] {
+        for &k in &[
+            0,
+            original.len() / 3,
+            original.len() / 2,
+            original.len() - 1,
+        ] {
             let at = |delta: f32| {
                 let mut values = original.clone();
                 values[k] += delta;
-                var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
                 loss(&encoder).to_scalar::<f32>().unwrap()
             };
             let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
-            var.set(&Tensor::from_vec(original.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
-            let scale = analytic[k].abs().max(numeric.abs()).max(0.05 * largest).max(1e-4);
-            assert!((analytic[k] - numeric).abs() / scale < 1e-2, "{name}[{k}]: analytic {} vs numeric {numeric}", analytic[k]);
+            var.set(&Tensor::from_vec(original.clone(), var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+            let scale = analytic[k]
+                .abs()
+                .max(numeric.abs())
+                .max(0.05 * largest)
+                .max(1e-4);
+            assert!(
+                (analytic[k] - numeric).abs() / scale < 1e-2,
+                "{name}[{k}]: analytic {} vs numeric {numeric}",
+                analytic[k]
+            );
             checked += 1;
         }
         assert!(largest > 0.0, "{name} got a zero gradient");
@@ -181,15 +269,28 @@ fn lora_gradients_match_finite_differences() {
 #[test]
 fn broken_model_folders_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let err = |d: &Path| format!("{:#}", Encoder::load(d, 128, &Device::Cpu, DType::F32).err().expect("must fail"));
+    let err = |d: &Path| {
+        format!(
+            "{:#}",
+            Encoder::load(d, 128, &Device::Cpu, DType::F32)
+                .err()
+                .expect("must fail")
+        )
+    };
     let e = err(dir.path());
-    assert!(e.contains("config.json: missing") && e.contains("naics-trainer fetch-model"), "{e}");
+    assert!(
+        e.contains("config.json: missing") && e.contains("naics-trainer fetch-model"),
+        "{e}"
+    );
     tiny_bert(dir.path(), DType::F32, "roberta", false);
     let e = err(dir.path());
     assert!(e.contains("model_type `roberta` is not supported"), "{e}");
     tiny_bert(dir.path(), DType::F32, "bert", true);
     let e = err(dir.path());
-    assert!(e.contains("weights do not fit config.json") && e.contains("attention.self.value.weight"), "{e}");
+    assert!(
+        e.contains("weights do not fit config.json") && e.contains("attention.self.value.weight"),
+        "{e}"
+    );
     std::fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
     let e = err(dir.path());
     assert!(e.contains("not a safetensors file"), "{e}");

@@ -14,7 +14,9 @@ fn mini_paths(out: &Path) -> IngestPaths {
 /// Runs ingest and returns its error, checking that nothing was written.
 fn ingest_error(paths: &IngestPaths) -> String {
     let err = ingest::run(paths, 0.1).unwrap_err();
-    let left: Vec<_> = std::fs::read_dir(&paths.out_dir).map(|d| d.filter_map(|e| e.ok()).collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(&paths.out_dir)
+        .map(|d| d.filter_map(|e| e.ok()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "output left behind: {left:?}");
     format!("{err:#}")
 }
@@ -44,7 +46,10 @@ fn wrong_sheet_header_and_parent() {
     assert!(e.contains("codes_wrong_header.xlsx: row 1: expected the header [\"Seq. No.\", \"2022 NAICS US Code\""), "{e}");
     paths.codes = fixtures().join("codes_missing_parent.xlsx");
     let e = ingest_error(&paths);
-    assert!(e.contains("codes_missing_parent.xlsx: row 4: code 11111 has no parent: 1111 is missing"), "{e}");
+    assert!(
+        e.contains("codes_missing_parent.xlsx: row 4: code 11111 has no parent: 1111 is missing"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -54,25 +59,45 @@ fn unknown_codes_and_missing_files() {
     let mut paths = mini_paths(&out);
     paths.index = fixtures().join("index_unknown_code.xlsx");
     let e = ingest_error(&paths);
-    assert!(e.contains("index_unknown_code.xlsx: row 10: unknown code 999999: it is not in the codes file"), "{e}");
+    assert!(
+        e.contains(
+            "index_unknown_code.xlsx: row 10: unknown code 999999: it is not in the codes file"
+        ),
+        "{e}"
+    );
 
     let mut paths = mini_paths(&out);
     let csv = dir.path().join("xref.csv");
-    std::fs::write(&csv, "Code,Cross-Reference\n111110,fine\n777777,Unknown code here\n").unwrap();
+    std::fs::write(
+        &csv,
+        "Code,Cross-Reference\n111110,fine\n777777,Unknown code here\n",
+    )
+    .unwrap();
     paths.cross_references = csv.clone();
     let e = ingest_error(&paths);
     assert!(e.contains("xref.csv: row 3: unknown code 777777"), "{e}");
     std::fs::write(&csv, "Code,Cross-Reference\n11x,malformed\n").unwrap();
     let e = ingest_error(&paths);
-    assert!(e.contains("xref.csv: row 2: expected a 2- to 6-digit NAICS code, found `11x`"), "{e}");
+    assert!(
+        e.contains("xref.csv: row 2: expected a 2- to 6-digit NAICS code, found `11x`"),
+        "{e}"
+    );
     std::fs::write(&csv, "Kode,Text\n").unwrap();
-    assert!(ingest_error(&paths).contains("row 1: expected the header [\"Code\", \"Cross-Reference\"]"));
+    assert!(
+        ingest_error(&paths).contains("row 1: expected the header [\"Code\", \"Cross-Reference\"]")
+    );
 
     let mut paths = mini_paths(&out);
     paths.descriptions = dir.path().join("missing.xlsx");
     let e = ingest_error(&paths);
-    assert!(e.contains("missing.xlsx: cannot read the input file"), "{e}");
+    assert!(
+        e.contains("missing.xlsx: cannot read the input file"),
+        "{e}"
+    );
     std::fs::write(dir.path().join("missing.xlsx"), b"not a zip").unwrap();
     let e = ingest_error(&paths);
-    assert!(e.contains("missing.xlsx: cannot open as an xlsx workbook"), "{e}");
+    assert!(
+        e.contains("missing.xlsx: cannot open as an xlsx workbook"),
+        "{e}"
+    );
 }

@@ -15,18 +15,37 @@ fn pairs(list: &[(&str, i64)]) -> Vec<(String, i64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn full_data_matches_the_expected_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let summary = ingest::run(&IngestPaths::in_folder(&repo().join("data/naics2022"), dir.path()), 0.1).unwrap();
+    let summary = ingest::run(
+        &IngestPaths::in_folder(&repo().join("data/naics2022"), dir.path()),
+        0.1,
+    )
+    .unwrap();
     assert_eq!(summary.codes, 2125);
     assert_eq!(summary.index_entries, 20_373);
     assert_eq!(summary.skipped_index_rows, 25);
     assert_eq!(summary.skipped_description_rows, 2);
     let data = DataDir(dir.path().to_path_buf());
-    naics_pipeline::build::run(&data, false, DEFAULT_MEMORY_LIMIT).await.unwrap();
-    let ctx = session::open(&data, &dir.path().join("outputs"), DEFAULT_MEMORY_LIMIT).await.unwrap();
+    naics_pipeline::build::run(&data, false, DEFAULT_MEMORY_LIMIT)
+        .await
+        .unwrap();
+    let ctx = session::open(&data, &dir.path().join("outputs"), DEFAULT_MEMORY_LIMIT)
+        .await
+        .unwrap();
 
-    let levels = counts(&ctx, "SELECT CAST(level AS VARCHAR), count(*) FROM naics_codes GROUP BY 1 ORDER BY 1").await;
-    assert_eq!(levels, pairs(&[("2", 20), ("3", 96), ("4", 308), ("5", 689), ("6", 1012)]));
-    let sectors = counts(&ctx, "SELECT 'sectors', count(DISTINCT sector) FROM naics_codes").await;
+    let levels = counts(
+        &ctx,
+        "SELECT CAST(level AS VARCHAR), count(*) FROM naics_codes GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        levels,
+        pairs(&[("2", 20), ("3", 96), ("4", 308), ("5", 689), ("6", 1012)])
+    );
+    let sectors = counts(
+        &ctx,
+        "SELECT 'sectors', count(DISTINCT sector) FROM naics_codes",
+    )
+    .await;
     assert_eq!(sectors, pairs(&[("sectors", 20)]));
 
     let histogram = counts(&ctx, "SELECT CAST(distance AS VARCHAR) AS d, n FROM (SELECT distance, count(*) AS n FROM distances GROUP BY 1) ORDER BY distance").await;
@@ -47,16 +66,32 @@ async fn full_data_matches_the_expected_counts() {
             ("10.0", 3_969_294),
         ])
     );
-    assert_eq!(counts(&ctx, "SELECT 'n', count(*) FROM distances").await, pairs(&[("n", 4_513_500)]));
-    assert_eq!(counts(&ctx, "SELECT 'n', count(*) FROM positives").await, pairs(&[("n", 544_206)]));
-    assert_eq!(counts(&ctx, "SELECT 'n', count(*) FROM exclusions").await, pairs(&[("n", 4_652)]));
-    assert_eq!(counts(&ctx, "SELECT 'n', count(DISTINCT code) FROM exclusions").await, pairs(&[("n", 1_144)]));
+    assert_eq!(
+        counts(&ctx, "SELECT 'n', count(*) FROM distances").await,
+        pairs(&[("n", 4_513_500)])
+    );
+    assert_eq!(
+        counts(&ctx, "SELECT 'n', count(*) FROM positives").await,
+        pairs(&[("n", 544_206)])
+    );
+    assert_eq!(
+        counts(&ctx, "SELECT 'n', count(*) FROM exclusions").await,
+        pairs(&[("n", 4_652)])
+    );
+    assert_eq!(
+        counts(&ctx, "SELECT 'n', count(DISTINCT code) FROM exclusions").await,
+        pairs(&[("n", 1_144)])
+    );
     // Held out: a deterministic ~10% of the index entries.
     let held = counts(&ctx, "SELECT 'n', count(*) FROM naics_index_holdout").await[0].1;
     assert_eq!(held as usize, summary.held_out);
     assert!((1_900..2_300).contains(&held), "{held}");
 
-    let hardness = counts(&ctx, "SELECT CAST(hardness AS VARCHAR), count(*) FROM triplets GROUP BY 1 ORDER BY 1").await;
+    let hardness = counts(
+        &ctx,
+        "SELECT CAST(hardness AS VARCHAR), count(*) FROM triplets GROUP BY 1 ORDER BY 1",
+    )
+    .await;
     assert_eq!(
         hardness,
         pairs(&[

@@ -11,10 +11,18 @@ use std::collections::HashMap;
 
 async fn build_mini(holdout: f64) -> (tempfile::TempDir, datafusion::prelude::SessionContext) {
     let dir = tempfile::tempdir().unwrap();
-    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), holdout).unwrap();
+    ingest::run(
+        &IngestPaths::in_folder(&fixtures().join("mini"), dir.path()),
+        holdout,
+    )
+    .unwrap();
     let data = DataDir(dir.path().to_path_buf());
-    naics_pipeline::build::run(&data, false, DEFAULT_MEMORY_LIMIT).await.unwrap();
-    let ctx = session::open(&data, &dir.path().join("outputs"), DEFAULT_MEMORY_LIMIT).await.unwrap();
+    naics_pipeline::build::run(&data, false, DEFAULT_MEMORY_LIMIT)
+        .await
+        .unwrap();
+    let ctx = session::open(&data, &dir.path().join("outputs"), DEFAULT_MEMORY_LIMIT)
+        .await
+        .unwrap();
     (dir, ctx)
 }
 
@@ -34,18 +42,30 @@ async fn ingest_applies_the_text_rules() {
         by_code["11"][6],
         "The Agriculture sector grows crops. Excluded are research farms. These establishments are classified in Industry 54171, Research."
     );
-    assert_eq!(by_code["111"][6], "Industries in the Crop Production subsector grow crops mainly for food.");
+    assert_eq!(
+        by_code["111"][6],
+        "Industries in the Crop Production subsector grow crops mainly for food."
+    );
     assert_eq!(
         by_code["31"][6],
         "The Manufacturing sector transforms materials. Milling; Logging, classified in Sector 11, Agriculture, is a \
          harvesting operation. Reselling is classified in Sector 44, Retail Trade."
     );
     // Pointers and NULL inherit from the child pointed to, or the first child.
-    assert_eq!(by_code["11111"][6], "This industry comprises establishments growing soybeans.");
-    assert_eq!(by_code["31111"][6], "This U.S. industry makes dog and cat food.");
+    assert_eq!(
+        by_code["11111"][6],
+        "This industry comprises establishments growing soybeans."
+    );
+    assert_eq!(
+        by_code["31111"][6],
+        "This U.S. industry makes dog and cat food."
+    );
     assert_eq!(by_code["112"][6], "This industry group raises cattle.");
     // The cross-reference heading is gone; illustrative examples joined the index entries.
-    assert_eq!(by_code["111120"][6], "This industry grows oilseeds (except soybeans).");
+    assert_eq!(
+        by_code["111120"][6],
+        "This industry grows oilseeds (except soybeans)."
+    );
     assert_eq!(
         by_code["111110"][7],
         "[Soybean farming, field and seed production, Soybeans grown in 31 greenhouses, Soybean farms, Soy seed production]"
@@ -65,17 +85,38 @@ async fn ingest_applies_the_text_rules() {
 #[tokio::test(flavor = "multi_thread")]
 async fn holdout_is_deterministic_and_disjoint_from_examples() {
     let (_dir, ctx) = build_mini(0.5).await;
-    let held = rows(&ctx, "SELECT code, text FROM naics_index_holdout ORDER BY code, text").await;
-    let kept = rows(&ctx, "SELECT code, unnest(examples) FROM naics_codes WHERE level = 6 ORDER BY 1, 2").await;
+    let held = rows(
+        &ctx,
+        "SELECT code, text FROM naics_index_holdout ORDER BY code, text",
+    )
+    .await;
+    let kept = rows(
+        &ctx,
+        "SELECT code, unnest(examples) FROM naics_codes WHERE level = 6 ORDER BY 1, 2",
+    )
+    .await;
     for h in &held {
-        assert!(!kept.contains(h), "held-out entry {h:?} is also a training example");
+        assert!(
+            !kept.contains(h),
+            "held-out entry {h:?} is also a training example"
+        );
         assert_eq!(ingest::is_held_out(&h[0], &h[1], 0.5), true);
     }
     // Seven index entries in all; illustrative examples are never held out.
-    let index_entries_kept = kept.iter().filter(|r| !r[1].starts_with("Soybean farms") && r[1] != "Soy seed production").count();
+    let index_entries_kept = kept
+        .iter()
+        .filter(|r| !r[1].starts_with("Soybean farms") && r[1] != "Soy seed production")
+        .count();
     assert_eq!(held.len() + index_entries_kept, 7);
     let (_dir2, ctx2) = build_mini(0.5).await;
-    assert_eq!(rows(&ctx2, "SELECT code, text FROM naics_index_holdout ORDER BY code, text").await, held);
+    assert_eq!(
+        rows(
+            &ctx2,
+            "SELECT code, text FROM naics_index_holdout ORDER BY code, text"
+        )
+        .await,
+        held
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,17 +138,45 @@ async fn distances_by_hand() {
         ("31111", "10.0", "unrelated", "false"),
         ("311111", "10.0", "unrelated", "false"),
     ];
-    let expected: Vec<Vec<String>> =
-        expected.iter().map(|(c, d, r, e)| vec![c.to_string(), d.to_string(), r.to_string(), e.to_string()]).collect();
+    let expected: Vec<Vec<String>> = expected
+        .iter()
+        .map(|(c, d, r, e)| vec![c.to_string(), d.to_string(), r.to_string(), e.to_string()])
+        .collect();
     assert_eq!(from_soybean, expected);
-    assert_eq!(rows(&ctx, "SELECT distance, relation FROM distances WHERE code_i = '11111' AND code_j = '11112'").await, [["2.0", "sibling"]]);
-    assert_eq!(rows(&ctx, "SELECT distance, relation FROM distances WHERE code_i = '11' AND code_j = '111110'").await, [["3.5", "descendant"]]);
+    assert_eq!(
+        rows(
+            &ctx,
+            "SELECT distance, relation FROM distances WHERE code_i = '11111' AND code_j = '11112'"
+        )
+        .await,
+        [["2.0", "sibling"]]
+    );
+    assert_eq!(
+        rows(
+            &ctx,
+            "SELECT distance, relation FROM distances WHERE code_i = '11' AND code_j = '111110'"
+        )
+        .await,
+        [["3.5", "descendant"]]
+    );
     // 14 x 13 ordered pairs; 9 codes in sector 11 and 5 in sector 31 give 9*8 + 5*4 positives.
-    assert_eq!(counts(&ctx, "SELECT 'all', count(*) FROM distances").await, [("all".into(), 182)]);
-    assert_eq!(counts(&ctx, "SELECT 'all', count(*) FROM positives").await, [("all".into(), 92)]);
+    assert_eq!(
+        counts(&ctx, "SELECT 'all', count(*) FROM distances").await,
+        [("all".into(), 182)]
+    );
+    assert_eq!(
+        counts(&ctx, "SELECT 'all', count(*) FROM positives").await,
+        [("all".into(), 92)]
+    );
     // Five directed exclusions over four codes; the relation is symmetric.
-    assert_eq!(counts(&ctx, "SELECT 'all', count(*) FROM exclusions").await, [("all".into(), 5)]);
-    assert_eq!(counts(&ctx, "SELECT 'all', count(*) FROM distances WHERE excluded").await, [("all".into(), 10)]);
+    assert_eq!(
+        counts(&ctx, "SELECT 'all', count(*) FROM exclusions").await,
+        [("all".into(), 5)]
+    );
+    assert_eq!(
+        counts(&ctx, "SELECT 'all', count(*) FROM distances WHERE excluded").await,
+        [("all".into(), 10)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -129,12 +198,24 @@ async fn hardness_by_hand() {
         ("31111", 1),
         ("311111", 1),
     ];
-    assert_eq!(got, expected.iter().map(|(c, h)| (c.to_string(), *h)).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        expected
+            .iter()
+            .map(|(c, h)| (c.to_string(), *h))
+            .collect::<Vec<_>>()
+    );
     // A sibling positive (d = 2): only farther codes qualify; 1111 at 1.5 does not.
     let got = counts(&ctx, "SELECT negative, hardness FROM triplets WHERE anchor = '11111' AND positive = '11112' AND negative LIKE '11%' ORDER BY negative_idx").await;
     // 11111 -> 11 is 2.5 (diff 0.5), 111 is 1.5 (no), 111110 is 0.5 (no), 111120 is 3.0 (diff 1), 112 is 4 (diff 2), 1121 is 5 (diff 3).
     let expected = [("11", 7), ("111120", 6), ("112", 5), ("1121", 4)];
-    assert_eq!(got, expected.iter().map(|(c, h)| (c.to_string(), *h)).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        expected
+            .iter()
+            .map(|(c, h)| (c.to_string(), *h))
+            .collect::<Vec<_>>()
+    );
 }
 
 /// The tree distance from the definition, walking parents: independent of the SQL's joins.
@@ -147,7 +228,9 @@ fn brute_force_distance(parents: &HashMap<String, Option<String>>, a: &str, b: &
         out
     };
     let (ca, cb) = (chain(a), chain(b));
-    let Some((ua, lca)) = ca.iter().enumerate().find(|(_, x)| cb.contains(x)) else { return 10.0 };
+    let Some((ua, lca)) = ca.iter().enumerate().find(|(_, x)| cb.contains(x)) else {
+        return 10.0;
+    };
     let ub = cb.iter().position(|x| x == lca).unwrap();
     (ua + ub) as f64 - if ua == 0 || ub == 0 { 0.5 } else { 0.0 }
 }
@@ -155,18 +238,30 @@ fn brute_force_distance(parents: &HashMap<String, Option<String>>, a: &str, b: &
 #[tokio::test(flavor = "multi_thread")]
 async fn every_pair_and_triplet_matches_a_brute_force_walk() {
     let (_dir, ctx) = build_mini(0.0).await;
-    let codes = rows(&ctx, r#"SELECT code, parent, excluded_codes FROM naics_codes ORDER BY "index""#).await;
-    let parents: HashMap<String, Option<String>> =
-        codes.iter().map(|r| (r[0].clone(), (r[1] != "").then(|| r[1].clone()))).collect();
+    let codes = rows(
+        &ctx,
+        r#"SELECT code, parent, excluded_codes FROM naics_codes ORDER BY "index""#,
+    )
+    .await;
+    let parents: HashMap<String, Option<String>> = codes
+        .iter()
+        .map(|r| (r[0].clone(), (r[1] != "").then(|| r[1].clone())))
+        .collect();
     let listed = |a: &str, b: &str| {
-        codes.iter().any(|r| r[0] == a && r[2].trim_matches(['[', ']']).split(", ").any(|c| c == b))
+        codes
+            .iter()
+            .any(|r| r[0] == a && r[2].trim_matches(['[', ']']).split(", ").any(|c| c == b))
     };
     let excluded = |a: &str, b: &str| listed(a, b) || listed(b, a);
     let names: Vec<&String> = codes.iter().map(|r| &r[0]).collect();
     let sql_distances = rows(&ctx, "SELECT code_i, code_j, distance FROM distances").await;
     assert_eq!(sql_distances.len(), 182);
     for r in &sql_distances {
-        assert_eq!(r[2].parse::<f64>().unwrap(), brute_force_distance(&parents, &r[0], &r[1]), "{r:?}");
+        assert_eq!(
+            r[2].parse::<f64>().unwrap(),
+            brute_force_distance(&parents, &r[0], &r[1]),
+            "{r:?}"
+        );
     }
     let mut expected: HashMap<i64, i64> = HashMap::new();
     for a in &names {
@@ -202,7 +297,17 @@ async fn every_pair_and_triplet_matches_a_brute_force_walk() {
             }
         }
     }
-    let mut expected: Vec<(String, i64)> = expected.into_iter().map(|(h, c)| (h.to_string(), c)).collect();
+    let mut expected: Vec<(String, i64)> = expected
+        .into_iter()
+        .map(|(h, c)| (h.to_string(), c))
+        .collect();
     expected.sort();
-    assert_eq!(counts(&ctx, "SELECT CAST(hardness AS VARCHAR), count(*) FROM triplets GROUP BY 1 ORDER BY 1").await, expected);
+    assert_eq!(
+        counts(
+            &ctx,
+            "SELECT CAST(hardness AS VARCHAR), count(*) FROM triplets GROUP BY 1 ORDER BY 1"
+        )
+        .await,
+        expected
+    );
 }

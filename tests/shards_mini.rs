@@ -16,7 +16,10 @@ use std::path::Path;
 
 fn model_dir() -> std::path::PathBuf {
     let dir = repo().join("data/models/all-MiniLM-L6-v2");
-    assert!(dir.join("tokenizer.json").exists(), "run `scripts/fetch_model.sh minilm` first (.ci/run does)");
+    assert!(
+        dir.join("tokenizer.json").exists(),
+        "run `scripts/fetch_model.sh minilm` first (.ci/run does)"
+    );
     dir
 }
 
@@ -35,8 +38,18 @@ fn config(dir: &Path, extra: &[&str]) -> Loaded {
 
 async fn mini_tables() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.0).unwrap();
-    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT).await.unwrap();
+    ingest::run(
+        &IngestPaths::in_folder(&fixtures().join("mini"), dir.path()),
+        0.0,
+    )
+    .unwrap();
+    naics_pipeline::build::run(
+        &DataDir(dir.path().to_path_buf()),
+        false,
+        DEFAULT_MEMORY_LIMIT,
+    )
+    .await
+    .unwrap();
     dir
 }
 
@@ -51,12 +64,26 @@ async fn shards_hold_valid_samples_and_the_token_cache() {
     let out = dir.path().join("shards/03_stage_hard");
     let tokenizer = sha256(&std::fs::read(model_dir().join("tokenizer.json")).unwrap());
 
-    let ctx = session::open(&DataDir(dir.path().to_path_buf()), &dir.path().join("outputs"), DEFAULT_MEMORY_LIMIT).await.unwrap();
+    let ctx = session::open(
+        &DataDir(dir.path().to_path_buf()),
+        &dir.path().join("outputs"),
+        DEFAULT_MEMORY_LIMIT,
+    )
+    .await
+    .unwrap();
     let mut anchors = [HashSet::new(), HashSet::new()];
     for (split, epoch) in [(Split::Train, 0), (Split::Train, 1), (Split::Validation, 0)] {
-        let file = SamplesFile::open(&out.join(samples_file(split, epoch)), Some(tokenizer)).unwrap();
+        let file =
+            SamplesFile::open(&out.join(samples_file(split, epoch)), Some(tokenizer)).unwrap();
         assert_eq!(file.meta.k, 4);
-        assert_eq!(file.len(), if split == Split::Train { summary.train_pairs } else { summary.validation_pairs });
+        assert_eq!(
+            file.len(),
+            if split == Split::Train {
+                summary.train_pairs
+            } else {
+                summary.validation_pairs
+            }
+        );
         for i in 0..file.len() {
             let s = file.get(i).to_sample();
             anchors[split as usize].insert(s.anchor);
@@ -73,26 +100,47 @@ async fn shards_hold_valid_samples_and_the_token_cache() {
         }
     }
     assert_eq!(anchors[1].len(), 3);
-    assert!(anchors[0].is_disjoint(&anchors[1]), "a validation anchor was trained on");
+    assert!(
+        anchors[0].is_disjoint(&anchors[1]),
+        "a validation anchor was trained on"
+    );
 
     // The token cache: every code's four channels, as the tokenizer gives them.
     let cache = TokenCache::open(&out.join("tokens.bin"), Some(tokenizer)).unwrap();
-    assert_eq!((cache.meta.codes, cache.meta.id_width, cache.meta.max_length), (14, 2, 128));
+    assert_eq!(
+        (cache.meta.codes, cache.meta.id_width, cache.meta.max_length),
+        (14, 2, 128)
+    );
     let (tok, _) = tokenize::load_tokenizer(&model_dir().join("tokenizer.json"), 128).unwrap();
-    let title = tokenize::encode(&tok, &["Soybean Farming".to_string()]).unwrap().remove(0);
+    let title = tokenize::encode(&tok, &["Soybean Farming".to_string()])
+        .unwrap()
+        .remove(0);
     assert_eq!(cache.ids(0, 4).to_vec(), title);
     // An empty channel (111 has no exclusion text) is the ids of "": [CLS] [SEP].
     assert_eq!(cache.ids(2, 1).to_vec(), vec![101, 102]);
 
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["pairs"]["train"], summary.train_pairs);
     assert_eq!(manifest["files"].as_array().unwrap().len(), 3);
     assert!(out.join("config.yaml").exists());
-    let sampled: u64 = manifest["buckets"].as_array().unwrap().iter().map(|b| b["sampled"].as_u64().unwrap()).sum();
-    assert_eq!(sampled, 4 * (2 * summary.train_pairs + summary.validation_pairs) as u64);
+    let sampled: u64 = manifest["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["sampled"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        sampled,
+        4 * (2 * summary.train_pairs + summary.validation_pairs) as u64
+    );
 
     // The samples are registered for SQL.
-    let n = rows(&ctx, "SELECT count(*) FROM samples_03_stage_hard WHERE split = 'train'").await;
+    let n = rows(
+        &ctx,
+        "SELECT count(*) FROM samples_03_stage_hard WHERE split = 'train'",
+    )
+    .await;
     assert_eq!(n, vec![vec![(2 * summary.train_pairs).to_string()]]);
 }
 
@@ -103,13 +151,30 @@ async fn rebuilds_are_deterministic_and_tokens_are_reused() {
     shards::run(&config(dir.path(), &[])).await.unwrap();
     let first = std::fs::read(out.join("train-e000.samples")).unwrap();
     let again = shards::run(&config(dir.path(), &[])).await.unwrap();
-    assert!(!again.tokens_rebuilt, "unchanged texts, tokenizer and max_length reuse the cache");
-    assert_eq!(std::fs::read(out.join("train-e000.samples")).unwrap(), first);
-    assert_ne!(std::fs::read(out.join("train-e001.samples")).unwrap(), first, "each epoch is a fresh draw");
-    let other_seed = shards::run(&config(dir.path(), &["data.seed=7"])).await.unwrap();
+    assert!(
+        !again.tokens_rebuilt,
+        "unchanged texts, tokenizer and max_length reuse the cache"
+    );
+    assert_eq!(
+        std::fs::read(out.join("train-e000.samples")).unwrap(),
+        first
+    );
+    assert_ne!(
+        std::fs::read(out.join("train-e001.samples")).unwrap(),
+        first,
+        "each epoch is a fresh draw"
+    );
+    let other_seed = shards::run(&config(dir.path(), &["data.seed=7"]))
+        .await
+        .unwrap();
     assert!(!other_seed.tokens_rebuilt);
-    assert_ne!(std::fs::read(out.join("train-e000.samples")).unwrap(), first);
-    let shorter = shards::run(&config(dir.path(), &["model.max_length=8"])).await.unwrap();
+    assert_ne!(
+        std::fs::read(out.join("train-e000.samples")).unwrap(),
+        first
+    );
+    let shorter = shards::run(&config(dir.path(), &["model.max_length=8"]))
+        .await
+        .unwrap();
     assert!(shorter.tokens_rebuilt);
 }
 
@@ -120,13 +185,24 @@ fn token_ids_match_the_reference_tokenizer() {
     )
     .unwrap();
     let (tok, sha) = tokenize::load_tokenizer(&model_dir().join("tokenizer.json"), 512).unwrap();
-    assert_eq!(naics_common::format::hex(&sha), vectors["tokenizer_json_sha256"].as_str().unwrap());
+    assert_eq!(
+        naics_common::format::hex(&sha),
+        vectors["tokenizer_json_sha256"].as_str().unwrap()
+    );
     let sentences = vectors["sentences"].as_array().unwrap();
     assert_eq!(sentences.len(), 12);
-    let texts: Vec<String> = sentences.iter().map(|s| s["text"].as_str().unwrap().to_string()).collect();
+    let texts: Vec<String> = sentences
+        .iter()
+        .map(|s| s["text"].as_str().unwrap().to_string())
+        .collect();
     let ids = tokenize::encode(&tok, &texts).unwrap();
     for (s, got) in sentences.iter().zip(ids) {
-        let expected: Vec<u32> = s["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let expected: Vec<u32> = s["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(got, expected, "{}", s["text"]);
     }
 }

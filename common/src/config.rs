@@ -160,15 +160,18 @@ impl Loaded {
 /// Composes `conf_dir/config.yaml` with curriculum `curriculum` (when given) and `overrides`.
 pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> Result<Loaded> {
     let root_path = conf_dir.join("config.yaml");
-    let mut root = read_yaml(&root_path)
-        .with_context(|| format!("run from the repository root, or pass --conf with the folder holding config.yaml"))?;
+    let mut root = read_yaml(&root_path).with_context(|| {
+        format!("run from the repository root, or pass --conf with the folder holding config.yaml")
+    })?;
     let mut choices = default_choices(&root, &root_path)?;
     if let Some(name) = curriculum {
         set_choice(&mut choices, "curriculum", name);
     }
     let mut key_overrides = Vec::new();
     for o in overrides {
-        let (key, value) = o.split_once('=').ok_or_else(|| anyhow!("override `{o}` must look like key=value"))?;
+        let (key, value) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow!("override `{o}` must look like key=value"))?;
         if GROUPS.contains(&key) {
             set_choice(&mut choices, key, value);
         } else {
@@ -178,14 +181,27 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
     let map = root.as_mapping_mut().expect("checked by default_choices");
     map.remove("defaults");
     for (group, name) in &choices {
-        map.insert(Value::from(group.as_str()), read_yaml(&group_file(conf_dir, group, name)?)?);
+        map.insert(
+            Value::from(group.as_str()),
+            read_yaml(&group_file(conf_dir, group, name)?)?,
+        );
     }
     for (key, value) in key_overrides {
         apply_override(&mut root, &key, &value)?;
     }
-    let curriculum_name = choices.iter().find(|(g, _)| g == "curriculum").map(|(_, n)| n.clone()).unwrap_or_default();
-    if root.get("experiment").and_then(Value::as_str).is_none_or(str::is_empty) {
-        root.as_mapping_mut().expect("mapping").insert("experiment".into(), Value::from(curriculum_name));
+    let curriculum_name = choices
+        .iter()
+        .find(|(g, _)| g == "curriculum")
+        .map(|(_, n)| n.clone())
+        .unwrap_or_default();
+    if root
+        .get("experiment")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        root.as_mapping_mut()
+            .expect("mapping")
+            .insert("experiment".into(), Value::from(curriculum_name));
     }
     let config: Config = serde_path_to_error::deserialize(root.clone())
         .map_err(|e| anyhow!("configuration key `{}`: {}", e.path(), e.inner()))?;
@@ -194,18 +210,36 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
 }
 
 fn read_yaml(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value: Value = serde_yaml::from_str(&text).with_context(|| format!("{}: not valid YAML", path.display()))?;
-    Ok(if value.is_null() { Value::Mapping(Mapping::new()) } else { value })
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("{}: not valid YAML", path.display()))?;
+    Ok(if value.is_null() {
+        Value::Mapping(Mapping::new())
+    } else {
+        value
+    })
 }
 
 /// The `defaults` list of config.yaml as (group, file name) pairs.
 fn default_choices(root: &Value, path: &Path) -> Result<Vec<(String, String)>> {
-    let bad = || anyhow!("{}: expected a mapping with a `defaults` list of `group: name` entries", path.display());
-    let list = root.as_mapping().and_then(|m| m.get("defaults")).and_then(Value::as_sequence).ok_or_else(bad)?;
+    let bad = || {
+        anyhow!(
+            "{}: expected a mapping with a `defaults` list of `group: name` entries",
+            path.display()
+        )
+    };
+    let list = root
+        .as_mapping()
+        .and_then(|m| m.get("defaults"))
+        .and_then(Value::as_sequence)
+        .ok_or_else(bad)?;
     list.iter()
         .map(|entry| {
-            let (k, v) = entry.as_mapping().and_then(|m| m.iter().next()).ok_or_else(bad)?;
+            let (k, v) = entry
+                .as_mapping()
+                .and_then(|m| m.iter().next())
+                .ok_or_else(bad)?;
             match (k.as_str(), v.as_str()) {
                 (Some(k), Some(v)) if GROUPS.contains(&k) => Ok((k.to_string(), v.to_string())),
                 _ => Err(bad()),
@@ -230,13 +264,24 @@ fn group_file(conf_dir: &Path, group: &str, name: &str) -> Result<PathBuf> {
     let options: Vec<String> = std::fs::read_dir(conf_dir.join(group))
         .map(|d| {
             d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".yaml")).map(str::to_string))
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".yaml"))
+                        .map(str::to_string)
+                })
                 .collect()
         })
         .unwrap_or_default();
     match nearest(name, &options) {
-        Some(best) => bail!("{} not found: no {group} named `{name}`; nearest: `{best}` (one of {options:?})", path.display()),
-        None => bail!("{} not found: the {group} group has no files", path.display()),
+        Some(best) => bail!(
+            "{} not found: no {group} named `{name}`; nearest: `{best}` (one of {options:?})",
+            path.display()
+        ),
+        None => bail!(
+            "{} not found: the {group} group has no files",
+            path.display()
+        ),
     }
 }
 
@@ -250,9 +295,13 @@ fn apply_override(root: &mut Value, dotted: &str, raw: &str) -> Result<()> {
     };
     let mut node = &mut *root;
     for part in dotted.split('.') {
-        node = node.as_mapping_mut().and_then(|m| m.get_mut(part)).ok_or_else(unknown)?;
+        node = node
+            .as_mapping_mut()
+            .and_then(|m| m.get_mut(part))
+            .ok_or_else(unknown)?;
     }
-    *node = serde_yaml::from_str(raw).with_context(|| format!("override `{dotted}={raw}`: not a YAML value"))?;
+    *node = serde_yaml::from_str(raw)
+        .with_context(|| format!("override `{dotted}={raw}`: not a YAML value"))?;
     Ok(())
 }
 
@@ -267,7 +316,10 @@ fn dotted_keys(value: &Value, prefix: &str, out: &mut Vec<String>) {
 }
 
 fn nearest(word: &str, options: &[String]) -> Option<String> {
-    options.iter().min_by_key(|o| strsim::levenshtein(word, o)).cloned()
+    options
+        .iter()
+        .min_by_key(|o| strsim::levenshtein(word, o))
+        .cloned()
 }
 
 /// Checks what types cannot: the curriculum's buckets and the ranges of a few numbers.
@@ -280,7 +332,11 @@ fn validate(c: &Config) -> Result<()> {
             cur.difficulty_buckets.len()
         );
     }
-    if let Some(b) = cur.difficulty_buckets.iter().find(|b| !(1..=8).contains(*b)) {
+    if let Some(b) = cur
+        .difficulty_buckets
+        .iter()
+        .find(|b| !(1..=8).contains(*b))
+    {
         bail!("configuration key `curriculum.difficulty_buckets`: bucket {b} is not in 1..=8");
     }
     let mut sorted = cur.difficulty_buckets.clone();
@@ -291,13 +347,18 @@ fn validate(c: &Config) -> Result<()> {
     }
     let sum: f64 = cur.bucket_percentages.iter().sum();
     if cur.bucket_percentages.iter().any(|p| *p < 0.0) || (sum - 1.0).abs() > 1e-6 {
-        bail!("configuration key `curriculum.bucket_percentages`: must be >= 0 and sum to 1, they sum to {sum}");
+        bail!(
+            "configuration key `curriculum.bucket_percentages`: must be >= 0 and sum to 1, they sum to {sum}"
+        );
     }
     if cur.k_negatives == 0 {
         bail!("configuration key `curriculum.k_negatives`: must be at least 1");
     }
     if !(0.0..1.0).contains(&c.data.val_fraction) {
-        bail!("configuration key `data.val_fraction`: must be in [0, 1), got {}", c.data.val_fraction);
+        bail!(
+            "configuration key `data.val_fraction`: must be in [0, 1), got {}",
+            c.data.val_fraction
+        );
     }
     Ok(())
 }

@@ -64,10 +64,20 @@ impl Header {
 
     /// Decodes and checks a file's header: magic, version, and that the body is all there and
     /// intact. `bytes` is the whole file.
-    pub fn check(path: &std::path::Path, bytes: &[u8], magic: [u8; 8]) -> Result<Header, FormatError> {
-        let err = |problem: String| FormatError::Invalid { path: path.to_path_buf(), problem };
+    pub fn check(
+        path: &std::path::Path,
+        bytes: &[u8],
+        magic: [u8; 8],
+    ) -> Result<Header, FormatError> {
+        let err = |problem: String| FormatError::Invalid {
+            path: path.to_path_buf(),
+            problem,
+        };
         if bytes.len() < HEADER_LEN {
-            return Err(err(format!("truncated: {} bytes, shorter than the {HEADER_LEN}-byte header", bytes.len())));
+            return Err(err(format!(
+                "truncated: {} bytes, shorter than the {HEADER_LEN}-byte header",
+                bytes.len()
+            )));
         }
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
         let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
@@ -90,14 +100,23 @@ impl Header {
             )));
         }
         if header.version != VERSION {
-            return Err(err(format!("format version {} but this program reads version {VERSION}", header.version)));
+            return Err(err(format!(
+                "format version {} but this program reads version {VERSION}",
+                header.version
+            )));
         }
         let body = &bytes[HEADER_LEN..];
         if body.len() as u64 != header.body_len {
-            return Err(err(format!("truncated or padded: body is {} bytes, the header says {}", body.len(), header.body_len)));
+            return Err(err(format!(
+                "truncated or padded: body is {} bytes, the header says {}",
+                body.len(),
+                header.body_len
+            )));
         }
         if sha256(body) != header.body_sha256 {
-            return Err(err("corrupted: the body's checksum does not match the header".to_string()));
+            return Err(err(
+                "corrupted: the body's checksum does not match the header".to_string(),
+            ));
         }
         Ok(header)
     }
@@ -119,7 +138,14 @@ pub enum FormatError {
         "{}: built with tokenizer {} but the model's tokenizer is {}; rebuild it with \
          `naics-pipeline build-shards -c EXPERIMENT` for this model", path.display(), hex(found), hex(expected)
     )]
-    WrongTokenizer { path: PathBuf, expected: [u8; 32], found: [u8; 32] },
+    WrongTokenizer {
+        path: PathBuf,
+        expected: [u8; 32],
+        found: [u8; 32],
+    },
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }

@@ -77,9 +77,16 @@ impl SamplesFile {
         let mmap = map(path)?;
         let header = Header::check(path, &mmap, SAMPLES_MAGIC)?;
         let [k, size, epoch, split] = header.layout;
-        let invalid = |problem: String| FormatError::Invalid { path: path.to_path_buf(), problem };
-        if size as usize != record_size(k as usize) || header.body_len != header.count * size as u64 {
-            return Err(invalid(format!("record size {size} does not fit K = {k} and {} records", header.count)));
+        let invalid = |problem: String| FormatError::Invalid {
+            path: path.to_path_buf(),
+            problem,
+        };
+        if size as usize != record_size(k as usize) || header.body_len != header.count * size as u64
+        {
+            return Err(invalid(format!(
+                "record size {size} does not fit K = {k} and {} records",
+                header.count
+            )));
         }
         let split = match split {
             0 => Split::Train,
@@ -87,7 +94,11 @@ impl SamplesFile {
             other => return Err(invalid(format!("unknown split {other}"))),
         };
         if let Some(expected) = tokenizer.filter(|t| *t != header.tokenizer_sha256) {
-            return Err(FormatError::WrongTokenizer { path: path.to_path_buf(), expected, found: header.tokenizer_sha256 });
+            return Err(FormatError::WrongTokenizer {
+                path: path.to_path_buf(),
+                expected,
+                found: header.tokenizer_sha256,
+            });
         }
         let meta = SamplesMeta {
             k: k as usize,
@@ -96,7 +107,12 @@ impl SamplesFile {
             tokenizer_sha256: header.tokenizer_sha256,
             config_hash: header.content_hash,
         };
-        Ok(SamplesFile { path: path.to_path_buf(), meta, len: header.count as usize, mmap })
+        Ok(SamplesFile {
+            path: path.to_path_buf(),
+            meta,
+            len: header.count as usize,
+            mmap,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -110,7 +126,10 @@ impl SamplesFile {
     /// Record `i`, read in place from the mapping.
     pub fn get(&self, i: usize) -> Record<'_> {
         let size = record_size(self.meta.k);
-        Record { bytes: &self.mmap[HEADER_LEN + i * size..HEADER_LEN + (i + 1) * size], k: self.meta.k }
+        Record {
+            bytes: &self.mmap[HEADER_LEN + i * size..HEADER_LEN + (i + 1) * size],
+            k: self.meta.k,
+        }
     }
 }
 
@@ -139,7 +158,9 @@ impl Record<'_> {
     }
     /// The record's codes: anchor, positive, then the K negatives.
     pub fn codes(&self) -> impl Iterator<Item = u32> + '_ {
-        [self.anchor(), self.positive()].into_iter().chain((0..self.k).map(|i| self.negative(i)))
+        [self.anchor(), self.positive()]
+            .into_iter()
+            .chain((0..self.k).map(|i| self.negative(i)))
     }
     pub fn to_sample(&self) -> Sample {
         Sample {
@@ -152,7 +173,10 @@ impl Record<'_> {
 }
 
 pub(crate) fn map(path: &Path) -> Result<Mmap, FormatError> {
-    let io = |source| FormatError::Io { path: path.to_path_buf(), source };
+    let io = |source| FormatError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(io)?;
     // Safety: the file is only read; writers never modify a shard in place (they write a new
     // file and rename it over the old one), so the mapping cannot change under us.

@@ -11,12 +11,18 @@ use crate::format::sha256;
 /// batch). Returns the tokenizer and the sha256 of the file.
 pub fn load_tokenizer(path: &Path, max_length: usize) -> Result<(Tokenizer, [u8; 32])> {
     let bytes = std::fs::read(path).with_context(|| {
-        format!("cannot read {}: fetch the model with `naics-trainer fetch-model minilm` (or mpnet)", path.display())
+        format!(
+            "cannot read {}: fetch the model with `naics-trainer fetch-model minilm` (or mpnet)",
+            path.display()
+        )
     })?;
-    let mut tokenizer =
-        Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("{}: not a tokenizer.json: {e}", path.display()))?;
+    let mut tokenizer = Tokenizer::from_bytes(&bytes)
+        .map_err(|e| anyhow!("{}: not a tokenizer.json: {e}", path.display()))?;
     tokenizer
-        .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
+        .with_truncation(Some(TruncationParams {
+            max_length,
+            ..Default::default()
+        }))
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     tokenizer.with_padding(None);
     Ok((tokenizer, sha256(&bytes)))
@@ -26,7 +32,8 @@ pub fn load_tokenizer(path: &Path, max_length: usize) -> Result<(Tokenizer, [u8;
 /// gets the model's ids for "" (for BERT, `[CLS] [SEP]`).
 pub fn encode(tokenizer: &Tokenizer, texts: &[String]) -> Result<Vec<Vec<u32>>> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let encodings = tokenizer.encode_batch(refs, true).map_err(|e| anyhow!("tokenizing: {e}"))?;
+    let encodings = tokenizer
+        .encode_batch(refs, true)
+        .map_err(|e| anyhow!("tokenizing: {e}"))?;
     Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
 }
-

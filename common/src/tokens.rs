@@ -40,7 +40,11 @@ fn pad8(body: &mut Vec<u8>) {
 pub fn encode(meta: &TokensMeta, channels: &[ChannelIds; 4]) -> Vec<u8> {
     let mut body = Vec::new();
     for c in channels {
-        assert_eq!(c.offsets.len(), meta.codes + 1, "one offset per code, plus one");
+        assert_eq!(
+            c.offsets.len(),
+            meta.codes + 1,
+            "one offset per code, plus one"
+        );
         for o in &c.offsets {
             body.extend_from_slice(&o.to_le_bytes());
         }
@@ -111,16 +115,27 @@ impl TokenCache {
     pub fn open(path: &Path, tokenizer: Option<[u8; 32]>) -> Result<TokenCache, FormatError> {
         let mmap = crate::samples::map(path)?;
         let header = Header::check(path, &mmap, TOKENS_MAGIC)?;
-        let invalid = |problem: String| FormatError::Invalid { path: path.to_path_buf(), problem };
+        let invalid = |problem: String| FormatError::Invalid {
+            path: path.to_path_buf(),
+            problem,
+        };
         let [id_width, channels, max_length, _] = header.layout;
         if !matches!(id_width, 2 | 4) || channels as usize != CHANNELS.len() {
-            return Err(invalid(format!("unsupported layout: id width {id_width}, {channels} channels")));
+            return Err(invalid(format!(
+                "unsupported layout: id width {id_width}, {channels} channels"
+            )));
         }
         if cfg!(target_endian = "big") {
-            return Err(invalid("token caches are little-endian; this machine is big-endian".into()));
+            return Err(invalid(
+                "token caches are little-endian; this machine is big-endian".into(),
+            ));
         }
         if let Some(expected) = tokenizer.filter(|t| *t != header.tokenizer_sha256) {
-            return Err(FormatError::WrongTokenizer { path: path.to_path_buf(), expected, found: header.tokenizer_sha256 });
+            return Err(FormatError::WrongTokenizer {
+                path: path.to_path_buf(),
+                expected,
+                found: header.tokenizer_sha256,
+            });
         }
         let codes = header.count as usize;
         let mut sections = [Section { offsets: 0, ids: 0 }; 4];
@@ -135,7 +150,10 @@ impl TokenCache {
                 return Err(invalid("token offsets are not increasing".into()));
             }
             let total = offsets[codes] as usize;
-            *section = Section { offsets: at, ids: offsets_end };
+            *section = Section {
+                offsets: at,
+                ids: offsets_end,
+            };
             at = (offsets_end + total * id_width as usize).div_ceil(8) * 8;
             if at > mmap.len() {
                 return Err(invalid("truncated token ids".into()));
@@ -148,7 +166,12 @@ impl TokenCache {
             tokenizer_sha256: header.tokenizer_sha256,
             texts_hash: header.content_hash,
         };
-        Ok(TokenCache { path: path.to_path_buf(), meta, sections, mmap })
+        Ok(TokenCache {
+            path: path.to_path_buf(),
+            meta,
+            sections,
+            mmap,
+        })
     }
 
     /// The ids of `code` (a Census index) in channel `channel` (an index into [`CHANNELS`]).

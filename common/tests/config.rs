@@ -12,7 +12,10 @@ fn overrides(list: &[&str]) -> Vec<String> {
 }
 
 fn error(curriculum: Option<&str>, list: &[&str]) -> String {
-    format!("{:#}", load(&conf(), curriculum, &overrides(list)).unwrap_err())
+    format!(
+        "{:#}",
+        load(&conf(), curriculum, &overrides(list)).unwrap_err()
+    )
 }
 
 #[test]
@@ -20,11 +23,24 @@ fn composes_the_defaults() {
     let c = load(&conf(), None, &[]).unwrap().config;
     assert_eq!(c.experiment, "01_stage_easy");
     assert_eq!(c.model.name, "all-MiniLM-L6-v2");
-    assert_eq!((c.model.lora.r, c.model.lora.alpha, c.model.lora.dropout), (8, 16.0, 0.1));
-    assert_eq!((c.model.moe.num_experts, c.model.moe.top_k, c.model.moe.hidden), (4, 2, 1024));
+    assert_eq!(
+        (c.model.lora.r, c.model.lora.alpha, c.model.lora.dropout),
+        (8, 16.0, 0.1)
+    );
+    assert_eq!(
+        (
+            c.model.moe.num_experts,
+            c.model.moe.top_k,
+            c.model.moe.hidden
+        ),
+        (4, 2, 1024)
+    );
     assert_eq!(c.model.moe.load_balance_coef, 0.01);
     assert_eq!((c.loss.temperature, c.loss.curvature), (0.07, 1.0));
-    assert_eq!((c.training.optimizer.lr, c.training.optimizer.weight_decay), (2e-4, 0.01));
+    assert_eq!(
+        (c.training.optimizer.lr, c.training.optimizer.weight_decay),
+        (2e-4, 0.01)
+    );
     assert_eq!(c.training.scheduler.warmup_steps, 500);
     assert_eq!((c.data.val_fraction, c.data.seed), (0.05, 42));
     assert_eq!(c.curriculum.positive_levels, vec![6]);
@@ -39,10 +55,16 @@ fn curriculum_stages() {
     assert_eq!(medium.experiment, "02_stage_medium");
     assert_eq!(medium.curriculum.positive_levels, vec![5, 6]);
     assert_eq!(medium.curriculum.positive_distance_max, Some(3.0));
-    assert_eq!(medium.curriculum.bucket_percentages, vec![0.25, 0.15, 0.15, 0.15, 0.15, 0.15]);
+    assert_eq!(
+        medium.curriculum.bucket_percentages,
+        vec![0.25, 0.15, 0.15, 0.15, 0.15, 0.15]
+    );
     let hard = load(&conf(), Some("03_stage_hard"), &[]).unwrap().config;
     assert_eq!(hard.curriculum.positive_distance_max, None);
-    assert_eq!(hard.curriculum.difficulty_buckets, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(
+        hard.curriculum.difficulty_buckets,
+        vec![1, 2, 3, 4, 5, 6, 7, 8]
+    );
     assert_eq!(hard.curriculum.bucket_percentages[7], 0.30);
 }
 
@@ -80,9 +102,16 @@ fn errors_name_the_key_and_the_nearest_valid_one() {
         "unknown configuration key `training.trainer.max_epoch`; nearest valid key: `training.trainer.max_epochs`"
     );
     let e = error(None, &["curriculum.k_negatives=many"]);
-    assert!(e.contains("configuration key `curriculum.k_negatives`") && e.contains("invalid type"), "{e}");
+    assert!(
+        e.contains("configuration key `curriculum.k_negatives`") && e.contains("invalid type"),
+        "{e}"
+    );
     let e = error(Some("01_stage_eazy"), &[]);
-    assert!(e.contains("curriculum/01_stage_eazy.yaml not found") && e.contains("nearest: `01_stage_easy`"), "{e}");
+    assert!(
+        e.contains("curriculum/01_stage_eazy.yaml not found")
+            && e.contains("nearest: `01_stage_easy`"),
+        "{e}"
+    );
     let e = error(None, &["model=mpnett"]);
     assert!(e.contains("nearest: `mpnet`"), "{e}");
     assert!(error(None, &["novalue"]).contains("must look like key=value"));
@@ -92,8 +121,14 @@ fn errors_name_the_key_and_the_nearest_valid_one() {
     assert!(e.contains("bucket 9 is not in 1..=8"), "{e}");
     let e = error(None, &["curriculum.bucket_percentages=[1.0]"]);
     assert!(e.contains("1 percentages for 2 difficulty_buckets"), "{e}");
-    let e = format!("{:#}", load(Path::new("/nonexistent"), None, &[]).unwrap_err());
-    assert!(e.contains("/nonexistent/config.yaml") && e.contains("--conf"), "{e}");
+    let e = format!(
+        "{:#}",
+        load(Path::new("/nonexistent"), None, &[]).unwrap_err()
+    );
+    assert!(
+        e.contains("/nonexistent/config.yaml") && e.contains("--conf"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -112,7 +147,14 @@ fn unknown_keys_in_a_file_are_errors() {
     for g in ["data", "model", "loss", "training", "curriculum"] {
         copy(&conf().join(g), &dir.path().join(g));
     }
-    std::fs::write(dir.path().join("loss/default.yaml"), "temperature: 0.07\ncurvature: 1.0\ntemprature: 3\n").unwrap();
+    std::fs::write(
+        dir.path().join("loss/default.yaml"),
+        "temperature: 0.07\ncurvature: 1.0\ntemprature: 3\n",
+    )
+    .unwrap();
     let e = format!("{:#}", load(dir.path(), None, &[]).unwrap_err());
-    assert!(e.contains("loss.temprature") || e.contains("unknown field `temprature`"), "{e}");
+    assert!(
+        e.contains("loss.temprature") || e.contains("unknown field `temprature`"),
+        "{e}"
+    );
 }

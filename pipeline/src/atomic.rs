@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 /// The temporary sibling of `path` used while it is being written.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -24,7 +27,8 @@ pub fn write_atomically<T>(path: &Path, write: impl FnOnce(&Path) -> Result<T>) 
 /// With [`finish`], the two halves of [`write_atomically`] for writers that must `.await`.
 pub fn prepare(path: &Path) -> Result<PathBuf> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).with_context(|| format!("creating folder {}", parent.display()))?;
+        fs::create_dir_all(parent)
+            .with_context(|| format!("creating folder {}", parent.display()))?;
     }
     let tmp = temp_path(path);
     remove_any(&tmp)?;

@@ -12,6 +12,7 @@ use arrow::compute::kernels::cmp::eq;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -20,16 +21,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::time::{Duration, Instant};
 
 /// Rows written per table, in stage order.
 pub type BuildSummary = Vec<(String, usize, Duration)>;
 
-pub async fn run(data: &DataDir, materialize_triplets: bool, memory_limit: usize) -> Result<BuildSummary> {
+pub async fn run(
+    data: &DataDir,
+    materialize_triplets: bool,
+    memory_limit: usize,
+) -> Result<BuildSummary> {
     let codes = data.codes();
     if !codes.exists() {
-        anyhow::bail!("{} not found: run `naics-pipeline ingest` first", codes.display());
+        anyhow::bail!(
+            "{} not found: run `naics-pipeline ingest` first",
+            codes.display()
+        );
     }
     let ctx = session::new_context(memory_limit)?;
     session::register_parquet(&ctx, "naics_codes", &codes).await?;
@@ -39,7 +46,9 @@ pub async fn run(data: &DataDir, materialize_triplets: bool, memory_limit: usize
         bar.set_message(format!("stage {}", stage.name));
         let started = Instant::now();
         let path = data.table(stage.name);
-        let rows = write_query(&ctx, &stage.query(), &path).await.with_context(|| format!("stage `{}`", stage.name))?;
+        let rows = write_query(&ctx, &stage.query(), &path)
+            .await
+            .with_context(|| format!("stage `{}`", stage.name))?;
         session::register_parquet(&ctx, stage.name, &path).await?;
         summary.push((stage.name.to_string(), rows, started.elapsed()));
     }
@@ -67,7 +76,11 @@ async fn materialize(ctx: &SessionContext, data: &DataDir) -> Result<usize> {
     let out = data.materialized_triplets();
     let tmp = atomic::prepare(&out)?;
     let result = async {
-        let streams = ctx.table("triplets").await?.execute_stream_partitioned().await?;
+        let streams = ctx
+            .table("triplets")
+            .await?
+            .execute_stream_partitioned()
+            .await?;
         let tasks: Vec<_> = streams
             .into_iter()
             .enumerate()
@@ -84,27 +97,41 @@ async fn materialize(ctx: &SessionContext, data: &DataDir) -> Result<usize> {
 }
 
 /// Splits a stream of triplets by hardness into one Parquet writer per value.
-async fn write_partitioned(mut stream: SendableRecordBatchStream, dir: PathBuf, part: usize) -> Result<usize> {
+async fn write_partitioned(
+    mut stream: SendableRecordBatchStream,
+    dir: PathBuf,
+    part: usize,
+) -> Result<usize> {
     let schema = stream.schema();
     let column = schema.index_of("hardness")?;
-    let kept: Vec<usize> = (0..schema.fields().len()).filter(|&i| i != column).collect();
+    let kept: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| i != column)
+        .collect();
     let file_schema = Arc::new(schema.project(&kept)?);
     let mut writers: BTreeMap<i32, ArrowWriter<File>> = BTreeMap::new();
     let mut rows = 0;
     while let Some(batch) = stream.next().await {
         let mut batch = batch?;
         let hardness = batch.remove_column(column);
-        let hardness = hardness.as_any().downcast_ref::<Int32Array>().context("hardness is an INT column")?;
+        let hardness = hardness
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .context("hardness is an INT column")?;
         let values: BTreeSet<i32> = hardness.iter().flatten().collect();
         for h in values {
-            let rows_of_h = filter_record_batch(&batch, &eq(hardness, &Int32Array::new_scalar(h))?)?;
+            let rows_of_h =
+                filter_record_batch(&batch, &eq(hardness, &Int32Array::new_scalar(h))?)?;
             let writer = match writers.entry(h) {
                 Entry::Occupied(w) => w.into_mut(),
                 Entry::Vacant(slot) => {
                     let folder = dir.join(format!("hardness={h}"));
                     std::fs::create_dir_all(&folder)?;
                     let file = File::create(folder.join(format!("part-{part}.parquet")))?;
-                    slot.insert(ArrowWriter::try_new(file, file_schema.clone(), Some(triplet_writer_properties()))?)
+                    slot.insert(ArrowWriter::try_new(
+                        file,
+                        file_schema.clone(),
+                        Some(triplet_writer_properties()),
+                    )?)
                 }
             };
             writer.write(&rows_of_h)?;
@@ -120,14 +147,18 @@ async fn write_partitioned(mut stream: SendableRecordBatchStream, dir: PathBuf, 
 /// zstd level 1 and row groups of 256k rows: 16 open writers stay well under a GiB.
 fn triplet_writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("valid level"),
+        ))
         .set_max_row_group_row_count(Some(1 << 18))
         .build()
 }
 
 pub fn spinner() -> ProgressBar {
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"),
+    );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }

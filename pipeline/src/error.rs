@@ -24,5 +24,10 @@ impl std::error::Error for InputError {}
 
 /// Builds an [`InputError`] as an `anyhow::Error`, the error type of the program's commands.
 pub fn input_error(file: &Path, row: Option<usize>, message: impl Into<String>) -> anyhow::Error {
-    InputError { file: file.to_path_buf(), row, message: message.into() }.into()
+    InputError {
+        file: file.to_path_buf(),
+        row,
+        message: message.into(),
+    }
+    .into()
 }

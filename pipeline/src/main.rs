@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "naics-pipeline", version, about = "NAICS 2022: Census files -> tree relations -> training shards")]
+#[command(
+    name = "naics-pipeline",
+    version,
+    about = "NAICS 2022: Census files -> tree relations -> training shards"
+)]
 struct Cli {
     /// Folder of the pipeline's tables (inputs are read from DATA/naics2022 by default).
     #[arg(long, global = true, default_value = "data")]
@@ -89,9 +93,19 @@ async fn run(cli: Cli) -> Result<()> {
     let data = DataDir(cli.data.clone());
     let memory_limit = cli.memory_limit_mib << 20;
     match cli.command {
-        Command::Ingest { input, codes, descriptions, index, cross_references, holdout_fraction } => {
+        Command::Ingest {
+            input,
+            codes,
+            descriptions,
+            index,
+            cross_references,
+            holdout_fraction,
+        } => {
             let started = Instant::now();
-            let mut paths = ingest::IngestPaths::in_folder(&input.unwrap_or_else(|| cli.data.join("naics2022")), &cli.data);
+            let mut paths = ingest::IngestPaths::in_folder(
+                &input.unwrap_or_else(|| cli.data.join("naics2022")),
+                &cli.data,
+            );
             paths.codes = codes.unwrap_or(paths.codes);
             paths.descriptions = descriptions.unwrap_or(paths.descriptions);
             paths.index = index.unwrap_or(paths.index);
@@ -111,16 +125,30 @@ async fn run(cli: Cli) -> Result<()> {
                 s.codes_with_exclusions,
                 started.elapsed().as_secs_f64()
             );
-            println!("wrote {} and {}", data.codes().display(), data.holdout().display());
+            println!(
+                "wrote {} and {}",
+                data.codes().display(),
+                data.holdout().display()
+            );
         }
-        Command::Build { materialize_triplets } => {
+        Command::Build {
+            materialize_triplets,
+        } => {
             let summary = build::run(&data, materialize_triplets, memory_limit).await?;
             for (table, rows, took) in summary {
-                println!("{table:>16}: {rows:>13} rows in {:>6.2}s", took.as_secs_f64());
+                println!(
+                    "{table:>16}: {rows:>13} rows in {:>6.2}s",
+                    took.as_secs_f64()
+                );
             }
             println!("wrote {}", data.0.join("tables").display());
         }
-        Command::BuildShards { curriculum, conf, print_config, overrides } => {
+        Command::BuildShards {
+            curriculum,
+            conf,
+            print_config,
+            overrides,
+        } => {
             let loaded = naics_common::config::load(&conf, curriculum.as_deref(), &overrides)?;
             if print_config {
                 print!("{}", loaded.to_yaml());
@@ -138,17 +166,29 @@ async fn run(cli: Cli) -> Result<()> {
                 sampled,
                 s.stats.borrowed,
                 s.stats.filled,
-                if s.tokens_rebuilt { "rebuilt" } else { "unchanged" },
+                if s.tokens_rebuilt {
+                    "rebuilt"
+                } else {
+                    "unchanged"
+                },
                 started.elapsed().as_secs_f64()
             );
             println!("wrote {}", s.out_dir.display());
         }
-        Command::Sql { query, file, format, output } => {
+        Command::Sql {
+            query,
+            file,
+            format,
+            output,
+        } => {
             let ctx = session::open(&data, &cli.outputs, memory_limit).await?;
             let text = match (query, file) {
                 (Some(_), Some(_)) => anyhow::bail!("give either a query or -f FILE, not both"),
                 (Some(q), None) => Some(q),
-                (None, Some(f)) => Some(std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(&f)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
+                ),
                 (None, None) => None,
             };
             match text {

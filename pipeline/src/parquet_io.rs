@@ -12,7 +12,9 @@ use std::fs::File;
 use std::path::Path;
 
 pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build()
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build()
 }
 
 /// Writes one in-memory batch to `path` as a Parquet file.

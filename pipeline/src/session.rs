@@ -37,23 +37,32 @@ impl DataDir {
 }
 
 pub fn new_context(memory_limit: usize) -> Result<SessionContext> {
-    let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(memory_limit))).build_arc()?;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
+        .build_arc()?;
     let config = SessionConfig::new().with_information_schema(true);
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
 pub async fn register_parquet(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
     ctx.deregister_table(name)?;
-    ctx.register_parquet(name, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
-        .await
-        .with_context(|| format!("registering {} as table `{name}`", path.display()))
+    ctx.register_parquet(
+        name,
+        path.to_string_lossy().as_ref(),
+        ParquetReadOptions::default(),
+    )
+    .await
+    .with_context(|| format!("registering {} as table `{name}`", path.display()))
 }
 
 /// A session with every table present under `data` (and `outputs`, for embeddings). As in
 /// datafusion-cli, a file path can also be queried directly: `SELECT * FROM 'x.parquet'`.
 pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result<SessionContext> {
     let ctx = new_context(memory_limit)?.enable_url_table();
-    for (name, path) in [("naics_codes", data.codes()), ("naics_index_holdout", data.holdout())] {
+    for (name, path) in [
+        ("naics_codes", data.codes()),
+        ("naics_index_holdout", data.holdout()),
+    ] {
         if path.exists() {
             register_parquet(&ctx, name, &path).await?;
         }
@@ -68,11 +77,16 @@ pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result
         ctx.sql(&sql_files::triplets_view()).await?;
     }
     if data.materialized_triplets().is_dir() {
-        let partitioned = ParquetReadOptions::default().table_partition_cols(vec![("hardness".to_string(), DataType::Int32)]);
+        let partitioned = ParquetReadOptions::default()
+            .table_partition_cols(vec![("hardness".to_string(), DataType::Int32)]);
         let path = data.materialized_triplets();
-        ctx.register_parquet("triplets_materialized", path.to_string_lossy().as_ref(), partitioned)
-            .await
-            .with_context(|| format!("registering {}", path.display()))?;
+        ctx.register_parquet(
+            "triplets_materialized",
+            path.to_string_lossy().as_ref(),
+            partitioned,
+        )
+        .await
+        .with_context(|| format!("registering {}", path.display()))?;
     }
     for (name, path) in experiment_files(&data.shards(), "samples.parquet") {
         register_parquet(&ctx, &format!("samples_{name}"), &path).await?;
@@ -86,14 +100,25 @@ pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result
 /// `(experiment, folder/experiment/file)` for every experiment folder holding `file`, with the
 /// experiment name made into an SQL identifier (`01_stage_easy` -> `01_stage_easy`).
 fn experiment_files(folder: &Path, file: &str) -> Vec<(String, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
     let mut found: Vec<(String, PathBuf)> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path().join(file))
         .filter(|p| p.is_file())
         .map(|p| {
-            let name = p.parent().and_then(|d| d.file_name()).unwrap_or_default().to_string_lossy();
-            (name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect(), p)
+            let name = p
+                .parent()
+                .and_then(|d| d.file_name())
+                .unwrap_or_default()
+                .to_string_lossy();
+            (
+                name.chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect(),
+                p,
+            )
         })
         .collect();
     found.sort();

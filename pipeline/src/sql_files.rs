@@ -9,11 +9,26 @@ pub struct Stage {
 }
 
 pub const STAGES: [Stage; 5] = [
-    Stage { name: "ancestors", sql: include_str!("../../sql/01_ancestors.sql") },
-    Stage { name: "exclusions", sql: include_str!("../../sql/02_exclusions.sql") },
-    Stage { name: "distances", sql: include_str!("../../sql/03_distances.sql") },
-    Stage { name: "positives", sql: include_str!("../../sql/04_positives.sql") },
-    Stage { name: "hardness_rules", sql: include_str!("../../sql/05_hardness_rules.sql") },
+    Stage {
+        name: "ancestors",
+        sql: include_str!("../../sql/01_ancestors.sql"),
+    },
+    Stage {
+        name: "exclusions",
+        sql: include_str!("../../sql/02_exclusions.sql"),
+    },
+    Stage {
+        name: "distances",
+        sql: include_str!("../../sql/03_distances.sql"),
+    },
+    Stage {
+        name: "positives",
+        sql: include_str!("../../sql/04_positives.sql"),
+    },
+    Stage {
+        name: "hardness_rules",
+        sql: include_str!("../../sql/05_hardness_rules.sql"),
+    },
 ];
 
 const HARDNESS: &str = include_str!("../../sql/hardness.sql");
@@ -31,7 +46,11 @@ pub fn triplets_view() -> String {
 }
 
 fn expand(sql: &str) -> String {
-    let expression: String = HARDNESS.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    let expression: String = HARDNESS
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
     sql.replace("{{hardness}}", expression.trim())
 }
 

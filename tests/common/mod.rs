@@ -20,7 +20,12 @@ pub async fn rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for b in batches {
         for r in 0..b.num_rows() {
-            out.push(b.columns().iter().map(|c| array_value_to_string(c, r).unwrap()).collect());
+            out.push(
+                b.columns()
+                    .iter()
+                    .map(|c| array_value_to_string(c, r).unwrap())
+                    .collect(),
+            );
         }
     }
     out
@@ -28,5 +33,9 @@ pub async fn rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
 
 /// (key, count) rows of a `SELECT key, count(*) ... ORDER BY 1` query.
 pub async fn counts(ctx: &SessionContext, sql: &str) -> Vec<(String, i64)> {
-    rows(ctx, sql).await.into_iter().map(|r| (r[0].clone(), r[1].parse().unwrap())).collect()
+    rows(ctx, sql)
+        .await
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].parse().unwrap()))
+        .collect()
 }

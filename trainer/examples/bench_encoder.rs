@@ -9,7 +9,9 @@ use naics_trainer::model::lora::Pass;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
-    let folder = std::env::args().nth(1).unwrap_or_else(|| "data/models/all-MiniLM-L6-v2".into());
+    let folder = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "data/models/all-MiniLM-L6-v2".into());
     let (batch, len, rounds) = (32usize, 128usize, 5usize);
     let mut encoder = Encoder::load(folder.as_ref(), 512, &Device::Cpu, DType::F32)?;
     // Real words, 128 tokens a row, varied across rows.
@@ -31,17 +33,31 @@ fn main() -> anyhow::Result<()> {
     let forward = tokens / start.elapsed().as_secs_f64();
 
     let varmap = VarMap::new();
-    let lora = LoraConfig { r: 8, alpha: 16.0, dropout: 0.1, targets: vec!["query".into(), "value".into()] };
+    let lora = LoraConfig {
+        r: 8,
+        alpha: 16.0,
+        dropout: 0.1,
+        targets: vec!["query".into(), "value".into()],
+    };
     encoder.add_lora(&varmap, 4, &lora)?;
-    let pass = Pass { channel: Some(1), train: true };
+    let pass = Pass {
+        channel: Some(1),
+        train: true,
+    };
     let start = Instant::now();
     for _ in 0..rounds {
-        let loss = encoder.embed_ids(&ids, Pooling::Cls, pass)?.sqr()?.sum_all()?;
+        let loss = encoder
+            .embed_ids(&ids, Pooling::Cls, pass)?
+            .sqr()?
+            .sum_all()?;
         let grads = loss.backward()?;
         assert!(varmap.all_vars().iter().any(|v| grads.get(v).is_some()));
     }
     let backward = tokens / start.elapsed().as_secs_f64();
-    println!("MiniLM CPU, batch {batch} x {len} tokens, {rounds} rounds, {} threads", candle_core::utils::get_num_threads());
+    println!(
+        "MiniLM CPU, batch {batch} x {len} tokens, {rounds} rounds, {} threads",
+        candle_core::utils::get_num_threads()
+    );
     println!("forward:                    {forward:>8.0} tokens/s");
     println!("forward + backward (LoRA):  {backward:>8.0} tokens/s");
     Ok(())

@@ -18,8 +18,14 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 pub enum ChannelSource {
-    Frozen { table: Tensor },
-    Lora { encoder: Encoder, tokens: TokenCache, pooling: Pooling },
+    Frozen {
+        table: Tensor,
+    },
+    Lora {
+        encoder: Encoder,
+        tokens: TokenCache,
+        pooling: Pooling,
+    },
 }
 
 /// Codes are encoded in chunks of this many texts, sorted by length to waste little padding.
@@ -32,11 +38,25 @@ impl ChannelSource {
                 let idx = Tensor::from_vec(codes.to_vec(), codes.len(), table.device())?;
                 Ok(table.index_select(&idx, 0)?)
             }
-            ChannelSource::Lora { encoder, tokens, pooling } => {
+            ChannelSource::Lora {
+                encoder,
+                tokens,
+                pooling,
+            } => {
                 let per_channel = (0..CHANNELS.len())
                     .map(|c| {
-                        let ids: Vec<Vec<u32>> = codes.iter().map(|&code| tokens.ids(c, code as usize).to_vec()).collect();
-                        encoder.embed_ids(&ids, *pooling, Pass { channel: Some(c), train })
+                        let ids: Vec<Vec<u32>> = codes
+                            .iter()
+                            .map(|&code| tokens.ids(c, code as usize).to_vec())
+                            .collect();
+                        encoder.embed_ids(
+                            &ids,
+                            *pooling,
+                            Pass {
+                                channel: Some(c),
+                                train,
+                            },
+                        )
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Tensor::cat(&per_channel, 1)?)
@@ -45,23 +65,39 @@ impl ChannelSource {
     }
 
     /// The frozen table, from the cache or computed (with a progress bar) and cached.
-    pub fn frozen(encoder: &Encoder, tokens: &TokenCache, pooling: Pooling, cache_dir: &Path, device: &Device) -> Result<Self> {
+    pub fn frozen(
+        encoder: &Encoder,
+        tokens: &TokenCache,
+        pooling: Pooling,
+        cache_dir: &Path,
+        device: &Device,
+    ) -> Result<Self> {
         let weights = std::fs::read(encoder.folder.join("model.safetensors"))?;
         let mut key = Sha256::new();
         key.update(sha256(&weights));
         key.update(tokens.meta.tokenizer_sha256);
         key.update(tokens.meta.texts_hash);
         key.update([pooling as u8, tokens.meta.max_length as u8]);
-        let path = cache_dir.join(format!("channels-{}.safetensors", &hex(&key.finalize())[..16]));
+        let path = cache_dir.join(format!(
+            "channels-{}.safetensors",
+            &hex(&key.finalize())[..16]
+        ));
         if path.exists() {
             let table = candle_core::safetensors::load(&path, device)?
                 .remove("vectors")
-                .with_context(|| format!("{}: no `vectors` tensor; delete it to rebuild", path.display()))?;
+                .with_context(|| {
+                    format!(
+                        "{}: no `vectors` tensor; delete it to rebuild",
+                        path.display()
+                    )
+                })?;
             return Ok(ChannelSource::Frozen { table });
         }
         let codes = tokens.meta.codes;
         let bar = ProgressBar::new((codes * CHANNELS.len()) as u64);
-        bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} channel texts encoded (frozen cache) {per_sec} {eta}")?);
+        bar.set_style(ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} channel texts encoded (frozen cache) {per_sec} {eta}",
+        )?);
         let mut columns = Vec::new();
         for c in 0..CHANNELS.len() {
             let mut order: Vec<usize> = (0..codes).collect();
@@ -69,20 +105,31 @@ impl ChannelSource {
             let mut rows: Vec<Option<Tensor>> = vec![None; codes];
             for chunk in order.chunks(CHUNK) {
                 let ids: Vec<Vec<u32>> = chunk.iter().map(|&i| tokens.ids(c, i).to_vec()).collect();
-                let vectors = encoder.embed_ids(&ids, pooling, Pass::default())?.to_dtype(DType::F32)?;
+                let vectors = encoder
+                    .embed_ids(&ids, pooling, Pass::default())?
+                    .to_dtype(DType::F32)?;
                 for (k, &i) in chunk.iter().enumerate() {
                     rows[i] = Some(vectors.get(k)?);
                 }
                 bar.inc(chunk.len() as u64);
             }
-            let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every code encoded")).collect();
+            let rows: Vec<Tensor> = rows
+                .into_iter()
+                .map(|r| r.expect("every code encoded"))
+                .collect();
             columns.push(Tensor::stack(&rows, 0)?);
         }
         bar.finish_and_clear();
         let table = Tensor::cat(&columns, 1)?.to_device(device)?;
         std::fs::create_dir_all(cache_dir)?;
         let tmp = path.with_extension("tmp");
-        candle_core::safetensors::save(&std::collections::HashMap::from([("vectors".to_string(), table.to_device(&Device::Cpu)?)]), &tmp)?;
+        candle_core::safetensors::save(
+            &std::collections::HashMap::from([(
+                "vectors".to_string(),
+                table.to_device(&Device::Cpu)?,
+            )]),
+            &tmp,
+        )?;
         std::fs::rename(&tmp, &path)?;
         Ok(ChannelSource::Frozen { table })
     }

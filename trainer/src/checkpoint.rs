@@ -70,7 +70,8 @@ fn read_index(dir: &Path) -> Result<Index> {
     if !path.exists() {
         return Ok(Index::default());
     }
-    serde_json::from_slice(&std::fs::read(&path)?).with_context(|| format!("{}: not a checkpoint index", path.display()))
+    serde_json::from_slice(&std::fs::read(&path)?)
+        .with_context(|| format!("{}: not a checkpoint index", path.display()))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -105,43 +106,76 @@ pub fn save(c: &mut Checkpoint) -> Result<()> {
         "config": c.loaded.tree,
         "state": c.state,
     });
-    write_atomic(&c.dir.join(format!("{name}.json")), &serde_json::to_vec_pretty(&sidecar)?)?;
+    write_atomic(
+        &c.dir.join(format!("{name}.json")),
+        &serde_json::to_vec_pretty(&sidecar)?,
+    )?;
 
     let mut index = read_index(c.dir)?;
     index.entries.retain(|e| e.name != name);
-    index.entries.push(Entry { name: name.clone(), step: c.state.step, val_loss: c.val_loss });
-    index.entries.sort_by(|a, b| a.val_loss.total_cmp(&b.val_loss));
+    index.entries.push(Entry {
+        name: name.clone(),
+        step: c.state.step,
+        val_loss: c.val_loss,
+    });
+    index
+        .entries
+        .sort_by(|a, b| a.val_loss.total_cmp(&b.val_loss));
     let keep: Vec<Entry> = index.entries.iter().take(KEEP_BEST).cloned().collect();
-    for dropped in index.entries.iter().filter(|e| e.name != name && !keep.iter().any(|k| k.name == e.name)) {
+    for dropped in index
+        .entries
+        .iter()
+        .filter(|e| e.name != name && !keep.iter().any(|k| k.name == e.name))
+    {
         for suffix in [".safetensors", ".optim.safetensors", ".json"] {
             let _ = std::fs::remove_file(c.dir.join(format!("{}{suffix}", dropped.name)));
         }
     }
-    index.entries.retain(|e| e.name == name || keep.iter().any(|k| k.name == e.name));
+    index
+        .entries
+        .retain(|e| e.name == name || keep.iter().any(|k| k.name == e.name));
     index.last = Some(name);
-    write_atomic(&c.dir.join("index.json"), &serde_json::to_vec_pretty(&index)?)
+    write_atomic(
+        &c.dir.join("index.json"),
+        &serde_json::to_vec_pretty(&index)?,
+    )
 }
 
 /// The weights file of the last checkpoint, if any.
 pub fn last(dir: &Path) -> Result<Option<PathBuf>> {
-    Ok(read_index(dir)?.last.map(|n| dir.join(format!("{n}.safetensors"))))
+    Ok(read_index(dir)?
+        .last
+        .map(|n| dir.join(format!("{n}.safetensors"))))
 }
 
 /// The weights file of the best checkpoint by validation loss, and that loss.
 pub fn best(dir: &Path) -> Result<Option<(PathBuf, f64)>> {
     let index = read_index(dir)?;
-    Ok(index.entries.first().map(|e| (dir.join(format!("{}.safetensors", e.name)), e.val_loss)))
+    Ok(index
+        .entries
+        .first()
+        .map(|e| (dir.join(format!("{}.safetensors", e.name)), e.val_loss)))
 }
 
 /// Loads weights, optimizer state and training state from a checkpoint's weights file.
 pub fn load(weights: &Path, varmap: &VarMap, optimizer: &mut AdamW) -> Result<TrainState> {
     let mut varmap = varmap.clone();
-    varmap.load(weights).with_context(|| format!("loading {}", weights.display()))?;
-    let stem = weights.to_string_lossy().trim_end_matches(".safetensors").to_string();
-    let optim = candle_core::safetensors::load(format!("{stem}.optim.safetensors"), &candle_core::Device::Cpu)?;
+    varmap
+        .load(weights)
+        .with_context(|| format!("loading {}", weights.display()))?;
+    let stem = weights
+        .to_string_lossy()
+        .trim_end_matches(".safetensors")
+        .to_string();
+    let optim = candle_core::safetensors::load(
+        format!("{stem}.optim.safetensors"),
+        &candle_core::Device::Cpu,
+    )?;
     optimizer.load_state(&optim)?;
-    let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{stem}.json"))?)?;
-    let state: TrainState = serde_json::from_value(sidecar["state"].clone()).context("checkpoint sidecar state")?;
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{stem}.json"))?)?;
+    let state: TrainState =
+        serde_json::from_value(sidecar["state"].clone()).context("checkpoint sidecar state")?;
     let mut seed = [0u8; 32];
     for (i, b) in seed.iter_mut().enumerate() {
         *b = u8::from_str_radix(&state.rng_seed[2 * i..2 * i + 2], 16).context("rng seed")?;

@@ -66,8 +66,13 @@ impl Trainer {
         let shards = config.data.shards_dir.join(&config.experiment);
         let encoder = Encoder::load(&config.model.path, config.model.max_length, device, dtype)?;
         let tokenizer = sha256(&std::fs::read(config.model.path.join("tokenizer.json"))?);
-        let tokens = TokenCache::open(&shards.join("tokens.bin"), Some(tokenizer))
-            .with_context(|| format!("run `naics-pipeline build-shards -c {}` first", config.experiment))?;
+        let tokens =
+            TokenCache::open(&shards.join("tokens.bin"), Some(tokenizer)).with_context(|| {
+                format!(
+                    "run `naics-pipeline build-shards -c {}` first",
+                    config.experiment
+                )
+            })?;
         rng::seed(config.data.seed);
         let varmap = VarMap::new();
         let hidden = encoder.transformer.config.hidden_size;
@@ -79,17 +84,30 @@ impl Trainer {
             &config.loss,
         )?;
         let source = match config.model.encoder_mode {
-            EncoderMode::Frozen => {
-                ChannelSource::frozen(&encoder, &tokens, config.model.pooling, &config.data.shards_dir.join("cache"), device)?
-            }
+            EncoderMode::Frozen => ChannelSource::frozen(
+                &encoder,
+                &tokens,
+                config.model.pooling,
+                &config.data.shards_dir.join("cache"),
+                device,
+            )?,
             EncoderMode::Lora => {
                 let mut encoder = encoder;
                 encoder.add_lora(&varmap, CHANNELS.len(), &config.model.lora)?;
-                ChannelSource::Lora { encoder, tokens, pooling: config.model.pooling }
+                ChannelSource::Lora {
+                    encoder,
+                    tokens,
+                    pooling: config.model.pooling,
+                }
             }
         };
         rng::init(&varmap)?;
-        Ok(Trainer { head, source, varmap, config: config.clone() })
+        Ok(Trainer {
+            head,
+            source,
+            varmap,
+            config: config.clone(),
+        })
     }
 
     /// InfoNCE over (anchor, positive, K negatives) records, each distinct code encoded once.
@@ -104,19 +122,36 @@ impl Trainer {
                     distinct.push(code);
                     distinct.len() as u32 - 1
                 });
-                if i == 0 { anchors.push(s) } else { candidates.push(s) }
+                if i == 0 {
+                    anchors.push(s)
+                } else {
+                    candidates.push(s)
+                }
             }
         }
-        let channels = self.source.vectors(&distinct, train)?.to_dtype(DType::F32)?;
+        let channels = self
+            .source
+            .vectors(&distinct, train)?
+            .to_dtype(DType::F32)?;
         let out = self.head.forward(&channels, train)?;
         let device = out.points.device();
         let (b, per) = (records.len(), candidates.len() / records.len().max(1));
         let dim = out.points.dim(1)?;
-        let a = out.points.index_select(&Tensor::from_vec(anchors, b, device)?, 0)?.unsqueeze(1)?;
-        let c = out.points.index_select(&Tensor::from_vec(candidates, b * per, device)?, 0)?.reshape((b, per, dim))?;
+        let a = out
+            .points
+            .index_select(&Tensor::from_vec(anchors, b, device)?, 0)?
+            .unsqueeze(1)?;
+        let c = out
+            .points
+            .index_select(&Tensor::from_vec(candidates, b * per, device)?, 0)?
+            .reshape((b, per, dim))?;
         let distances = lorentz::distance(&a, &c, self.head.curvature())?;
         let nce = lorentz::info_nce(&distances, self.config.loss.temperature)?;
-        Ok(BatchLoss { nce, moe: out.moe, samples: b })
+        Ok(BatchLoss {
+            nce,
+            moe: out.moe,
+            samples: b,
+        })
     }
 
     /// Mean InfoNCE over a samples file, without dropout or gradients.
@@ -124,12 +159,18 @@ impl Trainer {
         let batch = self.config.data.batch_size.max(1);
         let (mut total, mut count) = (0.0, 0usize);
         for start in (0..file.len()).step_by(batch) {
-            let records: Vec<Record> = (start..(start + batch).min(file.len())).map(|i| file.get(i)).collect();
+            let records: Vec<Record> = (start..(start + batch).min(file.len()))
+                .map(|i| file.get(i))
+                .collect();
             let loss = self.batch_loss(&records, false)?;
             total += loss.nce.to_scalar::<f32>()? as f64 * loss.samples as f64;
             count += loss.samples;
         }
-        Ok(if count == 0 { f64::NAN } else { total / count as f64 })
+        Ok(if count == 0 {
+            f64::NAN
+        } else {
+            total / count as f64
+        })
     }
 }
 
@@ -143,13 +184,22 @@ pub fn step_loss(parts: &[BatchLoss], coef: f64) -> Result<(Tensor, f64, f64)> {
     }
     let lb = load_balancing_loss(&parts.iter().map(|p| &p.moe).collect::<Vec<_>>())?;
     let total = (&nce + (&lb * coef)?)?;
-    Ok((total, nce.to_scalar::<f32>()? as f64, lb.to_scalar::<f32>()? as f64))
+    Ok((
+        total,
+        nce.to_scalar::<f32>()? as f64,
+        lb.to_scalar::<f32>()? as f64,
+    ))
 }
 
 fn open_shards(config: &Config) -> Result<(Vec<SamplesFile>, SamplesFile)> {
     let dir = config.data.shards_dir.join(&config.experiment);
     let tokenizer = sha256(&std::fs::read(config.model.path.join("tokenizer.json"))?);
-    let hint = || format!("run `naics-pipeline build-shards -c {}` first", config.experiment);
+    let hint = || {
+        format!(
+            "run `naics-pipeline build-shards -c {}` first",
+            config.experiment
+        )
+    };
     let mut train = Vec::new();
     for epoch in 0.. {
         let path = dir.join(format!("train-e{epoch:03}.samples"));
@@ -161,7 +211,8 @@ fn open_shards(config: &Config) -> Result<(Vec<SamplesFile>, SamplesFile)> {
     if train.is_empty() {
         bail!("no training shards in {}: {}", dir.display(), hint());
     }
-    let validation = SamplesFile::open(&dir.join("validation.samples"), Some(tokenizer)).with_context(hint)?;
+    let validation =
+        SamplesFile::open(&dir.join("validation.samples"), Some(tokenizer)).with_context(hint)?;
     Ok((train, validation))
 }
 
@@ -183,7 +234,11 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
     let mut optimizer = AdamW::new(&trainer.varmap, t.optimizer.weight_decay)?;
     let mut state = TrainState::default();
     if let Some(init) = &options.init {
-        trainer.varmap.clone().load(init).with_context(|| format!("loading initial weights {}", init.display()))?;
+        trainer
+            .varmap
+            .clone()
+            .load(init)
+            .with_context(|| format!("loading initial weights {}", init.display()))?;
     }
     if options.resume {
         let last = checkpoint::last(&ckpt_dir)?
@@ -191,13 +246,18 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
         state = checkpoint::load(&last, &trainer.varmap, &mut optimizer)?;
     }
     let metrics_path = out_dir.join("metrics.jsonl");
-    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)?;
     if !options.resume {
         metrics.set_len(0)?;
     }
 
     let bar = ProgressBar::new(total_steps as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed}<{eta} {msg}")?);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} steps {elapsed}<{eta} {msg}",
+    )?);
     bar.set_position(state.step as u64);
     let coef = config.model.moe.load_balance_coef;
     let mut stopped_early = false;
@@ -207,18 +267,34 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
         while state.batch < steps {
             let started = Instant::now();
             let start = state.batch * per_step;
-            let records: Vec<Record> = (start..(start + per_step).min(file.len())).map(|i| file.get(i)).collect();
-            let parts = records.chunks(micro).map(|chunk| trainer.batch_loss(chunk, true)).collect::<Result<Vec<_>>>()?;
+            let records: Vec<Record> = (start..(start + per_step).min(file.len()))
+                .map(|i| file.get(i))
+                .collect();
+            let parts = records
+                .chunks(micro)
+                .map(|chunk| trainer.batch_loss(chunk, true))
+                .collect::<Result<Vec<_>>>()?;
             let loads: Vec<f32> = aggregate_load(&parts);
             let (loss, nce, lb) = step_loss(&parts, coef)?;
             let value = loss.to_scalar::<f32>()?;
             if !value.is_finite() {
-                let last = checkpoint::last(&ckpt_dir)?.map(|p| p.display().to_string()).unwrap_or("none yet".into());
-                bail!("loss is {value} at step {}; stopping. Last good checkpoint: {last}", state.step);
+                let last = checkpoint::last(&ckpt_dir)?
+                    .map(|p| p.display().to_string())
+                    .unwrap_or("none yet".into());
+                bail!(
+                    "loss is {value} at step {}; stopping. Last good checkpoint: {last}",
+                    state.step
+                );
             }
             let mut grads = loss.backward()?;
             let grad_norm = optim::clip_grad_norm(&mut grads, &optimizer.vars(), t.gradient_clip)?;
-            let lr = optim::learning_rate(state.step, t.scheduler.warmup_steps, total_steps, t.optimizer.lr, t.scheduler.min_lr);
+            let lr = optim::learning_rate(
+                state.step,
+                t.scheduler.warmup_steps,
+                total_steps,
+                t.optimizer.lr,
+                t.scheduler.min_lr,
+            );
             optimizer.step(&grads, lr)?;
             state.step += 1;
             state.batch += 1;
@@ -231,22 +307,49 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
             )?;
             bar.set_message(format!("loss {value:.4} nce {nce:.4} {per_s:.0} samples/s"));
             bar.inc(1);
-            let val_now = t.trainer.val_every_n_steps.is_some_and(|n| n > 0 && state.step % n == 0);
-            if val_now && !validate_and_save(&trainer, &validation, &mut optimizer, &mut state, &ckpt_dir, loaded, &mut metrics)? {
+            let val_now = t
+                .trainer
+                .val_every_n_steps
+                .is_some_and(|n| n > 0 && state.step % n == 0);
+            if val_now
+                && !validate_and_save(
+                    &trainer,
+                    &validation,
+                    &mut optimizer,
+                    &mut state,
+                    &ckpt_dir,
+                    loaded,
+                    &mut metrics,
+                )?
+            {
                 stopped_early = true;
                 break 'epochs;
             }
         }
         state.epoch += 1;
         state.batch = 0;
-        if !validate_and_save(&trainer, &validation, &mut optimizer, &mut state, &ckpt_dir, loaded, &mut metrics)? {
+        if !validate_and_save(
+            &trainer,
+            &validation,
+            &mut optimizer,
+            &mut state,
+            &ckpt_dir,
+            loaded,
+            &mut metrics,
+        )? {
             stopped_early = true;
             break;
         }
     }
     bar.finish_and_clear();
-    let (best, best_val_loss) = checkpoint::best(&ckpt_dir)?.context("no checkpoint was written")?;
-    Ok(FitSummary { best, best_val_loss, steps: state.step, stopped_early })
+    let (best, best_val_loss) =
+        checkpoint::best(&ckpt_dir)?.context("no checkpoint was written")?;
+    Ok(FitSummary {
+        best,
+        best_val_loss,
+        steps: state.step,
+        stopped_early,
+    })
 }
 
 /// Validates, writes a checkpoint, keeps the best 3 and the last; false when patience ran out.
@@ -260,14 +363,26 @@ fn validate_and_save(
     metrics: &mut std::fs::File,
 ) -> Result<bool> {
     let val_loss = trainer.validate(validation)?;
-    writeln!(metrics, "{}", json!({"step": state.step, "epoch": state.epoch, "val_loss": val_loss}))?;
+    writeln!(
+        metrics,
+        "{}",
+        json!({"step": state.step, "epoch": state.epoch, "val_loss": val_loss})
+    )?;
     if val_loss < state.best_val_loss {
         state.best_val_loss = val_loss;
         state.bad_validations = 0;
     } else {
         state.bad_validations += 1;
     }
-    checkpoint::save(&mut Checkpoint { dir, state, val_loss, loaded, varmap: &trainer.varmap, optimizer, validation })?;
+    checkpoint::save(&mut Checkpoint {
+        dir,
+        state,
+        val_loss,
+        loaded,
+        varmap: &trainer.varmap,
+        optimizer,
+        validation,
+    })?;
     Ok(state.bad_validations < loaded.config.training.trainer.patience)
 }
 

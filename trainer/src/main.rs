@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use naics_common::config::Pooling;
-use naics_trainer::model::Encoder;
 use naics_trainer::fit::{self, FitOptions};
+use naics_trainer::model::Encoder;
 use naics_trainer::{device, fetch};
 
 /// The curriculum stages `-c all` runs, in order.
@@ -12,7 +12,11 @@ const STAGES: [&str; 3] = ["01_stage_easy", "02_stage_medium", "03_stage_hard"];
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "naics-trainer", version, about = "Hierarchy-aware NAICS embeddings: encoder, training, search")]
+#[command(
+    name = "naics-trainer",
+    version,
+    about = "Hierarchy-aware NAICS embeddings: encoder, training, search"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,7 +79,13 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Encode { model, pooling, normalize, max_length, texts } => {
+        Command::Encode {
+            model,
+            pooling,
+            normalize,
+            max_length,
+            texts,
+        } => {
             let (device, dtype) = device::best();
             let encoder = Encoder::load(&model, max_length, &device, dtype)?;
             let pooling = match pooling {
@@ -87,8 +97,18 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::FetchModel { which, dir } => fetch::fetch(&which, dir.as_deref())?,
-        Command::Fit { curriculum, conf, resume, print_config, overrides } => {
-            let stages: Vec<String> = if curriculum == "all" { STAGES.iter().map(|s| s.to_string()).collect() } else { vec![curriculum] };
+        Command::Fit {
+            curriculum,
+            conf,
+            resume,
+            print_config,
+            overrides,
+        } => {
+            let stages: Vec<String> = if curriculum == "all" {
+                STAGES.iter().map(|s| s.to_string()).collect()
+            } else {
+                vec![curriculum]
+            };
             let mut init: Option<PathBuf> = None;
             for stage in stages {
                 let loaded = naics_common::config::load(&conf, Some(&stage), &overrides)?;
@@ -96,13 +116,22 @@ fn run(cli: Cli) -> Result<()> {
                     print!("{}", loaded.to_yaml());
                     continue;
                 }
-                let options = FitOptions { resume, init: init.take(), checkpoints: "checkpoints".into(), outputs: "outputs".into() };
+                let options = FitOptions {
+                    resume,
+                    init: init.take(),
+                    checkpoints: "checkpoints".into(),
+                    outputs: "outputs".into(),
+                };
                 let started = std::time::Instant::now();
                 let s = fit::fit(&loaded, &options)?;
                 println!(
                     "fit {stage}: {} steps{}, best validation loss {:.4} at {}, in {:.0}s",
                     s.steps,
-                    if s.stopped_early { " (stopped early)" } else { "" },
+                    if s.stopped_early {
+                        " (stopped early)"
+                    } else {
+                        ""
+                    },
                     s.best_val_loss,
                     s.best.display(),
                     started.elapsed().as_secs_f64()

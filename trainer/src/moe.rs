@@ -29,17 +29,32 @@ pub struct MoeOutput {
 }
 
 impl Moe {
-    pub fn new(vb: VarBuilder, dim: usize, hidden: usize, num_experts: usize, top_k: usize, dropout: f32) -> Result<Self> {
+    pub fn new(
+        vb: VarBuilder,
+        dim: usize,
+        hidden: usize,
+        num_experts: usize,
+        top_k: usize,
+        dropout: f32,
+    ) -> Result<Self> {
         if top_k == 0 || top_k > num_experts {
             candle_core::bail!("MoE top_k must be in 1..={num_experts}, got {top_k}");
         }
         let experts = (0..num_experts)
             .map(|e| {
                 let vb = vb.pp(format!("expert{e}"));
-                Ok(Expert { up: candle_nn::linear(dim, hidden, vb.pp("up"))?, down: candle_nn::linear(hidden, dim, vb.pp("down"))? })
+                Ok(Expert {
+                    up: candle_nn::linear(dim, hidden, vb.pp("up"))?,
+                    down: candle_nn::linear(hidden, dim, vb.pp("down"))?,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Moe { gate: candle_nn::linear(dim, num_experts, vb.pp("gate"))?, experts, top_k, dropout })
+        Ok(Moe {
+            gate: candle_nn::linear(dim, num_experts, vb.pp("gate"))?,
+            experts,
+            top_k,
+            dropout,
+        })
     }
 
     pub fn num_experts(&self) -> usize {
@@ -68,7 +83,9 @@ impl Moe {
         let picks: Vec<u32> = chosen.iter().flatten().map(|&e| e as u32).collect();
         let picks = Tensor::from_vec(picks, (n, self.top_k), x.device())?;
         let weights = probs.gather(&picks, 1)?;
-        let weights = weights.broadcast_div(&weights.sum_keepdim(1)?)?.flatten_all()?;
+        let weights = weights
+            .broadcast_div(&weights.sum_keepdim(1)?)?
+            .flatten_all()?;
         let mut output = x.zeros_like()?;
         let mut load = vec![0f32; self.experts.len()];
         for (e, expert) in self.experts.iter().enumerate() {
@@ -76,20 +93,40 @@ impl Moe {
             let routed: Vec<(u32, u32)> = chosen
                 .iter()
                 .enumerate()
-                .filter_map(|(r, c)| c.iter().position(|&x| x == e).map(|slot| (r as u32, (r * self.top_k + slot) as u32)))
+                .filter_map(|(r, c)| {
+                    c.iter()
+                        .position(|&x| x == e)
+                        .map(|slot| (r as u32, (r * self.top_k + slot) as u32))
+                })
                 .collect();
             load[e] = routed.len() as f32 / n.max(1) as f32;
             if routed.is_empty() {
                 continue;
             }
-            let rows = Tensor::from_vec(routed.iter().map(|r| r.0).collect::<Vec<_>>(), routed.len(), x.device())?;
-            let slots = Tensor::from_vec(routed.iter().map(|r| r.1).collect::<Vec<_>>(), routed.len(), x.device())?;
+            let rows = Tensor::from_vec(
+                routed.iter().map(|r| r.0).collect::<Vec<_>>(),
+                routed.len(),
+                x.device(),
+            )?;
+            let slots = Tensor::from_vec(
+                routed.iter().map(|r| r.1).collect::<Vec<_>>(),
+                routed.len(),
+                x.device(),
+            )?;
             let hidden = expert.up.forward(&x.index_select(&rows, 0)?)?.relu()?;
-                let hidden = crate::rng::dropout(&hidden, self.dropout, train)?;
-            let y = expert.down.forward(&hidden)?.broadcast_mul(&weights.index_select(&slots, 0)?.unsqueeze(1)?)?;
+            let hidden = crate::rng::dropout(&hidden, self.dropout, train)?;
+            let y = expert
+                .down
+                .forward(&hidden)?
+                .broadcast_mul(&weights.index_select(&slots, 0)?.unsqueeze(1)?)?;
             output = output.index_add(&rows, &y, 0)?;
         }
-        Ok(MoeOutput { output, importance: probs.mean(0)?, load, rows: n })
+        Ok(MoeOutput {
+            output,
+            importance: probs.mean(0)?,
+            load,
+            rows: n,
+        })
     }
 }
 
@@ -113,6 +150,7 @@ pub fn load_balancing_loss(parts: &[&MoeOutput]) -> Result<Tensor> {
         });
     }
     let importance = importance.expect("at least one part");
-    let load = Tensor::from_vec(load, experts, importance.device())?.to_dtype(importance.dtype())?;
+    let load =
+        Tensor::from_vec(load, experts, importance.device())?.to_dtype(importance.dtype())?;
     (importance * load)?.sum_all()? * experts as f64
 }

@@ -21,13 +21,27 @@ pub struct AdamW {
 impl AdamW {
     /// Over every variable of `varmap`, in name order (so that state files are stable).
     pub fn new(varmap: &VarMap, weight_decay: f64) -> Result<Self> {
-        let mut params: Vec<(String, Var)> =
-            varmap.data().lock().expect("varmap lock").iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        let mut params: Vec<(String, Var)> = varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let zeros = |(_, v): &(String, Var)| v.zeros_like();
         let m = params.iter().map(zeros).collect::<Result<Vec<_>>>()?;
         let v = params.iter().map(zeros).collect::<Result<Vec<_>>>()?;
-        Ok(AdamW { params, m, v, step: 0, weight_decay, beta1: 0.9, beta2: 0.999, eps: 1e-8 })
+        Ok(AdamW {
+            params,
+            m,
+            v,
+            step: 0,
+            weight_decay,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        })
     }
 
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
@@ -40,7 +54,8 @@ impl AdamW {
             let g = g.to_dtype(var.dtype())?;
             self.m[i] = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
             self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let update = ((&self.m[i] / correct1)? / ((&self.v[i] / correct2)?.sqrt()? + self.eps)?)?;
+            let update =
+                ((&self.m[i] / correct1)? / ((&self.v[i] / correct2)?.sqrt()? + self.eps)?)?;
             let decayed = (var.as_tensor() * (1.0 - lr * self.weight_decay))?;
             var.set(&(decayed - (update * lr)?)?)?;
         }
@@ -54,19 +69,31 @@ impl AdamW {
             out.insert(format!("m.{name}"), self.m[i].clone());
             out.insert(format!("v.{name}"), self.v[i].clone());
         }
-        out.insert("step".into(), Tensor::new(&[self.step as u32], self.m[0].device())?);
+        out.insert(
+            "step".into(),
+            Tensor::new(&[self.step as u32], self.m[0].device())?,
+        );
         Ok(out)
     }
 
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         for (i, (name, var)) in self.params.iter().enumerate() {
             let get = |key: String| {
-                state.get(&key).cloned().ok_or_else(|| candle_core::Error::Msg(format!("optimizer state lacks {key}")))
+                state
+                    .get(&key)
+                    .cloned()
+                    .ok_or_else(|| candle_core::Error::Msg(format!("optimizer state lacks {key}")))
             };
-            self.m[i] = get(format!("m.{name}"))?.to_dtype(var.dtype())?.to_device(var.device())?;
-            self.v[i] = get(format!("v.{name}"))?.to_dtype(var.dtype())?.to_device(var.device())?;
+            self.m[i] = get(format!("m.{name}"))?
+                .to_dtype(var.dtype())?
+                .to_device(var.device())?;
+            self.v[i] = get(format!("v.{name}"))?
+                .to_dtype(var.dtype())?
+                .to_device(var.device())?;
         }
-        let step = state.get("step").ok_or_else(|| candle_core::Error::Msg("optimizer state lacks step".into()))?;
+        let step = state
+            .get("step")
+            .ok_or_else(|| candle_core::Error::Msg("optimizer state lacks step".into()))?;
         self.step = step.to_dtype(DType::U32)?.to_vec1::<u32>()?[0] as usize;
         Ok(())
     }
@@ -82,7 +109,11 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
     let mut total = 0f64;
     for var in vars {
         if let Some(g) = grads.get(var) {
-            total += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            total += g
+                .to_dtype(DType::F64)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f64>()?;
         }
     }
     let norm = total.sqrt();

@@ -8,7 +8,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::{LazyLock, Mutex};
 
-static STREAM: LazyLock<Mutex<ChaCha8Rng>> = LazyLock::new(|| Mutex::new(ChaCha8Rng::seed_from_u64(0)));
+static STREAM: LazyLock<Mutex<ChaCha8Rng>> =
+    LazyLock::new(|| Mutex::new(ChaCha8Rng::seed_from_u64(0)));
 
 pub fn seed(seed: u64) {
     *STREAM.lock().expect("rng lock") = ChaCha8Rng::seed_from_u64(seed);
@@ -36,7 +37,15 @@ pub fn dropout(x: &Tensor, p: f32, train: bool) -> Result<Tensor> {
     let n = x.elem_count();
     let mask: Vec<f32> = {
         let mut rng = STREAM.lock().expect("rng lock");
-        (0..n).map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 }).collect()
+        (0..n)
+            .map(|_| {
+                if rng.random::<f32>() < keep {
+                    1.0 / keep
+                } else {
+                    0.0
+                }
+            })
+            .collect()
     };
     let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
     x * mask
@@ -53,7 +62,9 @@ pub fn init(varmap: &VarMap) -> Result<()> {
         let dims = var.dims();
         let values: Vec<f32> = if name.ends_with(".weight") || name.ends_with(".a") {
             let bound = 1.0 / (*dims.last().unwrap_or(&1) as f32).sqrt();
-            (0..var.elem_count()).map(|_| rng.random_range(-bound..bound)).collect()
+            (0..var.elem_count())
+                .map(|_| rng.random_range(-bound..bound))
+                .collect()
         } else {
             vec![0.0; var.elem_count()]
         };

@@ -56,38 +56,89 @@ pub fn build_tree(path: &Path, rows: &[SourceRow]) -> Result<Vec<TreeCode>> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut seen_seq: HashMap<usize, usize> = HashMap::new();
     for r in rows {
-        let seq: usize = r.cells[0].trim().parse().ok().filter(|s| *s >= 1).ok_or_else(|| {
-            input_error(path, Some(r.row), format!("expected a sequence number >= 1, found `{}`", r.cells[0]))
-        })?;
+        let seq: usize = r.cells[0]
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s| *s >= 1)
+            .ok_or_else(|| {
+                input_error(
+                    path,
+                    Some(r.row),
+                    format!("expected a sequence number >= 1, found `{}`", r.cells[0]),
+                )
+            })?;
         let (code, level) = parse_code(&r.cells[1]).ok_or_else(|| {
-            input_error(path, Some(r.row), format!("expected a 2- to 6-digit NAICS code, found `{}`", r.cells[1]))
+            input_error(
+                path,
+                Some(r.row),
+                format!(
+                    "expected a 2- to 6-digit NAICS code, found `{}`",
+                    r.cells[1]
+                ),
+            )
         })?;
         if let Some(first) = seen.insert(code.clone(), r.row) {
-            return Err(input_error(path, Some(r.row), format!("duplicate code {code} (first seen on row {first})")));
+            return Err(input_error(
+                path,
+                Some(r.row),
+                format!("duplicate code {code} (first seen on row {first})"),
+            ));
         }
         if let Some(first) = seen_seq.insert(seq, r.row) {
-            return Err(input_error(path, Some(r.row), format!("duplicate Seq. No. {seq} (first seen on row {first})")));
+            return Err(input_error(
+                path,
+                Some(r.row),
+                format!("duplicate Seq. No. {seq} (first seen on row {first})"),
+            ));
         }
         let title = r.cells[2].trim().to_string();
         if title.is_empty() {
-            return Err(input_error(path, Some(r.row), format!("expected a title for code {code}")));
+            return Err(input_error(
+                path,
+                Some(r.row),
+                format!("expected a title for code {code}"),
+            ));
         }
         let sector = sector_of(&code);
         if level == 2 && sector != code {
-            return Err(input_error(path, Some(r.row), format!("{code} is not a sector; it belongs to sector {sector}")));
+            return Err(input_error(
+                path,
+                Some(r.row),
+                format!("{code} is not a sector; it belongs to sector {sector}"),
+            ));
         }
         let parent = parent_of(&code, level);
-        codes.push(TreeCode { index: seq - 1, code, level, sector, parent, title });
+        codes.push(TreeCode {
+            index: seq - 1,
+            code,
+            level,
+            sector,
+            parent,
+            title,
+        });
     }
     for (c, r) in codes.iter().zip(rows) {
         if let Some(parent) = c.parent.as_ref().filter(|p| !seen.contains_key(*p)) {
-            return Err(input_error(path, Some(r.row), format!("code {} has no parent: {parent} is missing", c.code)));
+            return Err(input_error(
+                path,
+                Some(r.row),
+                format!("code {} has no parent: {parent} is missing", c.code),
+            ));
         }
     }
     codes.sort_by_key(|c| c.index);
     if let Some((pos, c)) = codes.iter().enumerate().find(|(pos, c)| c.index != *pos) {
-        return Err(input_error(path, None, format!("Seq. No. must run 1..{} without gaps; {} is missing", codes.len(), pos + 1))
-            .context(format!("code {} has Seq. No. {}", c.code, c.index + 1)));
+        return Err(input_error(
+            path,
+            None,
+            format!(
+                "Seq. No. must run 1..{} without gaps; {} is missing",
+                codes.len(),
+                pos + 1
+            ),
+        )
+        .context(format!("code {} has Seq. No. {}", c.code, c.index + 1)));
     }
     Ok(codes)
 }
@@ -99,7 +150,10 @@ mod tests {
     fn rows(data: &[(&str, &str, &str)]) -> Vec<SourceRow> {
         data.iter()
             .enumerate()
-            .map(|(i, (s, c, t))| SourceRow { row: i + 2, cells: vec![s.to_string(), c.to_string(), t.to_string()] })
+            .map(|(i, (s, c, t))| SourceRow {
+                row: i + 2,
+                cells: vec![s.to_string(), c.to_string(), t.to_string()],
+            })
             .collect()
     }
 
@@ -107,7 +161,12 @@ mod tests {
     fn sectors_ranges_and_parents() {
         let tree = build_tree(
             Path::new("codes.xlsx"),
-            &rows(&[("1", "31-33", "Manufacturing"), ("2", "321", "Wood"), ("3", "3211", "Sawmills"), ("4", "32111", "Saw")]),
+            &rows(&[
+                ("1", "31-33", "Manufacturing"),
+                ("2", "321", "Wood"),
+                ("3", "3211", "Sawmills"),
+                ("4", "32111", "Saw"),
+            ]),
         )
         .unwrap();
         assert_eq!(tree[0].code, "31");
@@ -121,10 +180,23 @@ mod tests {
 
     #[test]
     fn bad_rows_are_named() {
-        let err = |data: &[(&str, &str, &str)]| build_tree(Path::new("codes.xlsx"), &rows(data)).unwrap_err().to_string();
-        assert_eq!(err(&[("1", "11", "A"), ("2", "11", "B")]), "codes.xlsx: row 3: duplicate code 11 (first seen on row 2)");
-        assert!(err(&[("1", "1x1", "A")]).contains("row 2: expected a 2- to 6-digit NAICS code, found `1x1`"));
-        assert!(err(&[("1", "11", "A"), ("2", "1121", "B")]).contains("row 3: code 1121 has no parent: 112 is missing"));
+        let err = |data: &[(&str, &str, &str)]| {
+            build_tree(Path::new("codes.xlsx"), &rows(data))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(&[("1", "11", "A"), ("2", "11", "B")]),
+            "codes.xlsx: row 3: duplicate code 11 (first seen on row 2)"
+        );
+        assert!(
+            err(&[("1", "1x1", "A")])
+                .contains("row 2: expected a 2- to 6-digit NAICS code, found `1x1`")
+        );
+        assert!(
+            err(&[("1", "11", "A"), ("2", "1121", "B")])
+                .contains("row 3: code 1121 has no parent: 112 is missing")
+        );
         assert!(err(&[("x", "11", "A")]).contains("expected a sequence number"));
         assert!(err(&[("1", "32", "A")]).contains("32 is not a sector"));
     }

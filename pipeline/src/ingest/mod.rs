@@ -83,16 +83,27 @@ pub fn run(paths: &IngestPaths, holdout_fraction: f64) -> Result<IngestSummary> 
     summary.codes = codes.len();
     summary.held_out = held_out.len();
     summary.exclusion_pairs = codes.iter().map(|c| c.excluded_codes.len()).sum();
-    summary.codes_with_exclusions = codes.iter().filter(|c| !c.excluded_codes.is_empty()).count();
+    summary.codes_with_exclusions = codes
+        .iter()
+        .filter(|c| !c.excluded_codes.is_empty())
+        .count();
     Ok(summary)
 }
 
 /// The in-memory result of ingest, before anything is written.
-pub fn read_all(paths: &IngestPaths, holdout_fraction: f64) -> Result<(Vec<NaicsCode>, Vec<HeldOut>, IngestSummary)> {
+pub fn read_all(
+    paths: &IngestPaths,
+    holdout_fraction: f64,
+) -> Result<(Vec<NaicsCode>, Vec<HeldOut>, IngestSummary)> {
     if !(0.0..1.0).contains(&holdout_fraction) {
         anyhow::bail!("--holdout-fraction must be in [0, 1), got {holdout_fraction}");
     }
-    for p in [&paths.codes, &paths.descriptions, &paths.index, &paths.cross_references] {
+    for p in [
+        &paths.codes,
+        &paths.descriptions,
+        &paths.index,
+        &paths.cross_references,
+    ] {
         sources::require_file(p)?;
     }
     let code_rows = sources::read_xlsx(
@@ -101,7 +112,11 @@ pub fn read_all(paths: &IngestPaths, holdout_fraction: f64) -> Result<(Vec<Naics
         &["Seq. No.", "2022 NAICS US Code", "2022 NAICS US Title"],
     )?;
     let tree = codes::build_tree(&paths.codes, &code_rows)?;
-    let position: HashMap<String, usize> = tree.iter().enumerate().map(|(i, c)| (c.code.clone(), i)).collect();
+    let position: HashMap<String, usize> = tree
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.code.clone(), i))
+        .collect();
     let mut summary = IngestSummary::default();
 
     let descriptions = read_descriptions(&paths.descriptions, &position, &mut summary)?;
@@ -110,8 +125,10 @@ pub fn read_all(paths: &IngestPaths, holdout_fraction: f64) -> Result<(Vec<Naics
     summary.skipped_index_rows = skipped;
     let xrefs = read_cross_references(&paths.cross_references, &position, &mut summary)?;
 
-    let parts: Vec<text::DescriptionParts> =
-        tree.iter().map(|c| text::split_description(descriptions.get(&c.code).map_or("", String::as_str))).collect();
+    let parts: Vec<text::DescriptionParts> = tree
+        .iter()
+        .map(|c| text::split_description(descriptions.get(&c.code).map_or("", String::as_str)))
+        .collect();
     let (texts, inherited) = resolve_descriptions(&tree, &position, &parts);
     summary.inherited_descriptions = inherited;
 
@@ -119,7 +136,10 @@ pub fn read_all(paths: &IngestPaths, holdout_fraction: f64) -> Result<(Vec<Naics
     let mut held_out = Vec::new();
     for (pos, entry) in entries {
         if is_held_out(&tree[pos].code, &entry, holdout_fraction) {
-            held_out.push(HeldOut { code: tree[pos].code.clone(), text: entry });
+            held_out.push(HeldOut {
+                code: tree[pos].code.clone(),
+                text: entry,
+            });
         } else {
             examples[pos].push(entry);
         }
@@ -138,7 +158,13 @@ pub fn read_all(paths: &IngestPaths, holdout_fraction: f64) -> Result<(Vec<Naics
             excluded.extend(text::exclusion_sentences(&parts[pos].text));
             let excluded = excluded.join(" ");
             let excluded_codes = excluded_codes(&excluded, &tree.code, &position);
-            NaicsCode { tree, description: texts[pos].clone(), examples: list, excluded, excluded_codes }
+            NaicsCode {
+                tree,
+                description: texts[pos].clone(),
+                examples: list,
+                excluded,
+                excluded_codes,
+            }
         })
         .collect();
     Ok((codes, held_out, summary))
@@ -153,7 +179,11 @@ fn read_descriptions(
     position: &HashMap<String, usize>,
     summary: &mut IngestSummary,
 ) -> Result<HashMap<String, String>> {
-    let rows = sources::read_xlsx(path, Some("2022_NAICS_Descriptions"), &["Code", "Title", "Description"])?;
+    let rows = sources::read_xlsx(
+        path,
+        Some("2022_NAICS_Descriptions"),
+        &["Code", "Title", "Description"],
+    )?;
     let mut out = HashMap::new();
     for r in rows {
         if codes::parse_code(&r.cells[0]).is_some_and(|(c, _)| !position.contains_key(&c)) {
@@ -162,7 +192,11 @@ fn read_descriptions(
         }
         let code = known_code(path, r.row, &r.cells[0], position)?;
         if out.insert(code.clone(), r.cells[2].clone()).is_some() {
-            return Err(input_error(path, Some(r.row), format!("duplicate description for code {code}")));
+            return Err(input_error(
+                path,
+                Some(r.row),
+                format!("duplicate description for code {code}"),
+            ));
         }
     }
     Ok(out)
@@ -170,8 +204,16 @@ fn read_descriptions(
 
 /// Index entries as (code position, text). Rows whose code is `******` are Census pointers
 /// ("Consultants -- see specific activity"), not entries, and are skipped.
-fn read_index(path: &Path, tree: &[TreeCode], position: &HashMap<String, usize>) -> Result<(Vec<(usize, String)>, usize)> {
-    let rows = sources::read_xlsx(path, Some("2022NAICS"), &["NAICS22", "INDEX ITEM DESCRIPTION"])?;
+fn read_index(
+    path: &Path,
+    tree: &[TreeCode],
+    position: &HashMap<String, usize>,
+) -> Result<(Vec<(usize, String)>, usize)> {
+    let rows = sources::read_xlsx(
+        path,
+        Some("2022NAICS"),
+        &["NAICS22", "INDEX ITEM DESCRIPTION"],
+    )?;
     let mut entries = Vec::with_capacity(rows.len());
     let mut skipped = 0;
     for r in rows {
@@ -182,11 +224,19 @@ fn read_index(path: &Path, tree: &[TreeCode], position: &HashMap<String, usize>)
         let code = known_code(path, r.row, &r.cells[0], position)?;
         let pos = position[&code];
         if tree[pos].level != 6 {
-            return Err(input_error(path, Some(r.row), format!("expected a six-digit industry, found {code}")));
+            return Err(input_error(
+                path,
+                Some(r.row),
+                format!("expected a six-digit industry, found {code}"),
+            ));
         }
         let entry = text::clean(&text::normalize_sector_ranges(&r.cells[1]));
         if entry.is_empty() {
-            return Err(input_error(path, Some(r.row), format!("empty index entry for code {code}")));
+            return Err(input_error(
+                path,
+                Some(r.row),
+                format!("empty index entry for code {code}"),
+            ));
         }
         entries.push((pos, entry));
     }
@@ -215,11 +265,25 @@ fn read_cross_references(
     Ok(out)
 }
 
-fn known_code(path: &Path, row: usize, cell: &str, position: &HashMap<String, usize>) -> Result<String> {
-    let (code, _) = codes::parse_code(cell)
-        .ok_or_else(|| input_error(path, Some(row), format!("expected a 2- to 6-digit NAICS code, found `{cell}`")))?;
+fn known_code(
+    path: &Path,
+    row: usize,
+    cell: &str,
+    position: &HashMap<String, usize>,
+) -> Result<String> {
+    let (code, _) = codes::parse_code(cell).ok_or_else(|| {
+        input_error(
+            path,
+            Some(row),
+            format!("expected a 2- to 6-digit NAICS code, found `{cell}`"),
+        )
+    })?;
     if !position.contains_key(&code) {
-        return Err(input_error(path, Some(row), format!("unknown code {code}: it is not in the codes file")));
+        return Err(input_error(
+            path,
+            Some(row),
+            format!("unknown code {code}: it is not in the codes file"),
+        ));
     }
     Ok(code)
 }
@@ -250,7 +314,10 @@ fn resolve_descriptions(
             continue;
         }
         let is_child = |p: &&usize| tree[**p].parent.as_deref() == Some(tree[pos].code.as_str());
-        let source = pointer.and_then(|t| position.get(t)).filter(is_child).or(first_child.get(tree[pos].code.as_str()));
+        let source = pointer
+            .and_then(|t| position.get(t))
+            .filter(is_child)
+            .or(first_child.get(tree[pos].code.as_str()));
         if let Some(&src) = source {
             texts[pos] = texts[src].clone();
             inherited += 1;
@@ -274,7 +341,11 @@ fn excluded_codes(excluded: &str, code: &str, position: &HashMap<String, usize>)
 /// A stable, platform-independent draw: the first 8 bytes of sha256(code, tab, text) as a
 /// fraction of 2^64. The same entry is held out on every machine and every run.
 pub fn is_held_out(code: &str, text: &str, fraction: f64) -> bool {
-    let digest = Sha256::new().chain_update(code).chain_update("\t").chain_update(text).finalize();
+    let digest = Sha256::new()
+        .chain_update(code)
+        .chain_update("\t")
+        .chain_update(text)
+        .finalize();
     let draw = u64::from_be_bytes(digest[..8].try_into().expect("sha256 has 32 bytes"));
     (draw as f64) / 18_446_744_073_709_551_616.0 < fraction
 }

@@ -28,16 +28,19 @@ pub fn read_xlsx(path: &Path, sheet: Option<&str>, header: &[&str]) -> Result<Ve
                 format!("expected a sheet named `{wanted}`, found {names:?}"),
             ));
         }
-        None => names.first().cloned().ok_or_else(|| input_error(path, None, "the workbook has no sheet"))?,
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| input_error(path, None, "the workbook has no sheet"))?,
     };
     let range = book
         .worksheet_range(&name)
         .map_err(|e| input_error(path, None, format!("cannot read sheet `{name}`: {e}")))?;
     let first_row = range.start().map(|(r, _)| r as usize + 1).unwrap_or(1);
-    let rows = range
-        .rows()
-        .enumerate()
-        .map(|(i, cells)| SourceRow { row: first_row + i, cells: cells.iter().map(cell_text).collect() });
+    let rows = range.rows().enumerate().map(|(i, cells)| SourceRow {
+        row: first_row + i,
+        cells: cells.iter().map(cell_text).collect(),
+    });
     with_checked_header(path, rows, header)
 }
 
@@ -50,8 +53,12 @@ pub fn read_csv(path: &Path, header: &[&str]) -> Result<Vec<SourceRow>> {
         .map_err(|e| input_error(path, None, format!("cannot open as CSV: {e}")))?;
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| input_error(path, Some(i + 1), format!("malformed CSV: {e}")))?;
-        rows.push(SourceRow { row: i + 1, cells: record.iter().map(str::to_string).collect() });
+        let record =
+            record.map_err(|e| input_error(path, Some(i + 1), format!("malformed CSV: {e}")))?;
+        rows.push(SourceRow {
+            row: i + 1,
+            cells: record.iter().map(str::to_string).collect(),
+        });
     }
     with_checked_header(path, rows.into_iter(), header)
 }
@@ -60,8 +67,14 @@ pub fn read_csv(path: &Path, header: &[&str]) -> Result<Vec<SourceRow>> {
 /// xlsx; both have the columns `Code`, `Cross-Reference`.
 pub fn read_cross_references(path: &Path) -> Result<Vec<SourceRow>> {
     const HEADER: [&str; 2] = ["Code", "Cross-Reference"];
-    let is_xlsx = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
-    if is_xlsx { read_xlsx(path, None, &HEADER) } else { read_csv(path, &HEADER) }
+    let is_xlsx = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
+    if is_xlsx {
+        read_xlsx(path, None, &HEADER)
+    } else {
+        read_csv(path, &HEADER)
+    }
 }
 
 /// Checks the first non-empty row against `header` (case and runs of white space ignored) and
@@ -72,26 +85,40 @@ fn with_checked_header(
     header: &[&str],
 ) -> Result<Vec<SourceRow>> {
     let mut rows = rows.filter(|r| r.cells.iter().any(|c| !c.trim().is_empty()));
-    let first = rows.next().ok_or_else(|| input_error(path, None, "the file is empty"))?;
-    let found: Vec<String> = first.cells.iter().take(header.len()).map(|c| normalize_header(c)).collect();
+    let first = rows
+        .next()
+        .ok_or_else(|| input_error(path, None, "the file is empty"))?;
+    let found: Vec<String> = first
+        .cells
+        .iter()
+        .take(header.len())
+        .map(|c| normalize_header(c))
+        .collect();
     let expected: Vec<String> = header.iter().map(|c| normalize_header(c)).collect();
     if found != expected {
         return Err(input_error(
             path,
             Some(first.row),
-            format!("expected the header {header:?}, found {:?}", &first.cells[..first.cells.len().min(header.len())]),
+            format!(
+                "expected the header {header:?}, found {:?}",
+                &first.cells[..first.cells.len().min(header.len())]
+            ),
         ));
     }
     Ok(rows
         .map(|mut r| {
-            r.cells.resize(header.len().max(r.cells.len()), String::new());
+            r.cells
+                .resize(header.len().max(r.cells.len()), String::new());
             r
         })
         .collect())
 }
 
 fn normalize_header(cell: &str) -> String {
-    cell.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    cell.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// Cell contents as text; integral numbers without a decimal point (codes are stored as numbers).
@@ -107,7 +134,10 @@ fn cell_text(cell: &Data) -> String {
 
 /// The file's bytes must exist and be readable before we blame its format.
 pub fn require_file(path: &Path) -> Result<()> {
-    std::fs::metadata(path)
-        .map(|_| ())
-        .with_context(|| format!("{}: cannot read the input file (does it exist?)", path.display()))
+    std::fs::metadata(path).map(|_| ()).with_context(|| {
+        format!(
+            "{}: cannot read the input file (does it exist?)",
+            path.display()
+        )
+    })
 }

@@ -7,8 +7,8 @@
 //! - `samples.parquet`: the same samples for `naics-pipeline sql` (`samples_{experiment}`);
 //! - `manifest.json` and `config.yaml`: what was built, from which configuration.
 
-pub mod sampling;
 mod samples_table;
+pub mod sampling;
 pub mod split;
 pub mod tokenize;
 
@@ -58,15 +58,18 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
     let cur = &config.curriculum;
 
     // Token cache first: it also tells which tokenizer the samples belong to.
-    let (tokenizer, tokenizer_sha) =
-        tokenize::load_tokenizer(&config.model.path.join("tokenizer.json"), config.model.max_length)?;
+    let (tokenizer, tokenizer_sha) = tokenize::load_tokenizer(
+        &config.model.path.join("tokenizer.json"),
+        config.model.max_length,
+    )?;
     let texts = code_texts(&ctx).await?;
     let tokens_path = out_dir.join(TOKENS_FILE);
     let texts_hash = tokenize::texts_hash(&texts, config.model.max_length);
     let tokens_rebuilt = match TokenCache::open(&tokens_path, Some(tokenizer_sha)) {
         Ok(cache) if cache.meta.texts_hash == texts_hash => false,
         _ => {
-            let (meta, ids) = tokenize::tokenize_all(&tokenizer, tokenizer_sha, &texts, config.model.max_length)?;
+            let (meta, ids) =
+                tokenize::tokenize_all(&tokenizer, tokenizer_sha, &texts, config.model.max_length)?;
             let bytes = tokens::encode(&meta, &ids);
             write_atomically(&tokens_path, |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
             true
@@ -76,13 +79,20 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
     // Pairs, split by anchor, then sampled epoch by epoch.
     let pairs = curriculum_pairs(&ctx, loaded).await?;
     if pairs.is_empty() {
-        bail!("curriculum `{}` selects no (anchor, positive) pair: loosen its level or distance filters", config.experiment);
+        bail!(
+            "curriculum `{}` selects no (anchor, positive) pair: loosen its level or distance filters",
+            config.experiment
+        );
     }
     let pairs = split::limit_positives(pairs, cur.max_positives, config.data.seed);
     let (train, validation) = split::by_anchor(&pairs, config.data.val_fraction, config.data.seed);
     let pool = negative_pool(&ctx, texts[0].len()).await?;
     let rules = hardness_rules(&ctx).await?;
-    let spec = BucketSpec::new(&cur.difficulty_buckets, &cur.bucket_percentages, cur.k_negatives);
+    let spec = BucketSpec::new(
+        &cur.difficulty_buckets,
+        &cur.bucket_percentages,
+        cur.k_negatives,
+    );
     let meta = |split, epoch: usize| SamplesMeta {
         k: cur.k_negatives,
         epoch: epoch as u32,
@@ -92,16 +102,35 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
     };
 
     let bar = ProgressBar::new(((train.len() * cur.epochs) + validation.len()) as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} pairs sampled {per_sec} {msg}").expect("template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} pairs sampled {per_sec} {msg}")
+            .expect("template"),
+    );
     let mut stats = DrawStats::default();
     let mut all: Vec<(Split, usize, Vec<Sample>)> = Vec::new();
     for epoch in 0..cur.epochs {
         bar.set_message(format!("epoch {epoch}"));
-        let samples = sample_epoch(&pool, &rules, &spec, &train, epoch_seed(config.data.seed, epoch), &mut stats, &bar)?;
+        let samples = sample_epoch(
+            &pool,
+            &rules,
+            &spec,
+            &train,
+            epoch_seed(config.data.seed, epoch),
+            &mut stats,
+            &bar,
+        )?;
         all.push((Split::Train, epoch, samples));
     }
     bar.set_message("validation");
-    let samples = sample_epoch(&pool, &rules, &spec, &validation, epoch_seed(config.data.seed + 1, 0), &mut stats, &bar)?;
+    let samples = sample_epoch(
+        &pool,
+        &rules,
+        &spec,
+        &validation,
+        epoch_seed(config.data.seed + 1, 0),
+        &mut stats,
+        &bar,
+    )?;
     all.push((Split::Validation, 0, samples));
     bar.finish_and_clear();
 
@@ -133,9 +162,13 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
         "filled_from_any_bucket": stats.filled,
     });
     let manifest = serde_json::to_vec_pretty(&manifest)?;
-    write_atomically(&out_dir.join(MANIFEST_FILE), |tmp| Ok(std::fs::write(tmp, &manifest)?))?;
+    write_atomically(&out_dir.join(MANIFEST_FILE), |tmp| {
+        Ok(std::fs::write(tmp, &manifest)?)
+    })?;
     let yaml = loaded.to_yaml();
-    write_atomically(&out_dir.join("config.yaml"), |tmp| Ok(std::fs::write(tmp, &yaml)?))?;
+    write_atomically(&out_dir.join("config.yaml"), |tmp| {
+        Ok(std::fs::write(tmp, &yaml)?)
+    })?;
     Ok(ShardSummary {
         out_dir,
         train_pairs: train.len(),
@@ -148,7 +181,8 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
 
 /// A seed per epoch, so that every epoch is a fresh, reproducible shuffle and draw.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64)
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(epoch as u64)
 }
 
 fn sample_epoch(
@@ -176,7 +210,10 @@ fn sample_epoch(
 async fn open_tables(data: &DataDir) -> Result<SessionContext> {
     for name in ["positives", "distances", "hardness_rules"] {
         if !data.table(name).exists() {
-            bail!("{} not found: run `naics-pipeline ingest && naics-pipeline build` first", data.table(name).display());
+            bail!(
+                "{} not found: run `naics-pipeline ingest && naics-pipeline build` first",
+                data.table(name).display()
+            );
         }
     }
     session::open(data, Path::new("outputs"), session::DEFAULT_MEMORY_LIMIT).await
@@ -189,11 +226,19 @@ async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow::array::Reco
 /// A text column as plain Utf8 (DataFusion reads Parquet strings as Utf8View).
 fn strings(batch: &arrow::array::RecordBatch, i: usize) -> Result<StringArray> {
     let utf8 = arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8)?;
-    Ok(utf8.as_any().downcast_ref::<StringArray>().context("a text column")?.clone())
+    Ok(utf8
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .context("a text column")?
+        .clone())
 }
 
 fn column<'a, T: 'static>(batch: &'a arrow::array::RecordBatch, i: usize) -> Result<&'a T> {
-    batch.column(i).as_any().downcast_ref::<T>().with_context(|| format!("unexpected type of column {i}"))
+    batch
+        .column(i)
+        .as_any()
+        .downcast_ref::<T>()
+        .with_context(|| format!("unexpected type of column {i}"))
 }
 
 async fn code_texts(ctx: &SessionContext) -> Result<tokenize::CodeTexts> {
@@ -201,7 +246,13 @@ async fn code_texts(ctx: &SessionContext) -> Result<tokenize::CodeTexts> {
     for batch in query(ctx, include_str!("../../../sql/code_texts.sql")).await? {
         for (c, channel) in texts.iter_mut().enumerate() {
             let col = strings(&batch, c + 1)?;
-            channel.extend((0..col.len()).map(|r| if col.is_null(r) { String::new() } else { col.value(r).to_string() }));
+            channel.extend((0..col.len()).map(|r| {
+                if col.is_null(r) {
+                    String::new()
+                } else {
+                    col.value(r).to_string()
+                }
+            }));
         }
     }
     Ok(texts)
@@ -219,8 +270,17 @@ async fn codes(ctx: &SessionContext) -> Result<Vec<String>> {
 /// The WHERE clause of `sql/curriculum_pairs.sql` for this stage.
 fn pair_filters(loaded: &Loaded) -> String {
     let cur = &loaded.config.curriculum;
-    let list = |levels: &[u8]| levels.iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
-    let mut filters = vec![format!("positive_level IN ({})", list(&cur.positive_levels))];
+    let list = |levels: &[u8]| {
+        levels
+            .iter()
+            .map(u8::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut filters = vec![format!(
+        "positive_level IN ({})",
+        list(&cur.positive_levels)
+    )];
     if let Some(levels) = &cur.anchor_levels {
         filters.push(format!("anchor_level IN ({})", list(levels)));
     }
@@ -234,11 +294,18 @@ fn pair_filters(loaded: &Loaded) -> String {
 }
 
 async fn curriculum_pairs(ctx: &SessionContext, loaded: &Loaded) -> Result<Vec<(u32, u32, f64)>> {
-    let sql = include_str!("../../../sql/curriculum_pairs.sql").replace("{{filters}}", &pair_filters(loaded));
+    let sql = include_str!("../../../sql/curriculum_pairs.sql")
+        .replace("{{filters}}", &pair_filters(loaded));
     let mut pairs = Vec::new();
     for batch in query(ctx, &sql).await? {
-        let (a, p, d) = (column::<Int32Array>(&batch, 0)?, column::<Int32Array>(&batch, 1)?, column::<Float64Array>(&batch, 2)?);
-        pairs.extend((0..batch.num_rows()).map(|r| (a.value(r) as u32, p.value(r) as u32, d.value(r))));
+        let (a, p, d) = (
+            column::<Int32Array>(&batch, 0)?,
+            column::<Int32Array>(&batch, 1)?,
+            column::<Float64Array>(&batch, 2)?,
+        );
+        pairs.extend(
+            (0..batch.num_rows()).map(|r| (a.value(r) as u32, p.value(r) as u32, d.value(r))),
+        );
     }
     Ok(pairs)
 }
@@ -246,9 +313,18 @@ async fn curriculum_pairs(ctx: &SessionContext, loaded: &Loaded) -> Result<Vec<(
 async fn negative_pool(ctx: &SessionContext, codes: usize) -> Result<NegativePool> {
     let mut rows = Vec::new();
     for batch in query(ctx, include_str!("../../../sql/shard_inputs.sql")).await? {
-        let (i, j) = (column::<Int32Array>(&batch, 0)?, column::<Int32Array>(&batch, 1)?);
-        let (d, e) = (column::<Float64Array>(&batch, 2)?, column::<BooleanArray>(&batch, 3)?);
-        rows.extend((0..batch.num_rows()).map(|r| (i.value(r) as u32, j.value(r) as u32, d.value(r), e.value(r))));
+        let (i, j) = (
+            column::<Int32Array>(&batch, 0)?,
+            column::<Int32Array>(&batch, 1)?,
+        );
+        let (d, e) = (
+            column::<Float64Array>(&batch, 2)?,
+            column::<BooleanArray>(&batch, 3)?,
+        );
+        rows.extend(
+            (0..batch.num_rows())
+                .map(|r| (i.value(r) as u32, j.value(r) as u32, d.value(r), e.value(r))),
+        );
     }
     Ok(NegativePool::new(codes, rows))
 }
@@ -257,9 +333,17 @@ async fn hardness_rules(ctx: &SessionContext) -> Result<HardnessRules> {
     let mut rows = Vec::new();
     let sql = "SELECT positive_distance, negative_distance, excluded, hardness FROM hardness_rules";
     for batch in query(ctx, sql).await? {
-        let (p, n) = (column::<Float64Array>(&batch, 0)?, column::<Float64Array>(&batch, 1)?);
-        let (e, h) = (column::<BooleanArray>(&batch, 2)?, column::<Int32Array>(&batch, 3)?);
-        rows.extend((0..batch.num_rows()).map(|r| (p.value(r), n.value(r), e.value(r), h.value(r) as u8)));
+        let (p, n) = (
+            column::<Float64Array>(&batch, 0)?,
+            column::<Float64Array>(&batch, 1)?,
+        );
+        let (e, h) = (
+            column::<BooleanArray>(&batch, 2)?,
+            column::<Int32Array>(&batch, 3)?,
+        );
+        rows.extend(
+            (0..batch.num_rows()).map(|r| (p.value(r), n.value(r), e.value(r), h.value(r) as u8)),
+        );
     }
     Ok(HardnessRules::new(rows))
 }

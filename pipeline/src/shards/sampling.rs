@@ -30,7 +30,8 @@ impl HardnessRules {
         HardnessRules { table }
     }
     fn slot(dp: f64, dn: f64, excluded: bool) -> usize {
-        (half_units(dp).min(HALVES - 1) * HALVES + half_units(dn).min(HALVES - 1)) * 2 + excluded as usize
+        (half_units(dp).min(HALVES - 1) * HALVES + half_units(dn).min(HALVES - 1)) * 2
+            + excluded as usize
     }
     pub fn get(&self, dp: f64, dn: f64, excluded: bool) -> u8 {
         self.table[Self::slot(dp, dn, excluded)]
@@ -56,9 +57,16 @@ impl NegativePool {
         let mut groups: Vec<Vec<Group>> = vec![Vec::new(); codes];
         for (i, j, distance, excluded) in rows {
             let list = &mut groups[i as usize];
-            match list.iter_mut().find(|g| g.distance == distance && g.excluded == excluded) {
+            match list
+                .iter_mut()
+                .find(|g| g.distance == distance && g.excluded == excluded)
+            {
                 Some(g) => g.members.push(j),
-                None => list.push(Group { distance, excluded, members: vec![j] }),
+                None => list.push(Group {
+                    distance,
+                    excluded,
+                    members: vec![j],
+                }),
             }
         }
         NegativePool { groups }
@@ -77,15 +85,21 @@ impl BucketSpec {
     /// target = floor(K x percentage); the remainder goes one each to the hardest buckets first.
     /// Buckets with a zero share get no remainder. The configuration guarantees the shares sum to 1.
     pub fn new(buckets: &[u8], percentages: &[f64], k: usize) -> Self {
-        let mut targets: Vec<(u8, usize, f64)> =
-            buckets.iter().zip(percentages).map(|(&b, &p)| (b, (k as f64 * p + 1e-9).floor() as usize, p)).collect();
+        let mut targets: Vec<(u8, usize, f64)> = buckets
+            .iter()
+            .zip(percentages)
+            .map(|(&b, &p)| (b, (k as f64 * p + 1e-9).floor() as usize, p))
+            .collect();
         targets.sort_by(|a, b| b.0.cmp(&a.0));
         let assigned: usize = targets.iter().map(|t| t.1).sum();
         let receivers: Vec<usize> = (0..targets.len()).filter(|&i| targets[i].2 > 0.0).collect();
         for r in 0..k.saturating_sub(assigned) {
             targets[receivers[r % receivers.len()]].1 += 1;
         }
-        BucketSpec { targets: targets.into_iter().map(|(b, t, _)| (b, t)).collect(), k }
+        BucketSpec {
+            targets: targets.into_iter().map(|(b, t, _)| (b, t)).collect(),
+            k,
+        }
     }
 }
 
@@ -124,14 +138,24 @@ pub fn draw(
     stats: &mut DrawStats,
 ) -> Result<Sample> {
     let groups = &pool.groups[anchor as usize];
-    let bucket_of = |g: &Group| if g.distance > dp { rules.get(dp, g.distance, g.excluded) } else { 0 };
+    let bucket_of = |g: &Group| {
+        if g.distance > dp {
+            rules.get(dp, g.distance, g.excluded)
+        } else {
+            0
+        }
+    };
     let mut negatives: Vec<u32> = Vec::with_capacity(spec.k);
     let mut hardness: Vec<u8> = Vec::with_capacity(spec.k);
     let mut carry = 0;
     let mut short_of_target = 0;
     for &(bucket, target) in &spec.targets {
         stats.targeted[bucket as usize] += target as u64;
-        let members: Vec<&[u32]> = groups.iter().filter(|g| bucket_of(g) == bucket).map(|g| &g.members[..]).collect();
+        let members: Vec<&[u32]> = groups
+            .iter()
+            .filter(|g| bucket_of(g) == bucket)
+            .map(|g| &g.members[..])
+            .collect();
         let available: usize = members.iter().map(|m| m.len()).sum();
         let want = target + carry;
         let take = want.min(available);
@@ -167,7 +191,12 @@ pub fn draw(
         stats.filled += carry as u64;
     }
     debug_assert!(!negatives.contains(&positive) && !negatives.contains(&anchor));
-    Ok(Sample { anchor, positive, negatives, hardness })
+    Ok(Sample {
+        anchor,
+        positive,
+        negatives,
+        hardness,
+    })
 }
 
 /// The i-th element of a list of slices read end to end.
@@ -190,7 +219,13 @@ mod tests {
     /// A hand-built anchor 0 with positive 1 at d = 0.5 and its negatives: 2 at 2.0 (hardness 5
     /// by the rule below), 3..=4 at 3.0 (4), 5 excluded at 3.0 (8), 6..=29 unrelated (1).
     fn fixture() -> (NegativePool, HardnessRules) {
-        let mut rows = vec![(0, 1, 0.5, false), (0, 2, 2.0, false), (0, 3, 3.0, false), (0, 4, 3.0, false), (0, 5, 3.0, true)];
+        let mut rows = vec![
+            (0, 1, 0.5, false),
+            (0, 2, 2.0, false),
+            (0, 3, 3.0, false),
+            (0, 4, 3.0, false),
+            (0, 5, 3.0, true),
+        ];
         rows.extend((6..30).map(|j| (0, j, 10.0, false)));
         let rules = HardnessRules::new([
             (0.5, 2.0, false, 5),
@@ -206,22 +241,59 @@ mod tests {
 
     #[test]
     fn targets_floor_then_remainder_to_the_hardest() {
-        assert_eq!(BucketSpec::new(&[1, 2], &[0.875, 0.125], 16).targets, vec![(2, 2), (1, 14)]);
+        assert_eq!(
+            BucketSpec::new(&[1, 2], &[0.875, 0.125], 16).targets,
+            vec![(2, 2), (1, 14)]
+        );
         // 16 x 0.15 = 2.4 -> 2 each for 2..6, 16 x 0.25 = 4 -> 4; remainder 2 -> buckets 6 and 5.
-        let medium = BucketSpec::new(&[1, 2, 3, 4, 5, 6], &[0.25, 0.15, 0.15, 0.15, 0.15, 0.15], 16);
-        assert_eq!(medium.targets, vec![(6, 3), (5, 3), (4, 2), (3, 2), (2, 2), (1, 4)]);
+        let medium = BucketSpec::new(
+            &[1, 2, 3, 4, 5, 6],
+            &[0.25, 0.15, 0.15, 0.15, 0.15, 0.15],
+            16,
+        );
+        assert_eq!(
+            medium.targets,
+            vec![(6, 3), (5, 3), (4, 2), (3, 2), (2, 2), (1, 4)]
+        );
         // 0.10 x 16 = 1.6 -> 1 for 1..7, 0.30 x 16 = 4.8 -> 4 for 8: remainder 5 -> 8, 7, 6, 5, 4.
-        let hard = BucketSpec::new(&[1, 2, 3, 4, 5, 6, 7, 8], &[0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.3], 16);
-        assert_eq!(hard.targets, vec![(8, 5), (7, 2), (6, 2), (5, 2), (4, 2), (3, 1), (2, 1), (1, 1)]);
+        let hard = BucketSpec::new(
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+            &[0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.3],
+            16,
+        );
+        assert_eq!(
+            hard.targets,
+            vec![
+                (8, 5),
+                (7, 2),
+                (6, 2),
+                (5, 2),
+                (4, 2),
+                (3, 1),
+                (2, 1),
+                (1, 1)
+            ]
+        );
     }
 
     #[test]
     fn shortage_is_borrowed_from_the_next_easier_bucket() {
         let (pool, rules) = fixture();
         // Bucket 8 wants 3 but has 1: the 2 missing go to bucket 5 (has 1), then to bucket 4 (has 2).
-        let spec = BucketSpec { targets: vec![(8, 3), (5, 0), (4, 1), (1, 2)], k: 6 };
+        let spec = BucketSpec {
+            targets: vec![(8, 3), (5, 0), (4, 1), (1, 2)],
+            k: 6,
+        };
         let mut stats = DrawStats::default();
-        let s = draw(&pool, &rules, &spec, (0, 1, 0.5), &mut ChaCha8Rng::seed_from_u64(1), &mut stats).unwrap();
+        let s = draw(
+            &pool,
+            &rules,
+            &spec,
+            (0, 1, 0.5),
+            &mut ChaCha8Rng::seed_from_u64(1),
+            &mut stats,
+        )
+        .unwrap();
         assert_eq!(s.hardness, vec![8, 5, 4, 4, 1, 1]);
         assert_eq!(&s.negatives[..2], &[5, 2]);
         let mut next_two = s.negatives[2..4].to_vec();
@@ -237,9 +309,20 @@ mod tests {
     fn still_short_fills_from_any_valid_negative_and_k_is_reached() {
         let (pool, rules) = fixture();
         // Only bucket 8 is configured: 1 available, 4 filled from the rest.
-        let spec = BucketSpec { targets: vec![(8, 5)], k: 5 };
+        let spec = BucketSpec {
+            targets: vec![(8, 5)],
+            k: 5,
+        };
         let mut stats = DrawStats::default();
-        let s = draw(&pool, &rules, &spec, (0, 1, 0.5), &mut ChaCha8Rng::seed_from_u64(2), &mut stats).unwrap();
+        let s = draw(
+            &pool,
+            &rules,
+            &spec,
+            (0, 1, 0.5),
+            &mut ChaCha8Rng::seed_from_u64(2),
+            &mut stats,
+        )
+        .unwrap();
         assert_eq!(s.negatives.len(), 5);
         assert_eq!(s.negatives[0], 5);
         assert_eq!((stats.filled, stats.borrowed), (4, 0));
@@ -262,7 +345,9 @@ mod tests {
         let run = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let mut stats = DrawStats::default();
-            (0..20).map(|_| draw(&pool, &rules, &spec, (0, 1, 0.5), &mut rng, &mut stats).unwrap()).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| draw(&pool, &rules, &spec, (0, 1, 0.5), &mut rng, &mut stats).unwrap())
+                .collect::<Vec<_>>()
         };
         let a = run(7);
         assert_eq!(a, run(7));
@@ -277,15 +362,37 @@ mod tests {
         // From a sibling positive (d = 2.0) the closer code 2 is never a negative.
         let mut stats = DrawStats::default();
         let far = BucketSpec::new(&[1, 6, 8], &[0.5, 0.25, 0.25], 20);
-        let s = draw(&pool, &rules, &far, (0, 2, 2.0), &mut ChaCha8Rng::seed_from_u64(3), &mut stats).unwrap();
+        let s = draw(
+            &pool,
+            &rules,
+            &far,
+            (0, 2, 2.0),
+            &mut ChaCha8Rng::seed_from_u64(3),
+            &mut stats,
+        )
+        .unwrap();
         assert!(!s.negatives.contains(&1) && !s.negatives.contains(&2));
     }
 
     #[test]
     fn too_few_negatives_is_an_error_naming_the_pair() {
         let (pool, rules) = fixture();
-        let spec = BucketSpec { targets: vec![(1, 40)], k: 40 };
-        let err = draw(&pool, &rules, &spec, (0, 1, 0.5), &mut ChaCha8Rng::seed_from_u64(1), &mut DrawStats::default());
-        assert!(err.unwrap_err().to_string().contains("anchor 0 with positive 1 has only 28 valid negatives"));
+        let spec = BucketSpec {
+            targets: vec![(1, 40)],
+            k: 40,
+        };
+        let err = draw(
+            &pool,
+            &rules,
+            &spec,
+            (0, 1, 0.5),
+            &mut ChaCha8Rng::seed_from_u64(1),
+            &mut DrawStats::default(),
+        );
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("anchor 0 with positive 1 has only 28 valid negatives")
+        );
     }
 }

@@ -32,11 +32,17 @@ pub fn tokenize_all(
 ) -> Result<(TokensMeta, [ChannelIds; 4])> {
     let mut channels: [ChannelIds; 4] = Default::default();
     for (c, channel_texts) in texts.iter().enumerate() {
-        for ids in encode(tokenizer, channel_texts).with_context(|| format!("channel {}", CHANNELS[c]))? {
+        for ids in
+            encode(tokenizer, channel_texts).with_context(|| format!("channel {}", CHANNELS[c]))?
+        {
             channels[c].push(&ids);
         }
     }
-    let id_width = if tokenizer.get_vocab_size(true) <= 1 << 16 { 2 } else { 4 };
+    let id_width = if tokenizer.get_vocab_size(true) <= 1 << 16 {
+        2
+    } else {
+        4
+    };
     let meta = TokensMeta {
         codes: texts[0].len(),
         max_length: max_length as u32,

@@ -25,7 +25,9 @@ impl Command {
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             (Some("\\d"), None, _) => Ok(Command::ListTables),
-            (Some("\\d"), Some(name), None) => Ok(Command::Describe(name.trim_end_matches(';').to_string())),
+            (Some("\\d"), Some(name), None) => {
+                Ok(Command::Describe(name.trim_end_matches(';').to_string()))
+            }
             (Some("\\?"), None, _) => Ok(Command::Help),
             (Some("\\q"), None, _) => Ok(Command::Quit),
             _ => Err(format!("unknown command `{line}`; \\? lists the commands")),
@@ -57,8 +59,15 @@ mod tests {
     #[test]
     fn parses_commands() {
         assert_eq!(Command::parse("\\d"), Ok(Command::ListTables));
-        assert_eq!(Command::parse("\\d  distances"), Ok(Command::Describe("distances".into())));
+        assert_eq!(
+            Command::parse("\\d  distances"),
+            Ok(Command::Describe("distances".into()))
+        );
         assert_eq!(Command::parse("\\q"), Ok(Command::Quit));
-        assert!(Command::parse("\\x").unwrap_err().contains("unknown command"));
+        assert!(
+            Command::parse("\\x")
+                .unwrap_err()
+                .contains("unknown command")
+        );
     }
 }

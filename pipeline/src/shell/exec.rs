@@ -48,12 +48,23 @@ pub fn split_statements(sql: &str) -> Vec<String> {
         current.push(c);
     }
     statements.push(current);
-    statements.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    statements
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Executes one statement and renders its result.
-pub async fn run_statement(ctx: &SessionContext, statement: &str, format: Format) -> Result<Vec<u8>, StatementError> {
-    let fail = |e: &dyn fmt::Display| StatementError { statement: statement.to_string(), message: e.to_string() };
+pub async fn run_statement(
+    ctx: &SessionContext,
+    statement: &str,
+    format: Format,
+) -> Result<Vec<u8>, StatementError> {
+    let fail = |e: &dyn fmt::Display| StatementError {
+        statement: statement.to_string(),
+        message: e.to_string(),
+    };
     let df = ctx.sql(statement).await.map_err(|e| fail(&e))?;
     let schema = df.schema().inner().clone();
     let batches = df.collect().await.map_err(|e| fail(&e))?;
@@ -67,6 +78,9 @@ mod tests {
     #[test]
     fn splits_outside_quotes_and_comments() {
         let sql = "SELECT 'a;b'; -- note; here\nSELECT \"x;\" FROM t;;\n";
-        assert_eq!(split_statements(sql), vec!["SELECT 'a;b'", "SELECT \"x;\" FROM t"]);
+        assert_eq!(
+            split_statements(sql),
+            vec!["SELECT 'a;b'", "SELECT \"x;\" FROM t"]
+        );
     }
 }

@@ -16,7 +16,12 @@ use std::path::{Path, PathBuf};
 
 /// Runs every statement of `sql` in order and stops at the first failure. Results go to
 /// standard output; with `output`, the last statement's result goes to that file instead.
-pub async fn run_batch(ctx: &SessionContext, sql: &str, format: Format, output: Option<&Path>) -> Result<()> {
+pub async fn run_batch(
+    ctx: &SessionContext,
+    sql: &str,
+    format: Format,
+    output: Option<&Path>,
+) -> Result<()> {
     print::check_destination(format, output.is_some())?;
     let statements = exec::split_statements(sql);
     if statements.is_empty() {
@@ -26,8 +31,10 @@ pub async fn run_batch(ctx: &SessionContext, sql: &str, format: Format, output: 
     for (i, statement) in statements.iter().enumerate() {
         let bytes = exec::run_statement(ctx, statement, format).await?;
         match output {
-            Some(path) if i == last => crate::atomic::write_atomically(path, |tmp| Ok(std::fs::write(tmp, &bytes)?))
-                .with_context(|| format!("writing {}", path.display()))?,
+            Some(path) if i == last => {
+                crate::atomic::write_atomically(path, |tmp| Ok(std::fs::write(tmp, &bytes)?))
+                    .with_context(|| format!("writing {}", path.display()))?
+            }
             _ => std::io::stdout().write_all(&bytes)?,
         }
     }
@@ -39,13 +46,21 @@ pub async fn run_command(ctx: &SessionContext, command: &Command) -> Result<Stri
     let Some(query) = command.query() else {
         return Ok(format!("{}\n", commands::HELP));
     };
-    let batches = ctx.sql(&query).await.map_err(|e| e.to_string())?.collect().await.map_err(|e| e.to_string())?;
+    let batches = ctx
+        .sql(&query)
+        .await
+        .map_err(|e| e.to_string())?
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
     if let Command::Describe(name) = command
         && batches.iter().all(|b| b.num_rows() == 0)
     {
         return Err(format!("no table or view named `{name}`; \\d lists them"));
     }
-    arrow::util::pretty::pretty_format_batches(&batches).map(|t| format!("{t}\n")).map_err(|e| e.to_string())
+    arrow::util::pretty::pretty_format_batches(&batches)
+        .map(|t| format!("{t}\n"))
+        .map_err(|e| e.to_string())
 }
 
 /// The interactive prompt. Statements end with `;`; errors are printed and the shell goes on.
@@ -56,7 +71,11 @@ pub async fn interactive(ctx: &SessionContext, format: Format, history: PathBuf)
     println!("naics-pipeline sql: \\d lists tables, \\? helps, \\q quits");
     let mut pending = String::new();
     loop {
-        let prompt = if pending.is_empty() { "naics> " } else { "   ..> " };
+        let prompt = if pending.is_empty() {
+            "naics> "
+        } else {
+            "   ..> "
+        };
         let line = match editor.readline(prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {

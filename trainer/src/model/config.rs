@@ -46,14 +46,23 @@ impl ModelConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}: is this a model folder?", path.display()))?;
-        let config: ModelConfig =
-            serde_json::from_str(&text).with_context(|| format!("{}: not a model config.json", path.display()))?;
+        let config: ModelConfig = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a model config.json", path.display()))?;
         config.arch().with_context(|| path.display().to_string())?;
         if config.hidden_act != "gelu" {
-            bail!("{}: hidden_act `{}` is not supported (only gelu)", path.display(), config.hidden_act);
+            bail!(
+                "{}: hidden_act `{}` is not supported (only gelu)",
+                path.display(),
+                config.hidden_act
+            );
         }
         if config.hidden_size % config.num_attention_heads != 0 {
-            bail!("{}: hidden_size {} is not a multiple of num_attention_heads {}", path.display(), config.hidden_size, config.num_attention_heads);
+            bail!(
+                "{}: hidden_size {} is not a multiple of num_attention_heads {}",
+                path.display(),
+                config.hidden_size,
+                config.num_attention_heads
+            );
         }
         Ok(config)
     }

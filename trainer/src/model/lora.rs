@@ -1,8 +1,8 @@
 //! LoRA (Hu et al. 2021) on a frozen linear layer: y = W x + b + (alpha / r) B A dropout(x),
 //! with one (A, B) pair per channel. B starts at zero, so an untrained adapter changes nothing.
 
-use candle_core::{Result, Tensor};
 use crate::rng::dropout;
+use candle_core::{Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
 
 /// Which adapter (if any) a forward pass uses, and whether dropout is on.
@@ -30,17 +30,36 @@ pub struct LoraLinear {
 
 impl LoraLinear {
     pub fn frozen(base: Linear) -> Self {
-        LoraLinear { base, adapters: Vec::new(), scale: 0.0, dropout: 0.0 }
+        LoraLinear {
+            base,
+            adapters: Vec::new(),
+            scale: 0.0,
+            dropout: 0.0,
+        }
     }
 
     /// Creates `channels` adapters of rank `r` under `vb` (`{channel}.a`, `{channel}.b`): A with
     /// Kaiming-uniform values as PEFT does, B zeros.
-    pub fn add_adapters(&mut self, vb: &VarBuilder, channels: usize, r: usize, alpha: f64, dropout: f32) -> Result<()> {
+    pub fn add_adapters(
+        &mut self,
+        vb: &VarBuilder,
+        channels: usize,
+        r: usize,
+        alpha: f64,
+        dropout: f32,
+    ) -> Result<()> {
         let (out_dim, in_dim) = self.base.weight().dims2()?;
         let bound = (1.0 / in_dim as f64).sqrt();
         for c in 0..channels {
             let vb = vb.pp(c.to_string());
-            let a = vb.get_with_hints((r, in_dim), "a", candle_nn::Init::Uniform { lo: -bound, up: bound })?;
+            let a = vb.get_with_hints(
+                (r, in_dim),
+                "a",
+                candle_nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            )?;
             let b = vb.get_with_hints((out_dim, r), "b", candle_nn::Init::Const(0.0))?;
             self.adapters.push(Adapter { a, b });
         }
@@ -51,7 +70,9 @@ impl LoraLinear {
 
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let y = self.base.forward(x)?;
-        let Some(adapter) = pass.channel.and_then(|c| self.adapters.get(c)) else { return Ok(y) };
+        let Some(adapter) = pass.channel.and_then(|c| self.adapters.get(c)) else {
+            return Ok(y);
+        };
         let x = dropout(x, self.dropout, pass.train)?;
         let low = x.broadcast_matmul(&adapter.a.t()?)?;
         let delta = low.broadcast_matmul(&adapter.b.t()?)?;
@@ -61,7 +82,8 @@ impl LoraLinear {
     /// The base layer with channel `channel`'s update folded in: W + (alpha / r) B A.
     pub fn merged(&self, channel: usize) -> Result<Linear> {
         let adapter = &self.adapters[channel];
-        let update = (adapter.b.matmul(&adapter.a)? * self.scale)?.to_dtype(self.base.weight().dtype())?;
+        let update =
+            (adapter.b.matmul(&adapter.a)? * self.scale)?.to_dtype(self.base.weight().dtype())?;
         let weight = (self.base.weight() + update)?;
         Ok(Linear::new(weight, self.base.bias().cloned()))
     }

@@ -36,11 +36,18 @@ fn names(arch: Arch) -> Names {
 }
 
 fn linear(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linear> {
-    Ok(Linear::new(vb.get((out_dim, in_dim), "weight")?, Some(vb.get(out_dim, "bias")?)))
+    Ok(Linear::new(
+        vb.get((out_dim, in_dim), "weight")?,
+        Some(vb.get(out_dim, "bias")?),
+    ))
 }
 
 fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, eps))
+    Ok(LayerNorm::new(
+        vb.get(size, "weight")?,
+        vb.get(size, "bias")?,
+        eps,
+    ))
 }
 
 /// candle's fused LayerNorm and softmax kernels have no backward pass: when adapters below a
@@ -73,19 +80,30 @@ pub struct Embeddings {
 impl Embeddings {
     fn load(vb: VarBuilder, c: &ModelConfig, arch: Arch) -> Result<Self> {
         let token_types = match arch {
-            Arch::Bert => Some(embedding(vb.pp("token_type_embeddings"), c.type_vocab_size, c.hidden_size)?),
+            Arch::Bert => Some(embedding(
+                vb.pp("token_type_embeddings"),
+                c.type_vocab_size,
+                c.hidden_size,
+            )?),
             Arch::MpNet => None,
         };
         Ok(Embeddings {
             words: embedding(vb.pp("word_embeddings"), c.vocab_size, c.hidden_size)?,
-            positions: embedding(vb.pp("position_embeddings"), c.max_position_embeddings, c.hidden_size)?,
+            positions: embedding(
+                vb.pp("position_embeddings"),
+                c.max_position_embeddings,
+                c.hidden_size,
+            )?,
             token_types,
             norm: layer_norm(vb.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
         })
     }
 
     fn forward(&self, ids: &Tensor, positions: &Tensor) -> Result<Tensor> {
-        let mut x = self.words.forward(ids)?.broadcast_add(&self.positions.forward(positions)?)?;
+        let mut x = self
+            .words
+            .forward(ids)?
+            .broadcast_add(&self.positions.forward(positions)?)?;
         if let Some(types) = &self.token_types {
             // Single-segment input: token type 0 everywhere.
             x = x.broadcast_add(&types.forward(&Tensor::zeros(1, DType::U32, ids.device())?)?)?;
@@ -130,7 +148,9 @@ impl Layer {
     /// [b, t, hidden] -> [b, heads, t, head_dim]
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        x.reshape((b, t, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+        x.reshape((b, t, self.heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
     }
 
     /// `bias`: [b or 1, 1 or heads, t or 1, t], the padding mask plus MPNet's position bias.
@@ -145,8 +165,15 @@ impl Layer {
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let attn = dropout(&self.attn_out.forward(&context)?, p_drop, pass.train)?;
         let attn = norm(&self.attn_norm, self.eps, &(attn + x)?, pass)?;
-        let ffn = self.ffn_out.forward(&self.ffn_in.forward(&attn)?.gelu_erf()?)?;
-        norm(&self.out_norm, self.eps, &(dropout(&ffn, p_drop, pass.train)? + attn)?, pass)
+        let ffn = self
+            .ffn_out
+            .forward(&self.ffn_in.forward(&attn)?.gelu_erf()?)?;
+        norm(
+            &self.out_norm,
+            self.eps,
+            &(dropout(&ffn, p_drop, pass.train)? + attn)?,
+            pass,
+        )
     }
 }
 
@@ -168,7 +195,8 @@ impl RelativeBias {
         bucket += if n < max_exact {
             n
         } else {
-            let scaled = (n as f32 / max_exact as f32).ln() / (128.0f32 / max_exact as f32).ln() * (half - max_exact) as f32;
+            let scaled = (n as f32 / max_exact as f32).ln() / (128.0f32 / max_exact as f32).ln()
+                * (half - max_exact) as f32;
             (max_exact + scaled as i64).min(half - 1)
         };
         bucket as u32
@@ -176,10 +204,15 @@ impl RelativeBias {
 
     /// [1, heads, t, t]
     fn forward(&self, t: usize, device: &Device) -> Result<Tensor> {
-        let ids: Vec<u32> =
-            (0..t).flat_map(|i| (0..t).map(move |j| Self::bucket(j as i64 - i as i64, self.buckets))).collect();
+        let ids: Vec<u32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| Self::bucket(j as i64 - i as i64, self.buckets)))
+            .collect();
         let ids = Tensor::from_vec(ids, (t, t), device)?;
-        self.table.forward(&ids)?.permute((2, 0, 1))?.unsqueeze(0)?.contiguous()
+        self.table
+            .forward(&ids)?
+            .permute((2, 0, 1))?
+            .unsqueeze(0)?
+            .contiguous()
     }
 }
 
@@ -195,14 +228,20 @@ pub struct Transformer {
 
 impl Transformer {
     pub fn load(vb: VarBuilder, config: &ModelConfig) -> Result<Self> {
-        let arch = config.arch().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let arch = config
+            .arch()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let layers = (0..config.num_hidden_layers)
             .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config, arch))
             .collect::<Result<Vec<_>>>()?;
         let relative = match arch {
             Arch::Bert => None,
             Arch::MpNet => Some(RelativeBias {
-                table: embedding(vb.pp("encoder.relative_attention_bias"), config.relative_attention_num_buckets, config.num_attention_heads)?,
+                table: embedding(
+                    vb.pp("encoder.relative_attention_bias"),
+                    config.relative_attention_num_buckets,
+                    config.num_attention_heads,
+                )?,
                 buckets: config.relative_attention_num_buckets,
             }),
         };
@@ -252,14 +291,24 @@ impl Transformer {
     pub fn forward(&self, ids: &[Vec<u32>], pass: Pass) -> Result<(Tensor, Tensor)> {
         let t = ids.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let pad = self.config.pad_token_id;
-        let flat: Vec<u32> = ids.iter().flat_map(|row| (0..t).map(|i| row.get(i).copied().unwrap_or(pad))).collect();
-        let mask: Vec<f32> = ids.iter().flat_map(|row| (0..t).map(|i| if i < row.len() { 1.0 } else { 0.0 })).collect();
+        let flat: Vec<u32> = ids
+            .iter()
+            .flat_map(|row| (0..t).map(|i| row.get(i).copied().unwrap_or(pad)))
+            .collect();
+        let mask: Vec<f32> = ids
+            .iter()
+            .flat_map(|row| (0..t).map(|i| if i < row.len() { 1.0 } else { 0.0 }))
+            .collect();
         let input = Tensor::from_vec(flat, (ids.len(), t), &self.device)?;
         let mask = Tensor::from_vec(mask, (ids.len(), t), &self.device)?;
         let dtype = self.dtype();
         // Hugging Face's extended mask: 0 for tokens, the dtype's minimum for padding.
         let min = f32::MIN as f64;
-        let mut bias = mask.affine(-min, min)?.unsqueeze(1)?.unsqueeze(1)?.to_dtype(dtype)?;
+        let mut bias = mask
+            .affine(-min, min)?
+            .unsqueeze(1)?
+            .unsqueeze(1)?
+            .to_dtype(dtype)?;
         if let Some(relative) = &self.relative {
             bias = bias.broadcast_add(&relative.forward(t, &self.device)?.to_dtype(dtype)?)?;
         }
@@ -296,5 +345,10 @@ pub fn mean(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
 
 /// L2 normalization of each row.
 pub fn normalize(x: &Tensor) -> Result<Tensor> {
-    x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.clamp(1e-24, f64::MAX)?.sqrt()?)
+    x.broadcast_div(
+        &x.sqr()?
+            .sum_keepdim(D::Minus1)?
+            .clamp(1e-24, f64::MAX)?
+            .sqrt()?,
+    )
 }
