@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: fetch the small model, run the pipeline on the Census
-# files, and write the training shards of the three curriculum stages.
-# (The trainer's fit and eval steps join here as naics-trainer lands; see the README's status.)
+# The main job on the embedded default (frozen MiniLM on CPU, scripts/cpu_default.sh): fetch the
+# model, run the pipeline on the Census files, write the shards of the three curriculum stages,
+# and train them in order (`fit -c all`). Extra arguments are passed to fit as overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cpu_default.sh
 
 scripts/fetch_model.sh minilm
-cargo build --locked --bin naics-pipeline
-bin=${CARGO_TARGET_DIR:-target}/debug/naics-pipeline
+cargo build --locked --bins
+pipeline=${CARGO_TARGET_DIR:-target}/debug/naics-pipeline
+trainer=${CARGO_TARGET_DIR:-target}/debug/naics-trainer
 
-"$bin" ingest
-"$bin" build
+"$pipeline" ingest
+"$pipeline" build
 for stage in 01_stage_easy 02_stage_medium 03_stage_hard; do
-  "$bin" build-shards -c "$stage" "$@"
+  "$pipeline" build-shards -c "$stage" "${SHARD_OVERRIDES[@]}"
 done
-"$bin" sql "SELECT hardness, count(*) AS triplets FROM triplets GROUP BY 1 ORDER BY 1"
+"$trainer" fit -c all "${FIT_OVERRIDES[@]}" "$@"

@@ -11,4 +11,5 @@ pub mod lorentz;
 pub mod model;
 pub mod moe;
 pub mod optim;
+pub mod plots;
 pub mod rng;

@@ -74,8 +74,10 @@ impl LoraLinear {
             return Ok(y);
         };
         let x = dropout(x, self.dropout, pass.train)?;
-        let low = x.broadcast_matmul(&adapter.a.t()?)?;
-        let delta = low.broadcast_matmul(&adapter.b.t()?)?;
+        // Adapters are f32 master weights; they compute in the base's dtype (bf16 on GPU).
+        let (a, b) = (adapter.a.to_dtype(x.dtype())?, adapter.b.to_dtype(x.dtype())?);
+        let low = x.broadcast_matmul(&a.t()?)?;
+        let delta = low.broadcast_matmul(&b.t()?)?;
         y + (delta * self.scale)?
     }
 

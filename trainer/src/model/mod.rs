@@ -90,7 +90,8 @@ impl Encoder {
             }
         }
         let device = self.transformer.device().clone();
-        let vb = VarBuilder::from_varmap(varmap, self.transformer.dtype(), &device).pp("lora");
+        // f32 master weights whatever the base's dtype (bf16 on GPU).
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, &device).pp("lora");
         for (i, layer) in self.transformer.layers.iter_mut().enumerate() {
             let vb = vb.pp(format!("layer{i}"));
             if lora.targets.iter().any(|t| t == "query") {

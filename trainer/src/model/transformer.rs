@@ -289,7 +289,13 @@ impl Transformer {
     /// Encodes a batch of token-id rows of different lengths, padded here to the longest.
     /// Returns the last hidden states [b, t, hidden] and the attention mask [b, t] (f32, 1 = token).
     pub fn forward(&self, ids: &[Vec<u32>], pass: Pass) -> Result<(Tensor, Tensor)> {
-        let t = ids.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        self.forward_padded(ids, 0, pass)
+    }
+
+    /// [`Self::forward`] with every row padded to at least `pad_to` tokens (as a fixed-length
+    /// pipeline does; benchmarks compare against it).
+    pub fn forward_padded(&self, ids: &[Vec<u32>], pad_to: usize, pass: Pass) -> Result<(Tensor, Tensor)> {
+        let t = ids.iter().map(Vec::len).max().unwrap_or(0).max(pad_to).max(1);
         let pad = self.config.pad_token_id;
         let flat: Vec<u32> = ids
             .iter()

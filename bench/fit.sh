@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Training throughput: `lora` steps/s against the padded-512 design (bench_fit), and the
+# embedded CPU default (frozen MiniLM) over all three curriculum stages, wall time and peak RSS.
+# Usage: bench/fit.sh [lora|frozen|all] [overrides...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}; shift || true
+cargo build --locked --quiet --bins --examples
+pipeline=${CARGO_TARGET_DIR:-target}/debug/naics-pipeline
+trainer=${CARGO_TARGET_DIR:-target}/debug/naics-trainer
+scripts/fetch_model.sh minilm >/dev/null
+[ -f data/tables/positives.parquet ] || { "$pipeline" ingest && "$pipeline" build; } >/dev/null
+if [ "$what" != frozen ]; then
+  "$pipeline" build-shards -c 03_stage_hard >/dev/null
+  /usr/bin/time -f "peak RSS %M KiB" cargo run --locked --quiet -p naics-trainer --example bench_fit -- "$@"
+fi
+if [ "$what" != lora ]; then
+  source scripts/cpu_default.sh
+  for stage in 01_stage_easy 02_stage_medium 03_stage_hard; do
+    "$pipeline" build-shards -c "$stage" "${SHARD_OVERRIDES[@]}" >/dev/null
+  done
+  rm -rf data/shards/cache checkpoints/0*_stage_* outputs/0*_stage_*
+  /usr/bin/time -f "frozen -c all (cache included): %e s, peak RSS %M KiB" "$trainer" fit -c all "${FIT_OVERRIDES[@]}" "$@"
+fi
