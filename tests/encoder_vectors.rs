@@ -21,13 +21,8 @@ fn load(model: &str) -> (Encoder, Value) {
         "fetch the model first: naics-trainer fetch-model (.ci/run does)"
     );
     let encoder = Encoder::load(&folder, 512, &Device::Cpu, DType::F32).unwrap();
-    let path = repo()
-        .join("tests/fixtures/testvectors")
-        .join(format!("{model}.json"));
-    (
-        encoder,
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap(),
-    )
+    let path = repo().join("tests/fixtures/testvectors").join(format!("{model}.json"));
+    (encoder, serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap())
 }
 
 fn floats(v: &Value) -> Vec<f32> {
@@ -40,10 +35,7 @@ fn floats(v: &Value) -> Vec<f32> {
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 fn check(model: &str, batched: &[usize]) {
@@ -64,10 +56,7 @@ fn check(model: &str, batched: &[usize]) {
         assert_eq!(got, &expected, "token ids of {:?}", s["text"]);
     }
     // Every sentence alone: last hidden states of sentence 1, [CLS] and mean vectors of all.
-    let (hidden, _) = encoder
-        .transformer
-        .forward(&ids[..1], Pass::default())
-        .unwrap();
+    let (hidden, _) = encoder.transformer.forward(&ids[..1], Pass::default()).unwrap();
     let hidden: Vec<Vec<f32>> = hidden.squeeze(0).unwrap().to_vec2().unwrap();
     let expected = vectors["first_sentence_hidden"].as_array().unwrap();
     assert_eq!(hidden.len(), expected.len());
@@ -91,19 +80,13 @@ fn check(model: &str, batched: &[usize]) {
             .unwrap()
             .to_vec1()
             .unwrap();
-        let (dc, dm) = (
-            max_diff(&cls, &floats(&s["cls"])),
-            max_diff(&mean, &floats(&s["mean"])),
-        );
+        let (dc, dm) = (max_diff(&cls, &floats(&s["cls"])), max_diff(&mean, &floats(&s["mean"])));
         assert!(
             dc < TOLERANCE && dm < TOLERANCE,
             "{model} sentence {i}: cls off by {dc}, mean by {dm}"
         );
         if s.get("st_num_tokens").is_none() {
-            let norm = encoder
-                .encode(&texts[i..=i], Pooling::Mean, true)
-                .unwrap()
-                .remove(0);
+            let norm = encoder.encode(&texts[i..=i], Pooling::Mean, true).unwrap().remove(0);
             let d = max_diff(&norm, &floats(&s["st_normalized"]));
             assert!(d < TOLERANCE, "{model} sentence {i}: normalized off by {d}");
         }
@@ -118,10 +101,7 @@ fn check(model: &str, batched: &[usize]) {
         .unwrap();
     for (&i, v) in batched.iter().zip(&together) {
         let d = max_diff(v, &alone[i]);
-        assert!(
-            d < 1e-5,
-            "{model} sentence {i}: padded batch differs by {d}"
-        );
+        assert!(d < 1e-5, "{model} sentence {i}: padded batch differs by {d}");
     }
 }
 

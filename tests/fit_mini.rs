@@ -15,10 +15,7 @@ fn config(dir: &Path, extra: &[&str]) -> Loaded {
     let mut overrides: Vec<String> = vec![
         format!("data.dir={}", dir.display()),
         format!("data.shards_dir={}", dir.join("shards").display()),
-        format!(
-            "model.path={}",
-            repo().join("data/models/all-MiniLM-L6-v2").display()
-        ),
+        format!("model.path={}", repo().join("data/models/all-MiniLM-L6-v2").display()),
         "data.val_fraction=0.2".into(),
         "data.batch_size=8".into(),
         "curriculum.k_negatives=4".into(),
@@ -34,21 +31,11 @@ fn config(dir: &Path, extra: &[&str]) -> Loaded {
 
 async fn prepared() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    ingest::run(
-        &IngestPaths::in_folder(&fixtures().join("mini"), dir.path()),
-        0.0,
-    )
-    .unwrap();
-    naics_pipeline::build::run(
-        &DataDir(dir.path().to_path_buf()),
-        false,
-        DEFAULT_MEMORY_LIMIT,
-    )
-    .await
-    .unwrap();
-    naics_pipeline::shards::run(&config(dir.path(), &[]))
+    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.0).unwrap();
+    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT)
         .await
         .unwrap();
+    naics_pipeline::shards::run(&config(dir.path(), &[])).await.unwrap();
     dir
 }
 
@@ -76,18 +63,12 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
     assert!(summary.best.exists());
     let lines = metric_lines(dir.path());
     let losses: Vec<f64> = lines.iter().filter_map(|l| l["nce"].as_f64()).collect();
-    let vals: Vec<f64> = lines
-        .iter()
-        .filter_map(|l| l["val_loss"].as_f64())
-        .collect();
+    let vals: Vec<f64> = lines.iter().filter_map(|l| l["val_loss"].as_f64()).collect();
     assert_eq!(vals.len(), 4, "a validation per epoch");
     let quarter = losses.len() / 4;
     let first: f64 = losses[..quarter].iter().sum::<f64>() / quarter as f64;
     let last: f64 = losses[losses.len() - quarter..].iter().sum::<f64>() / quarter as f64;
-    assert!(
-        last < first * 0.9,
-        "training loss should fall: {first} -> {last}"
-    );
+    assert!(last < first * 0.9, "training loss should fall: {first} -> {last}");
     assert!(
         lines
             .iter()
@@ -95,8 +76,7 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
     );
 
     let ckpt = dir.path().join("checkpoints/03_stage_hard");
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(ckpt.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(ckpt.join("index.json")).unwrap()).unwrap();
     assert!(index["entries"].as_array().unwrap().len() <= 4);
     let final_name = index["last"].as_str().unwrap().to_string();
     let final_weights = candle_core::safetensors::load(
@@ -113,13 +93,11 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
     std::fs::create_dir_all(&resumed_dir).unwrap();
     for suffix in [".safetensors", ".optim.safetensors", ".json"] {
         let name = format!("{third}{suffix}");
-        assert!(
-            ckpt.join(&name).exists(),
-            "{name} kept (best 3 + last covers 4 epochs)"
-        );
+        assert!(ckpt.join(&name).exists(), "{name} kept (best 3 + last covers 4 epochs)");
         std::fs::copy(ckpt.join(&name), resumed_dir.join(&name)).unwrap();
     }
-    let index = serde_json::json!({"entries": [{"name": third, "step": 3 * steps_per_epoch, "val_loss": 1.0}], "last": third});
+    let index =
+        serde_json::json!({"entries": [{"name": third, "step": 3 * steps_per_epoch, "val_loss": 1.0}], "last": third});
     std::fs::write(resumed_dir.join("index.json"), index.to_string()).unwrap();
     let opts = FitOptions {
         resume: true,

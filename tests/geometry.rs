@@ -22,20 +22,14 @@ fn exp_map_lands_on_the_hyperboloid_at_the_right_distance() {
         // <x, x>_L = -1/c, relative to the size of x0^2.
         let x0 = v1(&x.narrow(1, 0, 1).unwrap());
         for (m, x0) in v1(&inner(&x, &x).unwrap()).iter().zip(&x0) {
-            assert!(
-                (m + 1.0 / c as f32).abs() < 1e-5 * x0 * x0,
-                "c={c}: <x,x> = {m}"
-            );
+            assert!((m + 1.0 / c as f32).abs() < 1e-5 * x0 * x0, "c={c}: <x,x> = {m}");
         }
         // d(origin, exp0(v)) = |v|, and log0 inverts exp0.
         let origin = exp_map0(&v.zeros_like().unwrap(), c).unwrap();
         let d = v1(&distance(&origin, &x, c).unwrap());
         let norms = v1(&v.sqr().unwrap().sum(1).unwrap().sqrt().unwrap());
         for (d, n) in d.iter().zip(&norms) {
-            assert!(
-                (d - n).abs() < 1e-4 * n.max(1.0),
-                "c={c}: d = {d}, |v| = {n}"
-            );
+            assert!((d - n).abs() < 1e-4 * n.max(1.0), "c={c}: d = {d}, |v| = {n}");
         }
         let back = log_map0(&x, c).unwrap();
         let err = v1(&(back - &v).unwrap().abs().unwrap())
@@ -45,24 +39,14 @@ fn exp_map_lands_on_the_hyperboloid_at_the_right_distance() {
     }
     // Hand value: v = (1, 0), c = 1 -> x = (cosh 1, sinh 1, 0).
     let x = v1(&exp_map0(&t2(&[&[1.0, 0.0]]), 1.0).unwrap());
-    assert!(
-        (x[0] - 1.0f32.cosh()).abs() < 1e-6 && (x[1] - 1.0f32.sinh()).abs() < 1e-6 && x[2] == 0.0
-    );
+    assert!((x[0] - 1.0f32.cosh()).abs() < 1e-6 && (x[1] - 1.0f32.sinh()).abs() < 1e-6 && x[2] == 0.0);
     // Poincare ball: |p| < 1.
     let p = to_poincare(
-        &exp_map0(
-            &Tensor::randn(0f32, 3.0, (32, 4), &Device::Cpu).unwrap(),
-            1.0,
-        )
-        .unwrap(),
+        &exp_map0(&Tensor::randn(0f32, 3.0, (32, 4), &Device::Cpu).unwrap(), 1.0).unwrap(),
         1.0,
     )
     .unwrap();
-    assert!(
-        v1(&p.sqr().unwrap().sum(1).unwrap())
-            .iter()
-            .all(|r| *r < 1.0)
-    );
+    assert!(v1(&p.sqr().unwrap().sum(1).unwrap()).iter().all(|r| *r < 1.0));
 }
 
 #[test]
@@ -99,22 +83,12 @@ fn distance_is_a_metric_and_stable() {
     }
     // Hand value: two points on one geodesic through the origin, t = 0.3 and t = -1.2: d = 1.5.
     let x = exp_map0(&t2(&[&[0.3, 0.0], &[-1.2, 0.0]]), 1.0).unwrap();
-    let d = v1(&distance(
-        &x.narrow(0, 0, 1).unwrap(),
-        &x.narrow(0, 1, 1).unwrap(),
-        1.0,
-    )
-    .unwrap());
+    let d = v1(&distance(&x.narrow(0, 0, 1).unwrap(), &x.narrow(0, 1, 1).unwrap(), 1.0).unwrap());
     assert!((d[0] - 1.5).abs() < 1e-5, "{}", d[0]);
     // No NaN gradient at u = v.
     let v = candle_core::Var::from_tensor(&t2(&[&[0.2, -0.4, 0.1]])).unwrap();
     let x = exp_map0(v.as_tensor(), 1.0).unwrap();
-    let grads = distance(&x, &x, 1.0)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    let grads = distance(&x, &x, 1.0).unwrap().sum_all().unwrap().backward().unwrap();
     assert!(v1(grads.get(&v).unwrap()).iter().all(|g| g.is_finite()));
 }
 
@@ -169,18 +143,8 @@ fn moe_routes_each_row_through_its_top_two_only() {
         assert_eq!(grads.get(w).is_some(), picked.contains(&e), "expert {e}");
     }
     // The gate learns too: its gradient flows through the renormalized weights.
-    let gate = grads
-        .get(data.get("gate.weight").unwrap())
-        .expect("a gate gradient");
-    assert!(
-        gate.abs()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            > 0.0
-    );
+    let gate = grads.get(data.get("gate.weight").unwrap()).expect("a gate gradient");
+    assert!(gate.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
     // The output row equals the renormalized mixture of its two experts, computed by hand.
     assert!(
         v1(&(single.output - out.output.narrow(0, 3, 1).unwrap())
@@ -198,16 +162,10 @@ fn moe_routes_each_row_through_its_top_two_only() {
 fn load_balancing_loss_by_hand_and_over_the_global_batch() {
     let (moe, _) = tiny_moe(6);
     let a = moe
-        .forward(
-            &Tensor::randn(0f32, 1.0, (7, 6), &Device::Cpu).unwrap(),
-            false,
-        )
+        .forward(&Tensor::randn(0f32, 1.0, (7, 6), &Device::Cpu).unwrap(), false)
         .unwrap();
     let b = moe
-        .forward(
-            &Tensor::randn(0f32, 1.0, (3, 6), &Device::Cpu).unwrap(),
-            false,
-        )
+        .forward(&Tensor::randn(0f32, 1.0, (3, 6), &Device::Cpu).unwrap(), false)
         .unwrap();
     // By hand: E x sum_e (row-weighted mean importance) x (row-weighted mean load).
     let (ia, ib) = (v1(&a.importance), v1(&b.importance));
@@ -218,10 +176,7 @@ fn load_balancing_loss_by_hand_and_over_the_global_batch() {
         expected += imp * load;
     }
     expected *= 4.0;
-    let got = load_balancing_loss(&[&a, &b])
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let got = load_balancing_loss(&[&a, &b]).unwrap().to_scalar::<f32>().unwrap();
     assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
     // Uniform gate, perfectly balanced routing: the loss is top_k.
     let uniform = naics_trainer::moe::MoeOutput {
@@ -230,13 +185,5 @@ fn load_balancing_loss_by_hand_and_over_the_global_batch() {
         load: vec![0.5; 4],
         rows: 4,
     };
-    assert!(
-        (load_balancing_loss(&[&uniform])
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            - 2.0)
-            .abs()
-            < 1e-6
-    );
+    assert!((load_balancing_loss(&[&uniform]).unwrap().to_scalar::<f32>().unwrap() - 2.0).abs() < 1e-6);
 }

@@ -32,25 +32,11 @@ fn tiny_bert(dir: &Path, dtype: DType, model_type: &str, bad_shape: bool) {
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let dev = Device::Cpu;
-    let rand = |shape: &[usize]| {
-        Tensor::randn(0f32, 0.5, shape, &dev)
-            .unwrap()
-            .to_dtype(dtype)
-            .unwrap()
-    };
+    let rand = |shape: &[usize]| Tensor::randn(0f32, 0.5, shape, &dev).unwrap().to_dtype(dtype).unwrap();
     let mut t: HashMap<String, Tensor> = HashMap::new();
-    t.insert(
-        "embeddings.word_embeddings.weight".into(),
-        rand(&[vocab, h]),
-    );
-    t.insert(
-        "embeddings.position_embeddings.weight".into(),
-        rand(&[pos, h]),
-    );
-    t.insert(
-        "embeddings.token_type_embeddings.weight".into(),
-        rand(&[2, h]),
-    );
+    t.insert("embeddings.word_embeddings.weight".into(), rand(&[vocab, h]));
+    t.insert("embeddings.position_embeddings.weight".into(), rand(&[pos, h]));
+    t.insert("embeddings.token_type_embeddings.weight".into(), rand(&[2, h]));
     for part in ["embeddings.LayerNorm"] {
         t.insert(format!("{part}.weight"), rand(&[h]));
         t.insert(format!("{part}.bias"), rand(&[h]));
@@ -86,10 +72,7 @@ fn ids() -> Vec<Vec<u32>> {
 }
 
 fn pooled(encoder: &Encoder, channel: Option<usize>) -> Vec<Vec<f32>> {
-    let pass = Pass {
-        channel,
-        train: false,
-    };
+    let pass = Pass { channel, train: false };
     encoder
         .embed_ids(&ids(), Pooling::Mean, pass)
         .unwrap()
@@ -212,11 +195,7 @@ fn lora_gradients_match_finite_differences() {
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
-    assert_eq!(
-        vars.len(),
-        8,
-        "channel 1: 2 layers x (query, value) x (A, B)"
-    );
+    assert_eq!(vars.len(), 8, "channel 1: 2 layers x (query, value) x (A, B)");
     let eps = 1e-2f32;
     let mut checked = 0;
     for (name, var) in &vars {
@@ -229,12 +208,7 @@ fn lora_gradients_match_finite_differences() {
             .unwrap();
         let largest = analytic.iter().fold(0f32, |m, g| m.max(g.abs()));
         let original: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
-        for &k in &[
-            0,
-            original.len() / 3,
-            original.len() / 2,
-            original.len() - 1,
-        ] {
+        for &k in &[0, original.len() / 3, original.len() / 2, original.len() - 1] {
             let at = |delta: f32| {
                 let mut values = original.clone();
                 values[k] += delta;
@@ -245,11 +219,7 @@ fn lora_gradients_match_finite_differences() {
             let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
             var.set(&Tensor::from_vec(original.clone(), var.shape(), &Device::Cpu).unwrap())
                 .unwrap();
-            let scale = analytic[k]
-                .abs()
-                .max(numeric.abs())
-                .max(0.05 * largest)
-                .max(1e-4);
+            let scale = analytic[k].abs().max(numeric.abs()).max(0.05 * largest).max(1e-4);
             assert!(
                 (analytic[k] - numeric).abs() / scale < 1e-2,
                 "{name}[{k}]: analytic {} vs numeric {numeric}",

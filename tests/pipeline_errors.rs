@@ -40,10 +40,18 @@ fn wrong_sheet_header_and_parent() {
     let mut paths = mini_paths(&out);
     paths.codes = fixtures().join("codes_wrong_sheet.xlsx");
     let e = ingest_error(&paths);
-    assert!(e.contains("codes_wrong_sheet.xlsx: expected a sheet named `tbl_2022_title_description_coun`, found [\"Sheet1\"]"), "{e}");
+    assert!(
+        e.contains(
+            "codes_wrong_sheet.xlsx: expected a sheet named `tbl_2022_title_description_coun`, found [\"Sheet1\"]"
+        ),
+        "{e}"
+    );
     paths.codes = fixtures().join("codes_wrong_header.xlsx");
     let e = ingest_error(&paths);
-    assert!(e.contains("codes_wrong_header.xlsx: row 1: expected the header [\"Seq. No.\", \"2022 NAICS US Code\""), "{e}");
+    assert!(
+        e.contains("codes_wrong_header.xlsx: row 1: expected the header [\"Seq. No.\", \"2022 NAICS US Code\""),
+        "{e}"
+    );
     paths.codes = fixtures().join("codes_missing_parent.xlsx");
     let e = ingest_error(&paths);
     assert!(
@@ -60,19 +68,13 @@ fn unknown_codes_and_missing_files() {
     paths.index = fixtures().join("index_unknown_code.xlsx");
     let e = ingest_error(&paths);
     assert!(
-        e.contains(
-            "index_unknown_code.xlsx: row 10: unknown code 999999: it is not in the codes file"
-        ),
+        e.contains("index_unknown_code.xlsx: row 10: unknown code 999999: it is not in the codes file"),
         "{e}"
     );
 
     let mut paths = mini_paths(&out);
     let csv = dir.path().join("xref.csv");
-    std::fs::write(
-        &csv,
-        "Code,Cross-Reference\n111110,fine\n777777,Unknown code here\n",
-    )
-    .unwrap();
+    std::fs::write(&csv, "Code,Cross-Reference\n111110,fine\n777777,Unknown code here\n").unwrap();
     paths.cross_references = csv.clone();
     let e = ingest_error(&paths);
     assert!(e.contains("xref.csv: row 3: unknown code 777777"), "{e}");
@@ -83,21 +85,13 @@ fn unknown_codes_and_missing_files() {
         "{e}"
     );
     std::fs::write(&csv, "Kode,Text\n").unwrap();
-    assert!(
-        ingest_error(&paths).contains("row 1: expected the header [\"Code\", \"Cross-Reference\"]")
-    );
+    assert!(ingest_error(&paths).contains("row 1: expected the header [\"Code\", \"Cross-Reference\"]"));
 
     let mut paths = mini_paths(&out);
     paths.descriptions = dir.path().join("missing.xlsx");
     let e = ingest_error(&paths);
-    assert!(
-        e.contains("missing.xlsx: cannot read the input file"),
-        "{e}"
-    );
+    assert!(e.contains("missing.xlsx: cannot read the input file"), "{e}");
     std::fs::write(dir.path().join("missing.xlsx"), b"not a zip").unwrap();
     let e = ingest_error(&paths);
-    assert!(
-        e.contains("missing.xlsx: cannot open as an xlsx workbook"),
-        "{e}"
-    );
+    assert!(e.contains("missing.xlsx: cannot open as an xlsx workbook"), "{e}");
 }

@@ -15,11 +15,7 @@ fn pairs(list: &[(&str, i64)]) -> Vec<(String, i64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn full_data_matches_the_expected_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let summary = ingest::run(
-        &IngestPaths::in_folder(&repo().join("data/naics2022"), dir.path()),
-        0.1,
-    )
-    .unwrap();
+    let summary = ingest::run(&IngestPaths::in_folder(&repo().join("data/naics2022"), dir.path()), 0.1).unwrap();
     assert_eq!(summary.codes, 2125);
     assert_eq!(summary.index_entries, 20_373);
     assert_eq!(summary.skipped_index_rows, 25);
@@ -41,11 +37,7 @@ async fn full_data_matches_the_expected_counts() {
         levels,
         pairs(&[("2", 20), ("3", 96), ("4", 308), ("5", 689), ("6", 1012)])
     );
-    let sectors = counts(
-        &ctx,
-        "SELECT 'sectors', count(DISTINCT sector) FROM naics_codes",
-    )
-    .await;
+    let sectors = counts(&ctx, "SELECT 'sectors', count(DISTINCT sector) FROM naics_codes").await;
     assert_eq!(sectors, pairs(&[("sectors", 20)]));
 
     let histogram = counts(&ctx, "SELECT CAST(distance AS VARCHAR) AS d, n FROM (SELECT distance, count(*) AS n FROM distances GROUP BY 1) ORDER BY distance").await;

@@ -11,11 +11,7 @@ use std::collections::HashMap;
 
 async fn build_mini(holdout: f64) -> (tempfile::TempDir, datafusion::prelude::SessionContext) {
     let dir = tempfile::tempdir().unwrap();
-    ingest::run(
-        &IngestPaths::in_folder(&fixtures().join("mini"), dir.path()),
-        holdout,
-    )
-    .unwrap();
+    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), holdout).unwrap();
     let data = DataDir(dir.path().to_path_buf());
     naics_pipeline::build::run(&data, false, DEFAULT_MEMORY_LIMIT)
         .await
@@ -56,16 +52,10 @@ async fn ingest_applies_the_text_rules() {
         by_code["11111"][6],
         "This industry comprises establishments growing soybeans."
     );
-    assert_eq!(
-        by_code["31111"][6],
-        "This U.S. industry makes dog and cat food."
-    );
+    assert_eq!(by_code["31111"][6], "This U.S. industry makes dog and cat food.");
     assert_eq!(by_code["112"][6], "This industry group raises cattle.");
     // The cross-reference heading is gone; illustrative examples joined the index entries.
-    assert_eq!(
-        by_code["111120"][6],
-        "This industry grows oilseeds (except soybeans)."
-    );
+    assert_eq!(by_code["111120"][6], "This industry grows oilseeds (except soybeans).");
     assert_eq!(
         by_code["111110"][7],
         "[Soybean farming, field and seed production, Soybeans grown in 31 greenhouses, Soybean farms, Soy seed production]"
@@ -85,21 +75,14 @@ async fn ingest_applies_the_text_rules() {
 #[tokio::test(flavor = "multi_thread")]
 async fn holdout_is_deterministic_and_disjoint_from_examples() {
     let (_dir, ctx) = build_mini(0.5).await;
-    let held = rows(
-        &ctx,
-        "SELECT code, text FROM naics_index_holdout ORDER BY code, text",
-    )
-    .await;
+    let held = rows(&ctx, "SELECT code, text FROM naics_index_holdout ORDER BY code, text").await;
     let kept = rows(
         &ctx,
         "SELECT code, unnest(examples) FROM naics_codes WHERE level = 6 ORDER BY 1, 2",
     )
     .await;
     for h in &held {
-        assert!(
-            !kept.contains(h),
-            "held-out entry {h:?} is also a training example"
-        );
+        assert!(!kept.contains(h), "held-out entry {h:?} is also a training example");
         assert_eq!(ingest::is_held_out(&h[0], &h[1], 0.5), true);
     }
     // Seven index entries in all; illustrative examples are never held out.
@@ -110,11 +93,7 @@ async fn holdout_is_deterministic_and_disjoint_from_examples() {
     assert_eq!(held.len() + index_entries_kept, 7);
     let (_dir2, ctx2) = build_mini(0.5).await;
     assert_eq!(
-        rows(
-            &ctx2,
-            "SELECT code, text FROM naics_index_holdout ORDER BY code, text"
-        )
-        .await,
+        rows(&ctx2, "SELECT code, text FROM naics_index_holdout ORDER BY code, text").await,
         held
     );
 }
@@ -122,7 +101,11 @@ async fn holdout_is_deterministic_and_disjoint_from_examples() {
 #[tokio::test(flavor = "multi_thread")]
 async fn distances_by_hand() {
     let (_dir, ctx) = build_mini(0.0).await;
-    let from_soybean = rows(&ctx, "SELECT code_j, distance, relation, excluded FROM distances WHERE code_i = '111110' ORDER BY idx_j").await;
+    let from_soybean = rows(
+        &ctx,
+        "SELECT code_j, distance, relation, excluded FROM distances WHERE code_i = '111110' ORDER BY idx_j",
+    )
+    .await;
     let expected = [
         ("11", "3.5", "ancestor", "false"),
         ("111", "2.5", "ancestor", "false"),
@@ -183,7 +166,11 @@ async fn distances_by_hand() {
 async fn hardness_by_hand() {
     let (_dir, ctx) = build_mini(0.0).await;
     // Anchor 111110, positive its parent 11111 (d = 0.5): twelve negatives.
-    let got = counts(&ctx, "SELECT negative, hardness FROM triplets WHERE anchor = '111110' AND positive = '11111' ORDER BY negative_idx").await;
+    let got = counts(
+        &ctx,
+        "SELECT negative, hardness FROM triplets WHERE anchor = '111110' AND positive = '11111' ORDER BY negative_idx",
+    )
+    .await;
     let expected = [
         ("11", 4),     // 3.5 - 0.5 = 3.0
         ("111", 5),    // 2.0
@@ -200,10 +187,7 @@ async fn hardness_by_hand() {
     ];
     assert_eq!(
         got,
-        expected
-            .iter()
-            .map(|(c, h)| (c.to_string(), *h))
-            .collect::<Vec<_>>()
+        expected.iter().map(|(c, h)| (c.to_string(), *h)).collect::<Vec<_>>()
     );
     // A sibling positive (d = 2): only farther codes qualify; 1111 at 1.5 does not.
     let got = counts(&ctx, "SELECT negative, hardness FROM triplets WHERE anchor = '11111' AND positive = '11112' AND negative LIKE '11%' ORDER BY negative_idx").await;
@@ -211,10 +195,7 @@ async fn hardness_by_hand() {
     let expected = [("11", 7), ("111120", 6), ("112", 5), ("1121", 4)];
     assert_eq!(
         got,
-        expected
-            .iter()
-            .map(|(c, h)| (c.to_string(), *h))
-            .collect::<Vec<_>>()
+        expected.iter().map(|(c, h)| (c.to_string(), *h)).collect::<Vec<_>>()
     );
 }
 
@@ -297,10 +278,7 @@ async fn every_pair_and_triplet_matches_a_brute_force_walk() {
             }
         }
     }
-    let mut expected: Vec<(String, i64)> = expected
-        .into_iter()
-        .map(|(h, c)| (h.to_string(), c))
-        .collect();
+    let mut expected: Vec<(String, i64)> = expected.into_iter().map(|(h, c)| (h.to_string(), c)).collect();
     expected.sort();
     assert_eq!(
         counts(

@@ -38,18 +38,10 @@ fn config(dir: &Path, extra: &[&str]) -> Loaded {
 
 async fn mini_tables() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    ingest::run(
-        &IngestPaths::in_folder(&fixtures().join("mini"), dir.path()),
-        0.0,
-    )
-    .unwrap();
-    naics_pipeline::build::run(
-        &DataDir(dir.path().to_path_buf()),
-        false,
-        DEFAULT_MEMORY_LIMIT,
-    )
-    .await
-    .unwrap();
+    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.0).unwrap();
+    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT)
+        .await
+        .unwrap();
     dir
 }
 
@@ -73,8 +65,7 @@ async fn shards_hold_valid_samples_and_the_token_cache() {
     .unwrap();
     let mut anchors = [HashSet::new(), HashSet::new()];
     for (split, epoch) in [(Split::Train, 0), (Split::Train, 1), (Split::Validation, 0)] {
-        let file =
-            SamplesFile::open(&out.join(samples_file(split, epoch)), Some(tokenizer)).unwrap();
+        let file = SamplesFile::open(&out.join(samples_file(split, epoch)), Some(tokenizer)).unwrap();
         assert_eq!(file.meta.k, 4);
         assert_eq!(
             file.len(),
@@ -130,17 +121,10 @@ async fn shards_hold_valid_samples_and_the_token_cache() {
         .iter()
         .map(|b| b["sampled"].as_u64().unwrap())
         .sum();
-    assert_eq!(
-        sampled,
-        4 * (2 * summary.train_pairs + summary.validation_pairs) as u64
-    );
+    assert_eq!(sampled, 4 * (2 * summary.train_pairs + summary.validation_pairs) as u64);
 
     // The samples are registered for SQL.
-    let n = rows(
-        &ctx,
-        "SELECT count(*) FROM samples_03_stage_hard WHERE split = 'train'",
-    )
-    .await;
+    let n = rows(&ctx, "SELECT count(*) FROM samples_03_stage_hard WHERE split = 'train'").await;
     assert_eq!(n, vec![vec![(2 * summary.train_pairs).to_string()]]);
 }
 
@@ -155,35 +139,23 @@ async fn rebuilds_are_deterministic_and_tokens_are_reused() {
         !again.tokens_rebuilt,
         "unchanged texts, tokenizer and max_length reuse the cache"
     );
-    assert_eq!(
-        std::fs::read(out.join("train-e000.samples")).unwrap(),
-        first
-    );
+    assert_eq!(std::fs::read(out.join("train-e000.samples")).unwrap(), first);
     assert_ne!(
         std::fs::read(out.join("train-e001.samples")).unwrap(),
         first,
         "each epoch is a fresh draw"
     );
-    let other_seed = shards::run(&config(dir.path(), &["data.seed=7"]))
-        .await
-        .unwrap();
+    let other_seed = shards::run(&config(dir.path(), &["data.seed=7"])).await.unwrap();
     assert!(!other_seed.tokens_rebuilt);
-    assert_ne!(
-        std::fs::read(out.join("train-e000.samples")).unwrap(),
-        first
-    );
-    let shorter = shards::run(&config(dir.path(), &["model.max_length=8"]))
-        .await
-        .unwrap();
+    assert_ne!(std::fs::read(out.join("train-e000.samples")).unwrap(), first);
+    let shorter = shards::run(&config(dir.path(), &["model.max_length=8"])).await.unwrap();
     assert!(shorter.tokens_rebuilt);
 }
 
 #[test]
 fn token_ids_match_the_reference_tokenizer() {
-    let vectors: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(fixtures().join("testvectors/all-MiniLM-L6-v2.json")).unwrap(),
-    )
-    .unwrap();
+    let vectors: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("testvectors/all-MiniLM-L6-v2.json")).unwrap()).unwrap();
     let (tok, sha) = tokenize::load_tokenizer(&model_dir().join("tokenizer.json"), 512).unwrap();
     assert_eq!(
         naics_common::format::hex(&sha),

@@ -34,11 +34,7 @@ fn text(bytes: &[u8]) -> String {
 fn mini_data() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let input = fixtures().join("mini");
-    let ingest = pipeline(
-        dir.path(),
-        &["ingest", "--input", input.to_str().unwrap()],
-        None,
-    );
+    let ingest = pipeline(dir.path(), &["ingest", "--input", input.to_str().unwrap()], None);
     assert!(ingest.status.success(), "{}", text(&ingest.stderr));
     assert!(text(&ingest.stdout).contains("14 codes"));
     let build = pipeline(dir.path(), &["build"], None);
@@ -116,11 +112,7 @@ fn queries_formats_and_errors() {
     );
     assert_eq!(text(&read.stdout), "n\n3\n", "{}", text(&read.stderr));
 
-    let out = pipeline(
-        dir.path(),
-        &["sql", "--format", "parquet", "SELECT 1"],
-        None,
-    );
+    let out = pipeline(dir.path(), &["sql", "--format", "parquet", "SELECT 1"], None);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--format parquet needs an output file"));
 
@@ -150,10 +142,7 @@ fn interactive_shell_survives_errors() {
         "positives",
         "triplets",
     ] {
-        assert!(
-            stdout.contains(&format!("| {table}")),
-            "\\d lacks {table}: {stdout}"
-        );
+        assert!(stdout.contains(&format!("| {table}")), "\\d lacks {table}: {stdout}");
     }
     assert!(stdout.contains("| VIEW"), "{stdout}");
     assert!(stdout.contains("| anchor_level"), "{stdout}");
@@ -162,14 +151,8 @@ fn interactive_shell_survives_errors() {
         stdout.contains("| 42     |"),
         "the shell went on after errors: {stdout}"
     );
-    assert!(
-        stderr.contains("in statement: SELECT broken FROM"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("no table or view named `nosuch`"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("in statement: SELECT broken FROM"), "{stderr}");
+    assert!(stderr.contains("no table or view named `nosuch`"), "{stderr}");
     assert!(stderr.contains("unknown command `\\x`"), "{stderr}");
 }
 

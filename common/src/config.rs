@@ -160,9 +160,8 @@ impl Loaded {
 /// Composes `conf_dir/config.yaml` with curriculum `curriculum` (when given) and `overrides`.
 pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> Result<Loaded> {
     let root_path = conf_dir.join("config.yaml");
-    let mut root = read_yaml(&root_path).with_context(|| {
-        format!("run from the repository root, or pass --conf with the folder holding config.yaml")
-    })?;
+    let mut root = read_yaml(&root_path)
+        .with_context(|| format!("run from the repository root, or pass --conf with the folder holding config.yaml"))?;
     let mut choices = default_choices(&root, &root_path)?;
     if let Some(name) = curriculum {
         set_choice(&mut choices, "curriculum", name);
@@ -194,11 +193,7 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
         .find(|(g, _)| g == "curriculum")
         .map(|(_, n)| n.clone())
         .unwrap_or_default();
-    if root
-        .get("experiment")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
+    if root.get("experiment").and_then(Value::as_str).is_none_or(str::is_empty) {
         root.as_mapping_mut()
             .expect("mapping")
             .insert("experiment".into(), Value::from(curriculum_name));
@@ -210,10 +205,8 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
 }
 
 fn read_yaml(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value: Value = serde_yaml::from_str(&text)
-        .with_context(|| format!("{}: not valid YAML", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: Value = serde_yaml::from_str(&text).with_context(|| format!("{}: not valid YAML", path.display()))?;
     Ok(if value.is_null() {
         Value::Mapping(Mapping::new())
     } else {
@@ -236,10 +229,7 @@ fn default_choices(root: &Value, path: &Path) -> Result<Vec<(String, String)>> {
         .ok_or_else(bad)?;
     list.iter()
         .map(|entry| {
-            let (k, v) = entry
-                .as_mapping()
-                .and_then(|m| m.iter().next())
-                .ok_or_else(bad)?;
+            let (k, v) = entry.as_mapping().and_then(|m| m.iter().next()).ok_or_else(bad)?;
             match (k.as_str(), v.as_str()) {
                 (Some(k), Some(v)) if GROUPS.contains(&k) => Ok((k.to_string(), v.to_string())),
                 _ => Err(bad()),
@@ -278,10 +268,7 @@ fn group_file(conf_dir: &Path, group: &str, name: &str) -> Result<PathBuf> {
             "{} not found: no {group} named `{name}`; nearest: `{best}` (one of {options:?})",
             path.display()
         ),
-        None => bail!(
-            "{} not found: the {group} group has no files",
-            path.display()
-        ),
+        None => bail!("{} not found: the {group} group has no files", path.display()),
     }
 }
 
@@ -300,8 +287,7 @@ fn apply_override(root: &mut Value, dotted: &str, raw: &str) -> Result<()> {
             .and_then(|m| m.get_mut(part))
             .ok_or_else(unknown)?;
     }
-    *node = serde_yaml::from_str(raw)
-        .with_context(|| format!("override `{dotted}={raw}`: not a YAML value"))?;
+    *node = serde_yaml::from_str(raw).with_context(|| format!("override `{dotted}={raw}`: not a YAML value"))?;
     Ok(())
 }
 
@@ -316,10 +302,7 @@ fn dotted_keys(value: &Value, prefix: &str, out: &mut Vec<String>) {
 }
 
 fn nearest(word: &str, options: &[String]) -> Option<String> {
-    options
-        .iter()
-        .min_by_key(|o| strsim::levenshtein(word, o))
-        .cloned()
+    options.iter().min_by_key(|o| strsim::levenshtein(word, o)).cloned()
 }
 
 /// Checks what types cannot: the curriculum's buckets and the ranges of a few numbers.
@@ -332,11 +315,7 @@ fn validate(c: &Config) -> Result<()> {
             cur.difficulty_buckets.len()
         );
     }
-    if let Some(b) = cur
-        .difficulty_buckets
-        .iter()
-        .find(|b| !(1..=8).contains(*b))
-    {
+    if let Some(b) = cur.difficulty_buckets.iter().find(|b| !(1..=8).contains(*b)) {
         bail!("configuration key `curriculum.difficulty_buckets`: bucket {b} is not in 1..=8");
     }
     let mut sorted = cur.difficulty_buckets.clone();
@@ -347,9 +326,7 @@ fn validate(c: &Config) -> Result<()> {
     }
     let sum: f64 = cur.bucket_percentages.iter().sum();
     if cur.bucket_percentages.iter().any(|p| *p < 0.0) || (sum - 1.0).abs() > 1e-6 {
-        bail!(
-            "configuration key `curriculum.bucket_percentages`: must be >= 0 and sum to 1, they sum to {sum}"
-        );
+        bail!("configuration key `curriculum.bucket_percentages`: must be >= 0 and sum to 1, they sum to {sum}");
     }
     if cur.k_negatives == 0 {
         bail!("configuration key `curriculum.k_negatives`: must be at least 1");

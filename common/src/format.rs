@@ -64,11 +64,7 @@ impl Header {
 
     /// Decodes and checks a file's header: magic, version, and that the body is all there and
     /// intact. `bytes` is the whole file.
-    pub fn check(
-        path: &std::path::Path,
-        bytes: &[u8],
-        magic: [u8; 8],
-    ) -> Result<Header, FormatError> {
+    pub fn check(path: &std::path::Path, bytes: &[u8], magic: [u8; 8]) -> Result<Header, FormatError> {
         let err = |problem: String| FormatError::Invalid {
             path: path.to_path_buf(),
             problem,
@@ -115,7 +111,7 @@ impl Header {
         }
         if sha256(body) != header.body_sha256 {
             return Err(err(
-                "corrupted: the body's checksum does not match the header".to_string(),
+                "corrupted: the body's checksum does not match the header".to_string()
             ));
         }
         Ok(header)
@@ -144,8 +140,5 @@ pub enum FormatError {
         found: [u8; 32],
     },
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }

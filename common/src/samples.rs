@@ -81,8 +81,7 @@ impl SamplesFile {
             path: path.to_path_buf(),
             problem,
         };
-        if size as usize != record_size(k as usize) || header.body_len != header.count * size as u64
-        {
+        if size as usize != record_size(k as usize) || header.body_len != header.count * size as u64 {
             return Err(invalid(format!(
                 "record size {size} does not fit K = {k} and {} records",
                 header.count

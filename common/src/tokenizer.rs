@@ -16,8 +16,8 @@ pub fn load_tokenizer(path: &Path, max_length: usize) -> Result<(Tokenizer, [u8;
             path.display()
         )
     })?;
-    let mut tokenizer = Tokenizer::from_bytes(&bytes)
-        .map_err(|e| anyhow!("{}: not a tokenizer.json: {e}", path.display()))?;
+    let mut tokenizer =
+        Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("{}: not a tokenizer.json: {e}", path.display()))?;
     tokenizer
         .with_truncation(Some(TruncationParams {
             max_length,

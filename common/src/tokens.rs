@@ -40,11 +40,7 @@ fn pad8(body: &mut Vec<u8>) {
 pub fn encode(meta: &TokensMeta, channels: &[ChannelIds; 4]) -> Vec<u8> {
     let mut body = Vec::new();
     for c in channels {
-        assert_eq!(
-            c.offsets.len(),
-            meta.codes + 1,
-            "one offset per code, plus one"
-        );
+        assert_eq!(c.offsets.len(), meta.codes + 1, "one offset per code, plus one");
         for o in &c.offsets {
             body.extend_from_slice(&o.to_le_bytes());
         }

@@ -12,10 +12,7 @@ fn overrides(list: &[&str]) -> Vec<String> {
 }
 
 fn error(curriculum: Option<&str>, list: &[&str]) -> String {
-    format!(
-        "{:#}",
-        load(&conf(), curriculum, &overrides(list)).unwrap_err()
-    )
+    format!("{:#}", load(&conf(), curriculum, &overrides(list)).unwrap_err())
 }
 
 #[test]
@@ -28,11 +25,7 @@ fn composes_the_defaults() {
         (8, 16.0, 0.1)
     );
     assert_eq!(
-        (
-            c.model.moe.num_experts,
-            c.model.moe.top_k,
-            c.model.moe.hidden
-        ),
+        (c.model.moe.num_experts, c.model.moe.top_k, c.model.moe.hidden),
         (4, 2, 1024)
     );
     assert_eq!(c.model.moe.load_balance_coef, 0.01);
@@ -61,10 +54,7 @@ fn curriculum_stages() {
     );
     let hard = load(&conf(), Some("03_stage_hard"), &[]).unwrap().config;
     assert_eq!(hard.curriculum.positive_distance_max, None);
-    assert_eq!(
-        hard.curriculum.difficulty_buckets,
-        vec![1, 2, 3, 4, 5, 6, 7, 8]
-    );
+    assert_eq!(hard.curriculum.difficulty_buckets, vec![1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(hard.curriculum.bucket_percentages[7], 0.30);
 }
 
@@ -108,8 +98,7 @@ fn errors_name_the_key_and_the_nearest_valid_one() {
     );
     let e = error(Some("01_stage_eazy"), &[]);
     assert!(
-        e.contains("curriculum/01_stage_eazy.yaml not found")
-            && e.contains("nearest: `01_stage_easy`"),
+        e.contains("curriculum/01_stage_eazy.yaml not found") && e.contains("nearest: `01_stage_easy`"),
         "{e}"
     );
     let e = error(None, &["model=mpnett"]);
@@ -121,14 +110,8 @@ fn errors_name_the_key_and_the_nearest_valid_one() {
     assert!(e.contains("bucket 9 is not in 1..=8"), "{e}");
     let e = error(None, &["curriculum.bucket_percentages=[1.0]"]);
     assert!(e.contains("1 percentages for 2 difficulty_buckets"), "{e}");
-    let e = format!(
-        "{:#}",
-        load(Path::new("/nonexistent"), None, &[]).unwrap_err()
-    );
-    assert!(
-        e.contains("/nonexistent/config.yaml") && e.contains("--conf"),
-        "{e}"
-    );
+    let e = format!("{:#}", load(Path::new("/nonexistent"), None, &[]).unwrap_err());
+    assert!(e.contains("/nonexistent/config.yaml") && e.contains("--conf"), "{e}");
 }
 
 #[test]

@@ -43,11 +43,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
 #[test]
 fn samples_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(
-        dir.path(),
-        "a.samples",
-        &samples::encode(&meta(), &some_samples()),
-    );
+    let path = write(dir.path(), "a.samples", &samples::encode(&meta(), &some_samples()));
     let file = SamplesFile::open(&path, Some(TOKENIZER)).unwrap();
     assert_eq!(file.meta, meta());
     assert_eq!(file.len(), 2);
@@ -55,10 +51,7 @@ fn samples_round_trip() {
         (0..2).map(|i| file.get(i).to_sample()).collect::<Vec<_>>(),
         some_samples()
     );
-    assert_eq!(
-        file.get(1).codes().collect::<Vec<_>>(),
-        vec![70000, 5, 6, 7, 8]
-    );
+    assert_eq!(file.get(1).codes().collect::<Vec<_>>(), vec![70000, 5, 6, 7, 8]);
     assert_eq!(samples::record_size(3), 24);
     assert_eq!(samples::record_size(16), 88);
 }
@@ -88,14 +81,9 @@ fn samples_reader_rejects_bad_files() {
     magic[0] = b'X';
     assert!(open_err(&magic, None).contains("not a NAICSSMP file"));
     let e = open_err(&good, Some([1; 32]));
-    assert!(
-        e.contains("built with tokenizer 0707") && e.contains("rebuild"),
-        "{e}"
-    );
+    assert!(e.contains("built with tokenizer 0707") && e.contains("rebuild"), "{e}");
     let dir = tempfile::tempdir().unwrap();
-    let missing = SamplesFile::open(&dir.path().join("none.samples"), None)
-        .err()
-        .unwrap();
+    let missing = SamplesFile::open(&dir.path().join("none.samples"), None).err().unwrap();
     assert!(matches!(missing, FormatError::Io { .. }));
 }
 
@@ -131,10 +119,7 @@ fn token_cache_round_trip_and_checks() {
             assert!(matches!(cache.ids(c, i), Ids::U16(_)));
         }
     }
-    let wide = TokensMeta {
-        id_width: 4,
-        ..meta
-    };
+    let wide = TokensMeta { id_width: 4, ..meta };
     let path = write(dir.path(), "wide.bin", &tokens::encode(&wide, &channels));
     assert_eq!(
         TokenCache::open(&path, None).unwrap().ids(1, 0).to_vec(),

@@ -27,8 +27,7 @@ pub fn write_atomically<T>(path: &Path, write: impl FnOnce(&Path) -> Result<T>) 
 /// With [`finish`], the two halves of [`write_atomically`] for writers that must `.await`.
 pub fn prepare(path: &Path) -> Result<PathBuf> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("creating folder {}", parent.display()))?;
+        fs::create_dir_all(parent).with_context(|| format!("creating folder {}", parent.display()))?;
     }
     let tmp = temp_path(path);
     remove_any(&tmp)?;
@@ -40,8 +39,7 @@ pub fn finish<T>(tmp: &Path, path: &Path, result: Result<T>) -> Result<T> {
     match result {
         Ok(value) => {
             remove_any(path)?;
-            fs::rename(tmp, path)
-                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+            fs::rename(tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
             Ok(value)
         }
         Err(err) => {

@@ -26,17 +26,10 @@ use std::time::{Duration, Instant};
 /// Rows written per table, in stage order.
 pub type BuildSummary = Vec<(String, usize, Duration)>;
 
-pub async fn run(
-    data: &DataDir,
-    materialize_triplets: bool,
-    memory_limit: usize,
-) -> Result<BuildSummary> {
+pub async fn run(data: &DataDir, materialize_triplets: bool, memory_limit: usize) -> Result<BuildSummary> {
     let codes = data.codes();
     if !codes.exists() {
-        anyhow::bail!(
-            "{} not found: run `naics-pipeline ingest` first",
-            codes.display()
-        );
+        anyhow::bail!("{} not found: run `naics-pipeline ingest` first", codes.display());
     }
     let ctx = session::new_context(memory_limit)?;
     session::register_parquet(&ctx, "naics_codes", &codes).await?;
@@ -76,11 +69,7 @@ async fn materialize(ctx: &SessionContext, data: &DataDir) -> Result<usize> {
     let out = data.materialized_triplets();
     let tmp = atomic::prepare(&out)?;
     let result = async {
-        let streams = ctx
-            .table("triplets")
-            .await?
-            .execute_stream_partitioned()
-            .await?;
+        let streams = ctx.table("triplets").await?.execute_stream_partitioned().await?;
         let tasks: Vec<_> = streams
             .into_iter()
             .enumerate()
@@ -97,16 +86,10 @@ async fn materialize(ctx: &SessionContext, data: &DataDir) -> Result<usize> {
 }
 
 /// Splits a stream of triplets by hardness into one Parquet writer per value.
-async fn write_partitioned(
-    mut stream: SendableRecordBatchStream,
-    dir: PathBuf,
-    part: usize,
-) -> Result<usize> {
+async fn write_partitioned(mut stream: SendableRecordBatchStream, dir: PathBuf, part: usize) -> Result<usize> {
     let schema = stream.schema();
     let column = schema.index_of("hardness")?;
-    let kept: Vec<usize> = (0..schema.fields().len())
-        .filter(|&i| i != column)
-        .collect();
+    let kept: Vec<usize> = (0..schema.fields().len()).filter(|&i| i != column).collect();
     let file_schema = Arc::new(schema.project(&kept)?);
     let mut writers: BTreeMap<i32, ArrowWriter<File>> = BTreeMap::new();
     let mut rows = 0;
@@ -119,8 +102,7 @@ async fn write_partitioned(
             .context("hardness is an INT column")?;
         let values: BTreeSet<i32> = hardness.iter().flatten().collect();
         for h in values {
-            let rows_of_h =
-                filter_record_batch(&batch, &eq(hardness, &Int32Array::new_scalar(h))?)?;
+            let rows_of_h = filter_record_batch(&batch, &eq(hardness, &Int32Array::new_scalar(h))?)?;
             let writer = match writers.entry(h) {
                 Entry::Occupied(w) => w.into_mut(),
                 Entry::Vacant(slot) => {
@@ -147,18 +129,14 @@ async fn write_partitioned(
 /// zstd level 1 and row groups of 256k rows: 16 open writers stay well under a GiB.
 fn triplet_writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("valid level"),
-        ))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
         .set_max_row_group_row_count(Some(1 << 18))
         .build()
 }
 
 pub fn spinner() -> ProgressBar {
     let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"));
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }

@@ -102,10 +102,8 @@ async fn run(cli: Cli) -> Result<()> {
             holdout_fraction,
         } => {
             let started = Instant::now();
-            let mut paths = ingest::IngestPaths::in_folder(
-                &input.unwrap_or_else(|| cli.data.join("naics2022")),
-                &cli.data,
-            );
+            let mut paths =
+                ingest::IngestPaths::in_folder(&input.unwrap_or_else(|| cli.data.join("naics2022")), &cli.data);
             paths.codes = codes.unwrap_or(paths.codes);
             paths.descriptions = descriptions.unwrap_or(paths.descriptions);
             paths.index = index.unwrap_or(paths.index);
@@ -125,21 +123,12 @@ async fn run(cli: Cli) -> Result<()> {
                 s.codes_with_exclusions,
                 started.elapsed().as_secs_f64()
             );
-            println!(
-                "wrote {} and {}",
-                data.codes().display(),
-                data.holdout().display()
-            );
+            println!("wrote {} and {}", data.codes().display(), data.holdout().display());
         }
-        Command::Build {
-            materialize_triplets,
-        } => {
+        Command::Build { materialize_triplets } => {
             let summary = build::run(&data, materialize_triplets, memory_limit).await?;
             for (table, rows, took) in summary {
-                println!(
-                    "{table:>16}: {rows:>13} rows in {:>6.2}s",
-                    took.as_secs_f64()
-                );
+                println!("{table:>16}: {rows:>13} rows in {:>6.2}s", took.as_secs_f64());
             }
             println!("wrote {}", data.0.join("tables").display());
         }
@@ -166,11 +155,7 @@ async fn run(cli: Cli) -> Result<()> {
                 sampled,
                 s.stats.borrowed,
                 s.stats.filled,
-                if s.tokens_rebuilt {
-                    "rebuilt"
-                } else {
-                    "unchanged"
-                },
+                if s.tokens_rebuilt { "rebuilt" } else { "unchanged" },
                 started.elapsed().as_secs_f64()
             );
             println!("wrote {}", s.out_dir.display());
@@ -185,10 +170,9 @@ async fn run(cli: Cli) -> Result<()> {
             let text = match (query, file) {
                 (Some(_), Some(_)) => anyhow::bail!("give either a query or -f FILE, not both"),
                 (Some(q), None) => Some(q),
-                (None, Some(f)) => Some(
-                    std::fs::read_to_string(&f)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
-                ),
+                (None, Some(f)) => {
+                    Some(std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?)
+                }
                 (None, None) => None,
             };
             match text {

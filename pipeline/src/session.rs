@@ -46,23 +46,16 @@ pub fn new_context(memory_limit: usize) -> Result<SessionContext> {
 
 pub async fn register_parquet(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
     ctx.deregister_table(name)?;
-    ctx.register_parquet(
-        name,
-        path.to_string_lossy().as_ref(),
-        ParquetReadOptions::default(),
-    )
-    .await
-    .with_context(|| format!("registering {} as table `{name}`", path.display()))
+    ctx.register_parquet(name, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
+        .await
+        .with_context(|| format!("registering {} as table `{name}`", path.display()))
 }
 
 /// A session with every table present under `data` (and `outputs`, for embeddings). As in
 /// datafusion-cli, a file path can also be queried directly: `SELECT * FROM 'x.parquet'`.
 pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result<SessionContext> {
     let ctx = new_context(memory_limit)?.enable_url_table();
-    for (name, path) in [
-        ("naics_codes", data.codes()),
-        ("naics_index_holdout", data.holdout()),
-    ] {
+    for (name, path) in [("naics_codes", data.codes()), ("naics_index_holdout", data.holdout())] {
         if path.exists() {
             register_parquet(&ctx, name, &path).await?;
         }
@@ -77,16 +70,12 @@ pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result
         ctx.sql(&sql_files::triplets_view()).await?;
     }
     if data.materialized_triplets().is_dir() {
-        let partitioned = ParquetReadOptions::default()
-            .table_partition_cols(vec![("hardness".to_string(), DataType::Int32)]);
+        let partitioned =
+            ParquetReadOptions::default().table_partition_cols(vec![("hardness".to_string(), DataType::Int32)]);
         let path = data.materialized_triplets();
-        ctx.register_parquet(
-            "triplets_materialized",
-            path.to_string_lossy().as_ref(),
-            partitioned,
-        )
-        .await
-        .with_context(|| format!("registering {}", path.display()))?;
+        ctx.register_parquet("triplets_materialized", path.to_string_lossy().as_ref(), partitioned)
+            .await
+            .with_context(|| format!("registering {}", path.display()))?;
     }
     for (name, path) in experiment_files(&data.shards(), "samples.parquet") {
         register_parquet(&ctx, &format!("samples_{name}"), &path).await?;

@@ -46,10 +46,7 @@ fn main() -> anyhow::Result<()> {
     };
     let start = Instant::now();
     for _ in 0..rounds {
-        let loss = encoder
-            .embed_ids(&ids, Pooling::Cls, pass)?
-            .sqr()?
-            .sum_all()?;
+        let loss = encoder.embed_ids(&ids, Pooling::Cls, pass)?.sqr()?.sum_all()?;
         let grads = loss.backward()?;
         assert!(varmap.all_vars().iter().any(|v| grads.get(v).is_some()));
     }

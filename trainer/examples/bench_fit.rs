@@ -16,17 +16,36 @@ use std::time::Instant;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let loaded = load("conf".as_ref(), Some("03_stage_hard"), &[vec!["model.encoder_mode=lora".to_string(), "data.batch_size=8".into()], args].concat())?;
+    let loaded = load(
+        "conf".as_ref(),
+        Some("03_stage_hard"),
+        &[
+            vec!["model.encoder_mode=lora".to_string(), "data.batch_size=8".into()],
+            args,
+        ]
+        .concat(),
+    )?;
     let config = &loaded.config;
     let trainer = Trainer::new(config, &Device::Cpu, DType::F32)?;
-    let file = SamplesFile::open(&config.data.shards_dir.join(&config.experiment).join("train-e000.samples"), None)?;
+    let file = SamplesFile::open(
+        &config
+            .data
+            .shards_dir
+            .join(&config.experiment)
+            .join("train-e000.samples"),
+        None,
+    )?;
     let mut optimizer = AdamW::new(&trainer.varmap, 0.01)?;
     let steps = 2;
     let mut distinct = 0;
     let started = Instant::now();
     for s in 0..steps {
         let records: Vec<Record> = (s * 8..s * 8 + 8).map(|i| file.get(i)).collect();
-        distinct += records.iter().flat_map(|r| r.codes()).collect::<std::collections::HashSet<_>>().len();
+        distinct += records
+            .iter()
+            .flat_map(|r| r.codes())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
         let parts = vec![trainer.batch_loss(&records, true)?];
         let (loss, ..) = step_loss(&parts, 0.01)?;
         optimizer.step(&loss.backward()?, 1e-4)?;
@@ -36,16 +55,45 @@ fn main() -> Result<()> {
     // The original design on the same first batch: all 8 x 18 occurrences, every text padded to
     // 512 tokens. Measured on 8 rows of one channel (forward + backward through the LoRA
     // adapters), then scaled to 144 rows x 4 channels: the cost is linear in rows.
-    let ChannelSource::Lora { encoder, tokens, pooling } = &trainer.source else { unreachable!("lora mode") };
+    let ChannelSource::Lora {
+        encoder,
+        tokens,
+        pooling,
+    } = &trainer.source
+    else {
+        unreachable!("lora mode")
+    };
     let records: Vec<Record> = (0..8).map(|i| file.get(i)).collect();
-    let rows: Vec<Vec<u32>> = records[0].codes().take(8).map(|c| tokens.ids(1, c as usize).to_vec()).collect();
+    let rows: Vec<Vec<u32>> = records[0]
+        .codes()
+        .take(8)
+        .map(|c| tokens.ids(1, c as usize).to_vec())
+        .collect();
     let started = Instant::now();
-    let (hidden, _) = encoder.transformer.forward_padded(&rows, 512, Pass { channel: Some(1), train: true })?;
+    let (hidden, _) = encoder.transformer.forward_padded(
+        &rows,
+        512,
+        Pass {
+            channel: Some(1),
+            train: true,
+        },
+    )?;
     let _ = (pooling, hidden.sum_all()?.backward()?);
     let padded = started.elapsed().as_secs_f64() * (144.0 / 8.0) * CHANNELS.len() as f64;
-    println!("lora mode, {}, batch 8 anchors x 18 codes, CPU {} threads", config.model.name, candle_core::utils::get_num_threads());
-    println!("this design: {dynamic:>8.2} s/step ({:.3} steps/s; {:.0} distinct codes per step of 144)", 1.0 / dynamic, distinct as f64 / steps as f64);
-    println!("padded 512, duplicates re-encoded (extrapolated): {padded:>8.2} s/step ({:.4} steps/s)", 1.0 / padded);
+    println!(
+        "lora mode, {}, batch 8 anchors x 18 codes, CPU {} threads",
+        config.model.name,
+        candle_core::utils::get_num_threads()
+    );
+    println!(
+        "this design: {dynamic:>8.2} s/step ({:.3} steps/s; {:.0} distinct codes per step of 144)",
+        1.0 / dynamic,
+        distinct as f64 / steps as f64
+    );
+    println!(
+        "padded 512, duplicates re-encoded (extrapolated): {padded:>8.2} s/step ({:.4} steps/s)",
+        1.0 / padded
+    );
     println!("speed-up: {:.1}x", padded / dynamic);
     Ok(())
 }

@@ -18,8 +18,11 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 pub enum ChannelSource {
+    /// The cached table, and the base encoder for texts outside it (free-text queries).
     Frozen {
         table: Tensor,
+        encoder: Encoder,
+        pooling: Pooling,
     },
     Lora {
         encoder: Encoder,
@@ -34,7 +37,7 @@ const CHUNK: usize = 64;
 impl ChannelSource {
     pub fn vectors(&self, codes: &[u32], train: bool) -> Result<Tensor> {
         match self {
-            ChannelSource::Frozen { table } => {
+            ChannelSource::Frozen { table, .. } => {
                 let idx = Tensor::from_vec(codes.to_vec(), codes.len(), table.device())?;
                 Ok(table.index_select(&idx, 0)?)
             }
@@ -64,9 +67,34 @@ impl ChannelSource {
         }
     }
 
+    /// Channel vectors of free texts: each text fills all four channels (a query has one text),
+    /// every channel through its own adapter in `lora` mode.
+    pub fn text_vectors(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
+        let (encoder, pooling, lora) = match self {
+            ChannelSource::Frozen { encoder, pooling, .. } => (encoder, *pooling, false),
+            ChannelSource::Lora { encoder, pooling, .. } => (encoder, *pooling, true),
+        };
+        let mut per_channel: Vec<Tensor> = Vec::new();
+        for c in 0..CHANNELS.len() {
+            if !lora && c > 0 {
+                per_channel.push(per_channel[0].clone());
+                continue;
+            }
+            let channel = if lora { Some(c) } else { None };
+            per_channel.push(encoder.embed_ids(ids, pooling, Pass { channel, train: false })?);
+        }
+        Ok(Tensor::cat(&per_channel, 1)?)
+    }
+
+    pub fn encoder(&self) -> &Encoder {
+        match self {
+            ChannelSource::Frozen { encoder, .. } | ChannelSource::Lora { encoder, .. } => encoder,
+        }
+    }
+
     /// The frozen table, from the cache or computed (with a progress bar) and cached.
     pub fn frozen(
-        encoder: &Encoder,
+        encoder: Encoder,
         tokens: &TokenCache,
         pooling: Pooling,
         cache_dir: &Path,
@@ -78,20 +106,16 @@ impl ChannelSource {
         key.update(tokens.meta.tokenizer_sha256);
         key.update(tokens.meta.texts_hash);
         key.update([pooling as u8, tokens.meta.max_length as u8]);
-        let path = cache_dir.join(format!(
-            "channels-{}.safetensors",
-            &hex(&key.finalize())[..16]
-        ));
+        let path = cache_dir.join(format!("channels-{}.safetensors", &hex(&key.finalize())[..16]));
         if path.exists() {
             let table = candle_core::safetensors::load(&path, device)?
                 .remove("vectors")
-                .with_context(|| {
-                    format!(
-                        "{}: no `vectors` tensor; delete it to rebuild",
-                        path.display()
-                    )
-                })?;
-            return Ok(ChannelSource::Frozen { table });
+                .with_context(|| format!("{}: no `vectors` tensor; delete it to rebuild", path.display()))?;
+            return Ok(ChannelSource::Frozen {
+                table,
+                encoder,
+                pooling,
+            });
         }
         let codes = tokens.meta.codes;
         let bar = ProgressBar::new((codes * CHANNELS.len()) as u64);
@@ -113,10 +137,7 @@ impl ChannelSource {
                 }
                 bar.inc(chunk.len() as u64);
             }
-            let rows: Vec<Tensor> = rows
-                .into_iter()
-                .map(|r| r.expect("every code encoded"))
-                .collect();
+            let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every code encoded")).collect();
             columns.push(Tensor::stack(&rows, 0)?);
         }
         bar.finish_and_clear();
@@ -124,13 +145,14 @@ impl ChannelSource {
         std::fs::create_dir_all(cache_dir)?;
         let tmp = path.with_extension("tmp");
         candle_core::safetensors::save(
-            &std::collections::HashMap::from([(
-                "vectors".to_string(),
-                table.to_device(&Device::Cpu)?,
-            )]),
+            &std::collections::HashMap::from([("vectors".to_string(), table.to_device(&Device::Cpu)?)]),
             &tmp,
         )?;
         std::fs::rename(&tmp, &path)?;
-        Ok(ChannelSource::Frozen { table })
+        Ok(ChannelSource::Frozen {
+            table,
+            encoder,
+            pooling,
+        })
     }
 }

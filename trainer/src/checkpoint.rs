@@ -118,9 +118,7 @@ pub fn save(c: &mut Checkpoint) -> Result<()> {
         step: c.state.step,
         val_loss: c.val_loss,
     });
-    index
-        .entries
-        .sort_by(|a, b| a.val_loss.total_cmp(&b.val_loss));
+    index.entries.sort_by(|a, b| a.val_loss.total_cmp(&b.val_loss));
     let keep: Vec<Entry> = index.entries.iter().take(KEEP_BEST).cloned().collect();
     for dropped in index
         .entries
@@ -135,17 +133,12 @@ pub fn save(c: &mut Checkpoint) -> Result<()> {
         .entries
         .retain(|e| e.name == name || keep.iter().any(|k| k.name == e.name));
     index.last = Some(name);
-    write_atomic(
-        &c.dir.join("index.json"),
-        &serde_json::to_vec_pretty(&index)?,
-    )
+    write_atomic(&c.dir.join("index.json"), &serde_json::to_vec_pretty(&index)?)
 }
 
 /// The weights file of the last checkpoint, if any.
 pub fn last(dir: &Path) -> Result<Option<PathBuf>> {
-    Ok(read_index(dir)?
-        .last
-        .map(|n| dir.join(format!("{n}.safetensors"))))
+    Ok(read_index(dir)?.last.map(|n| dir.join(format!("{n}.safetensors"))))
 }
 
 /// The weights file of the best checkpoint by validation loss, and that loss.
@@ -163,19 +156,11 @@ pub fn load(weights: &Path, varmap: &VarMap, optimizer: &mut AdamW) -> Result<Tr
     varmap
         .load(weights)
         .with_context(|| format!("loading {}", weights.display()))?;
-    let stem = weights
-        .to_string_lossy()
-        .trim_end_matches(".safetensors")
-        .to_string();
-    let optim = candle_core::safetensors::load(
-        format!("{stem}.optim.safetensors"),
-        &candle_core::Device::Cpu,
-    )?;
+    let stem = weights.to_string_lossy().trim_end_matches(".safetensors").to_string();
+    let optim = candle_core::safetensors::load(format!("{stem}.optim.safetensors"), &candle_core::Device::Cpu)?;
     optimizer.load_state(&optim)?;
-    let sidecar: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(format!("{stem}.json"))?)?;
-    let state: TrainState =
-        serde_json::from_value(sidecar["state"].clone()).context("checkpoint sidecar state")?;
+    let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{stem}.json"))?)?;
+    let state: TrainState = serde_json::from_value(sidecar["state"].clone()).context("checkpoint sidecar state")?;
     let mut seed = [0u8; 32];
     for (i, b) in seed.iter_mut().enumerate() {
         *b = u8::from_str_radix(&state.rng_seed[2 * i..2 * i + 2], 16).context("rng seed")?;

@@ -19,11 +19,7 @@ pub fn fetch(which: &str, dir: Option<&Path>) -> Result<()> {
         .stdin(Stdio::piped())
         .spawn()
         .context("running bash (needed, with python3 and pip, to fetch models)")?;
-    child
-        .stdin
-        .take()
-        .context("bash stdin")?
-        .write_all(SCRIPT.as_bytes())?;
+    child.stdin.take().context("bash stdin")?.write_all(SCRIPT.as_bytes())?;
     let status = child.wait()?;
     if !status.success() {
         bail!("fetching {which} failed ({status}); see the messages above");

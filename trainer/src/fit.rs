@@ -66,13 +66,8 @@ impl Trainer {
         let shards = config.data.shards_dir.join(&config.experiment);
         let encoder = Encoder::load(&config.model.path, config.model.max_length, device, dtype)?;
         let tokenizer = sha256(&std::fs::read(config.model.path.join("tokenizer.json"))?);
-        let tokens =
-            TokenCache::open(&shards.join("tokens.bin"), Some(tokenizer)).with_context(|| {
-                format!(
-                    "run `naics-pipeline build-shards -c {}` first",
-                    config.experiment
-                )
-            })?;
+        let tokens = TokenCache::open(&shards.join("tokens.bin"), Some(tokenizer))
+            .with_context(|| format!("run `naics-pipeline build-shards -c {}` first", config.experiment))?;
         rng::seed(config.data.seed);
         let varmap = VarMap::new();
         let hidden = encoder.transformer.config.hidden_size;
@@ -85,7 +80,7 @@ impl Trainer {
         )?;
         let source = match config.model.encoder_mode {
             EncoderMode::Frozen => ChannelSource::frozen(
-                &encoder,
+                encoder,
                 &tokens,
                 config.model.pooling,
                 &config.data.shards_dir.join("cache"),
@@ -122,17 +117,10 @@ impl Trainer {
                     distinct.push(code);
                     distinct.len() as u32 - 1
                 });
-                if i == 0 {
-                    anchors.push(s)
-                } else {
-                    candidates.push(s)
-                }
+                if i == 0 { anchors.push(s) } else { candidates.push(s) }
             }
         }
-        let channels = self
-            .source
-            .vectors(&distinct, train)?
-            .to_dtype(DType::F32)?;
+        let channels = self.source.vectors(&distinct, train)?.to_dtype(DType::F32)?;
         let out = self.head.forward(&channels, train)?;
         let device = out.points.device();
         let (b, per) = (records.len(), candidates.len() / records.len().max(1));
@@ -159,18 +147,12 @@ impl Trainer {
         let batch = self.config.data.batch_size.max(1);
         let (mut total, mut count) = (0.0, 0usize);
         for start in (0..file.len()).step_by(batch) {
-            let records: Vec<Record> = (start..(start + batch).min(file.len()))
-                .map(|i| file.get(i))
-                .collect();
+            let records: Vec<Record> = (start..(start + batch).min(file.len())).map(|i| file.get(i)).collect();
             let loss = self.batch_loss(&records, false)?;
             total += loss.nce.to_scalar::<f32>()? as f64 * loss.samples as f64;
             count += loss.samples;
         }
-        Ok(if count == 0 {
-            f64::NAN
-        } else {
-            total / count as f64
-        })
+        Ok(if count == 0 { f64::NAN } else { total / count as f64 })
     }
 }
 
@@ -184,22 +166,13 @@ pub fn step_loss(parts: &[BatchLoss], coef: f64) -> Result<(Tensor, f64, f64)> {
     }
     let lb = load_balancing_loss(&parts.iter().map(|p| &p.moe).collect::<Vec<_>>())?;
     let total = (&nce + (&lb * coef)?)?;
-    Ok((
-        total,
-        nce.to_scalar::<f32>()? as f64,
-        lb.to_scalar::<f32>()? as f64,
-    ))
+    Ok((total, nce.to_scalar::<f32>()? as f64, lb.to_scalar::<f32>()? as f64))
 }
 
 fn open_shards(config: &Config) -> Result<(Vec<SamplesFile>, SamplesFile)> {
     let dir = config.data.shards_dir.join(&config.experiment);
     let tokenizer = sha256(&std::fs::read(config.model.path.join("tokenizer.json"))?);
-    let hint = || {
-        format!(
-            "run `naics-pipeline build-shards -c {}` first",
-            config.experiment
-        )
-    };
+    let hint = || format!("run `naics-pipeline build-shards -c {}` first", config.experiment);
     let mut train = Vec::new();
     for epoch in 0.. {
         let path = dir.join(format!("train-e{epoch:03}.samples"));
@@ -211,8 +184,7 @@ fn open_shards(config: &Config) -> Result<(Vec<SamplesFile>, SamplesFile)> {
     if train.is_empty() {
         bail!("no training shards in {}: {}", dir.display(), hint());
     }
-    let validation =
-        SamplesFile::open(&dir.join("validation.samples"), Some(tokenizer)).with_context(hint)?;
+    let validation = SamplesFile::open(&dir.join("validation.samples"), Some(tokenizer)).with_context(hint)?;
     Ok((train, validation))
 }
 
@@ -342,8 +314,7 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
         }
     }
     bar.finish_and_clear();
-    let (best, best_val_loss) =
-        checkpoint::best(&ckpt_dir)?.context("no checkpoint was written")?;
+    let (best, best_val_loss) = checkpoint::best(&ckpt_dir)?.context("no checkpoint was written")?;
     Ok(FitSummary {
         best,
         best_val_loss,

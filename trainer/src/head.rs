@@ -23,13 +23,7 @@ pub struct HeadOutput {
 
 impl Head {
     /// `channels_dim` = 4 x the encoder's hidden size.
-    pub fn new(
-        vb: VarBuilder,
-        channels_dim: usize,
-        moe: &MoeConfig,
-        dim: usize,
-        loss: &LossConfig,
-    ) -> Result<Self> {
+    pub fn new(vb: VarBuilder, channels_dim: usize, moe: &MoeConfig, dim: usize, loss: &LossConfig) -> Result<Self> {
         Ok(Head {
             moe: Moe::new(
                 vb.pp("moe"),
@@ -49,11 +43,7 @@ impl Head {
         let moe = self.moe.forward(channels, train)?;
         let tangent = self.project.forward(&moe.output)?;
         let points = lorentz::exp_map0(&tangent, self.curvature)?;
-        Ok(HeadOutput {
-            points,
-            tangent,
-            moe,
-        })
+        Ok(HeadOutput { points, tangent, moe })
     }
 
     pub fn curvature(&self) -> f64 {

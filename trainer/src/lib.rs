@@ -4,6 +4,7 @@
 pub mod channels;
 pub mod checkpoint;
 pub mod device;
+pub mod eval;
 pub mod fetch;
 pub mod fit;
 pub mod head;

@@ -20,17 +20,11 @@ pub fn inner(u: &Tensor, v: &Tensor) -> Result<Tensor> {
 pub fn exp_map0(v: &Tensor, c: f64) -> Result<Tensor> {
     let sc = c.sqrt();
     // Clamped before the square root, so a zero vector gets a zero gradient, not 0/0.
-    let norm = v
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .clamp(1e-14, f64::MAX)?
-        .sqrt()?;
+    let norm = v.sqr()?.sum_keepdim(D::Minus1)?.clamp(1e-14, f64::MAX)?.sqrt()?;
     let theta = (norm.clamp(0.0, MAX_NORM / sc)? * sc)?;
     let (pos, neg) = (theta.exp()?, theta.neg()?.exp()?);
     let x0 = (((&pos + &neg)? / 2.0)? / sc)?;
-    let rest = v.broadcast_mul(
-        &(sinhc(&theta, &pos, &neg)?.broadcast_mul(&theta)? / sc)?.broadcast_div(&norm)?,
-    )?;
+    let rest = v.broadcast_mul(&(sinhc(&theta, &pos, &neg)?.broadcast_mul(&theta)? / sc)?.broadcast_div(&norm)?)?;
     Tensor::cat(&[&x0, &rest], D::Minus1)
 }
 
@@ -49,11 +43,7 @@ pub fn log_map0(x: &Tensor, c: f64) -> Result<Tensor> {
     let rest = x.narrow(D::Minus1, 1, d - 1)?;
     let x0 = x.narrow(D::Minus1, 0, 1)?;
     let theta = acosh_1p(&((x0 * sc)? - 1.0)?.clamp(0.0, f64::MAX)?)?;
-    let rest_norm = rest
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .clamp(1e-24, f64::MAX)?
-        .sqrt()?;
+    let rest_norm = rest.sqr()?.sum_keepdim(D::Minus1)?.clamp(1e-24, f64::MAX)?.sqrt()?;
     rest.broadcast_mul(&(theta / sc)?.broadcast_div(&rest_norm)?)
 }
 
@@ -78,8 +68,7 @@ pub fn distance(u: &Tensor, v: &Tensor, c: f64) -> Result<Tensor> {
 pub fn to_poincare(x: &Tensor, c: f64) -> Result<Tensor> {
     let d = x.dim(D::Minus1)?;
     let x0 = x.narrow(D::Minus1, 0, 1)?;
-    x.narrow(D::Minus1, 1, d - 1)?
-        .broadcast_div(&((x0 * c.sqrt())? + 1.0)?)
+    x.narrow(D::Minus1, 1, d - 1)?.broadcast_div(&((x0 * c.sqrt())? + 1.0)?)
 }
 
 /// Hyperbolic InfoNCE: cross-entropy with target 0 over logits -[d(a, p), d(a, n_1), ...] / T.

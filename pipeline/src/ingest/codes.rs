@@ -56,26 +56,18 @@ pub fn build_tree(path: &Path, rows: &[SourceRow]) -> Result<Vec<TreeCode>> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut seen_seq: HashMap<usize, usize> = HashMap::new();
     for r in rows {
-        let seq: usize = r.cells[0]
-            .trim()
-            .parse()
-            .ok()
-            .filter(|s| *s >= 1)
-            .ok_or_else(|| {
-                input_error(
-                    path,
-                    Some(r.row),
-                    format!("expected a sequence number >= 1, found `{}`", r.cells[0]),
-                )
-            })?;
+        let seq: usize = r.cells[0].trim().parse().ok().filter(|s| *s >= 1).ok_or_else(|| {
+            input_error(
+                path,
+                Some(r.row),
+                format!("expected a sequence number >= 1, found `{}`", r.cells[0]),
+            )
+        })?;
         let (code, level) = parse_code(&r.cells[1]).ok_or_else(|| {
             input_error(
                 path,
                 Some(r.row),
-                format!(
-                    "expected a 2- to 6-digit NAICS code, found `{}`",
-                    r.cells[1]
-                ),
+                format!("expected a 2- to 6-digit NAICS code, found `{}`", r.cells[1]),
             )
         })?;
         if let Some(first) = seen.insert(code.clone(), r.row) {
@@ -189,13 +181,9 @@ mod tests {
             err(&[("1", "11", "A"), ("2", "11", "B")]),
             "codes.xlsx: row 3: duplicate code 11 (first seen on row 2)"
         );
+        assert!(err(&[("1", "1x1", "A")]).contains("row 2: expected a 2- to 6-digit NAICS code, found `1x1`"));
         assert!(
-            err(&[("1", "1x1", "A")])
-                .contains("row 2: expected a 2- to 6-digit NAICS code, found `1x1`")
-        );
-        assert!(
-            err(&[("1", "11", "A"), ("2", "1121", "B")])
-                .contains("row 3: code 1121 has no parent: 112 is missing")
+            err(&[("1", "11", "A"), ("2", "1121", "B")]).contains("row 3: code 1121 has no parent: 112 is missing")
         );
         assert!(err(&[("x", "11", "A")]).contains("expected a sequence number"));
         assert!(err(&[("1", "32", "A")]).contains("32 is not a sector"));

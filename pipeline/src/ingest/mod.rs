@@ -83,27 +83,16 @@ pub fn run(paths: &IngestPaths, holdout_fraction: f64) -> Result<IngestSummary> 
     summary.codes = codes.len();
     summary.held_out = held_out.len();
     summary.exclusion_pairs = codes.iter().map(|c| c.excluded_codes.len()).sum();
-    summary.codes_with_exclusions = codes
-        .iter()
-        .filter(|c| !c.excluded_codes.is_empty())
-        .count();
+    summary.codes_with_exclusions = codes.iter().filter(|c| !c.excluded_codes.is_empty()).count();
     Ok(summary)
 }
 
 /// The in-memory result of ingest, before anything is written.
-pub fn read_all(
-    paths: &IngestPaths,
-    holdout_fraction: f64,
-) -> Result<(Vec<NaicsCode>, Vec<HeldOut>, IngestSummary)> {
+pub fn read_all(paths: &IngestPaths, holdout_fraction: f64) -> Result<(Vec<NaicsCode>, Vec<HeldOut>, IngestSummary)> {
     if !(0.0..1.0).contains(&holdout_fraction) {
         anyhow::bail!("--holdout-fraction must be in [0, 1), got {holdout_fraction}");
     }
-    for p in [
-        &paths.codes,
-        &paths.descriptions,
-        &paths.index,
-        &paths.cross_references,
-    ] {
+    for p in [&paths.codes, &paths.descriptions, &paths.index, &paths.cross_references] {
         sources::require_file(p)?;
     }
     let code_rows = sources::read_xlsx(
@@ -112,11 +101,7 @@ pub fn read_all(
         &["Seq. No.", "2022 NAICS US Code", "2022 NAICS US Title"],
     )?;
     let tree = codes::build_tree(&paths.codes, &code_rows)?;
-    let position: HashMap<String, usize> = tree
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.code.clone(), i))
-        .collect();
+    let position: HashMap<String, usize> = tree.iter().enumerate().map(|(i, c)| (c.code.clone(), i)).collect();
     let mut summary = IngestSummary::default();
 
     let descriptions = read_descriptions(&paths.descriptions, &position, &mut summary)?;
@@ -179,11 +164,7 @@ fn read_descriptions(
     position: &HashMap<String, usize>,
     summary: &mut IngestSummary,
 ) -> Result<HashMap<String, String>> {
-    let rows = sources::read_xlsx(
-        path,
-        Some("2022_NAICS_Descriptions"),
-        &["Code", "Title", "Description"],
-    )?;
+    let rows = sources::read_xlsx(path, Some("2022_NAICS_Descriptions"), &["Code", "Title", "Description"])?;
     let mut out = HashMap::new();
     for r in rows {
         if codes::parse_code(&r.cells[0]).is_some_and(|(c, _)| !position.contains_key(&c)) {
@@ -209,11 +190,7 @@ fn read_index(
     tree: &[TreeCode],
     position: &HashMap<String, usize>,
 ) -> Result<(Vec<(usize, String)>, usize)> {
-    let rows = sources::read_xlsx(
-        path,
-        Some("2022NAICS"),
-        &["NAICS22", "INDEX ITEM DESCRIPTION"],
-    )?;
+    let rows = sources::read_xlsx(path, Some("2022NAICS"), &["NAICS22", "INDEX ITEM DESCRIPTION"])?;
     let mut entries = Vec::with_capacity(rows.len());
     let mut skipped = 0;
     for r in rows {
@@ -265,12 +242,7 @@ fn read_cross_references(
     Ok(out)
 }
 
-fn known_code(
-    path: &Path,
-    row: usize,
-    cell: &str,
-    position: &HashMap<String, usize>,
-) -> Result<String> {
+fn known_code(path: &Path, row: usize, cell: &str, position: &HashMap<String, usize>) -> Result<String> {
     let (code, _) = codes::parse_code(cell).ok_or_else(|| {
         input_error(
             path,

@@ -53,8 +53,7 @@ pub fn read_csv(path: &Path, header: &[&str]) -> Result<Vec<SourceRow>> {
         .map_err(|e| input_error(path, None, format!("cannot open as CSV: {e}")))?;
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
-        let record =
-            record.map_err(|e| input_error(path, Some(i + 1), format!("malformed CSV: {e}")))?;
+        let record = record.map_err(|e| input_error(path, Some(i + 1), format!("malformed CSV: {e}")))?;
         rows.push(SourceRow {
             row: i + 1,
             cells: record.iter().map(str::to_string).collect(),
@@ -67,9 +66,7 @@ pub fn read_csv(path: &Path, header: &[&str]) -> Result<Vec<SourceRow>> {
 /// xlsx; both have the columns `Code`, `Cross-Reference`.
 pub fn read_cross_references(path: &Path) -> Result<Vec<SourceRow>> {
     const HEADER: [&str; 2] = ["Code", "Cross-Reference"];
-    let is_xlsx = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
+    let is_xlsx = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
     if is_xlsx {
         read_xlsx(path, None, &HEADER)
     } else {
@@ -79,11 +76,7 @@ pub fn read_cross_references(path: &Path) -> Result<Vec<SourceRow>> {
 
 /// Checks the first non-empty row against `header` (case and runs of white space ignored) and
 /// returns the non-empty rows after it, padded to the header's width.
-fn with_checked_header(
-    path: &Path,
-    rows: impl Iterator<Item = SourceRow>,
-    header: &[&str],
-) -> Result<Vec<SourceRow>> {
+fn with_checked_header(path: &Path, rows: impl Iterator<Item = SourceRow>, header: &[&str]) -> Result<Vec<SourceRow>> {
     let mut rows = rows.filter(|r| r.cells.iter().any(|c| !c.trim().is_empty()));
     let first = rows
         .next()
@@ -107,18 +100,14 @@ fn with_checked_header(
     }
     Ok(rows
         .map(|mut r| {
-            r.cells
-                .resize(header.len().max(r.cells.len()), String::new());
+            r.cells.resize(header.len().max(r.cells.len()), String::new());
             r
         })
         .collect())
 }
 
 fn normalize_header(cell: &str) -> String {
-    cell.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    cell.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
 
 /// Cell contents as text; integral numbers without a decimal point (codes are stored as numbers).
@@ -134,10 +123,7 @@ fn cell_text(cell: &Data) -> String {
 
 /// The file's bytes must exist and be readable before we blame its format.
 pub fn require_file(path: &Path) -> Result<()> {
-    std::fs::metadata(path).map(|_| ()).with_context(|| {
-        format!(
-            "{}: cannot read the input file (does it exist?)",
-            path.display()
-        )
-    })
+    std::fs::metadata(path)
+        .map(|_| ())
+        .with_context(|| format!("{}: cannot read the input file (does it exist?)", path.display()))
 }

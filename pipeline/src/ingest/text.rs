@@ -3,13 +3,10 @@
 use regex::Regex;
 use std::sync::LazyLock;
 
-static SECTOR_RANGE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(31-33|44-45|48-49)\b").unwrap());
+static SECTOR_RANGE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(31-33|44-45|48-49)\b").unwrap());
 static HTML_TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<[^>]*>").unwrap());
-static POINTER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^See industry description for (\d{2,6})\.?$").unwrap());
-static CODE_NUMBER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(\d{2,6})(?:-\d{2})?\b").unwrap());
+static POINTER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^See industry description for (\d{2,6})\.?$").unwrap());
+static CODE_NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(\d{2,6})(?:-\d{2})?\b").unwrap());
 static SENTENCE_END: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[.;]\s+").unwrap());
 /// Abbreviations whose full stop does not end a sentence ("classified in U.S. Industry 111191").
 const ABBREVIATIONS: [&str; 5] = ["U.S.", "i.e.", "e.g.", "etc.", "No."];
@@ -51,11 +48,7 @@ pub struct DescriptionParts {
 
 pub fn split_description(raw: &str) -> DescriptionParts {
     let raw = normalize_sector_ranges(raw);
-    let raw = if raw.trim() == "NULL" {
-        ""
-    } else {
-        raw.as_str()
-    };
+    let raw = if raw.trim() == "NULL" { "" } else { raw.as_str() };
     let body = raw.split(CROSS_REFERENCES).next().unwrap_or("");
     let (body, examples) = match body.split_once(EXAMPLES_HEADING) {
         Some((before, block)) => {
@@ -73,10 +66,7 @@ pub fn split_description(raw: &str) -> DescriptionParts {
 
 /// The code a description defers to ("See industry description for 111110."), if that is all it says.
 pub fn pointer_target(description: &str) -> Option<&str> {
-    POINTER
-        .captures(description)
-        .and_then(|c| c.get(1))
-        .map(|m| m.as_str())
+    POINTER.captures(description).and_then(|c| c.get(1)).map(|m| m.as_str())
 }
 
 /// Sentences of `text` that state an exclusion ("... are classified in Industry 111191 ...").
@@ -85,11 +75,7 @@ pub fn exclusion_sentences(text: &str) -> Vec<String> {
     let mut start = 0;
     let ends = SENTENCE_END
         .find_iter(text)
-        .filter(|m| {
-            !ABBREVIATIONS
-                .iter()
-                .any(|a| text[..m.start() + 1].ends_with(a))
-        })
+        .filter(|m| !ABBREVIATIONS.iter().any(|a| text[..m.start() + 1].ends_with(a)))
         .map(|m| (m.start() + 1, m.end()))
         .chain([(text.len(), text.len())]);
     for (end, next) in ends {
@@ -120,10 +106,7 @@ mod tests {
             normalize_sector_ranges("Sector 44-45, Retail; 31-33 and 48-49."),
             "Sector 44, Retail; 31 and 48."
         );
-        assert_eq!(
-            normalize_sector_ranges("Industry 311111"),
-            "Industry 311111"
-        );
+        assert_eq!(normalize_sector_ranges("Industry 311111"), "Industry 311111");
     }
 
     #[test]
@@ -143,10 +126,7 @@ mod tests {
     #[test]
     fn null_and_pointers() {
         assert_eq!(split_description("NULL").text, "");
-        assert_eq!(
-            pointer_target("See industry description for 111110."),
-            Some("111110")
-        );
+        assert_eq!(pointer_target("See industry description for 111110."), Some("111110"));
         assert_eq!(pointer_target("This industry comprises 111110."), None);
     }
 

@@ -36,40 +36,20 @@ pub fn codes_schema() -> Schema {
 }
 
 pub fn write_codes(path: &Path, codes: &[NaicsCode]) -> Result<()> {
-    let strings = |f: fn(&NaicsCode) -> &str| {
-        Arc::new(StringArray::from_iter_values(codes.iter().map(f))) as ArrayRef
-    };
+    let strings = |f: fn(&NaicsCode) -> &str| Arc::new(StringArray::from_iter_values(codes.iter().map(f))) as ArrayRef;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(
-            codes
-                .iter()
-                .map(|c| c.tree.index as i32)
-                .collect::<Int32Array>(),
-        ),
-        Arc::new(
-            codes
-                .iter()
-                .map(|c| c.tree.level as i32)
-                .collect::<Int32Array>(),
-        ),
+        Arc::new(codes.iter().map(|c| c.tree.index as i32).collect::<Int32Array>()),
+        Arc::new(codes.iter().map(|c| c.tree.level as i32).collect::<Int32Array>()),
         strings(|c| &c.tree.code),
         strings(|c| &c.tree.sector),
-        Arc::new(
-            codes
-                .iter()
-                .map(|c| c.tree.parent.as_deref())
-                .collect::<StringArray>(),
-        ),
+        Arc::new(codes.iter().map(|c| c.tree.parent.as_deref()).collect::<StringArray>()),
         strings(|c| &c.tree.title),
         strings(|c| &c.description),
         string_list(codes.iter().map(|c| &c.examples)),
         strings(|c| &c.excluded),
         string_list(codes.iter().map(|c| &c.excluded_codes)),
     ];
-    write_batch(
-        path,
-        &RecordBatch::try_new(Arc::new(codes_schema()), columns)?,
-    )
+    write_batch(path, &RecordBatch::try_new(Arc::new(codes_schema()), columns)?)
 }
 
 pub fn write_holdout(path: &Path, held_out: &[HeldOut]) -> Result<()> {
@@ -78,12 +58,8 @@ pub fn write_holdout(path: &Path, held_out: &[HeldOut]) -> Result<()> {
         Field::new("text", DataType::Utf8, false),
     ]));
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            held_out.iter().map(|h| h.code.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            held_out.iter().map(|h| h.text.as_str()),
-        )),
+        Arc::new(StringArray::from_iter_values(held_out.iter().map(|h| h.code.as_str()))),
+        Arc::new(StringArray::from_iter_values(held_out.iter().map(|h| h.text.as_str()))),
     ];
     write_batch(path, &RecordBatch::try_new(schema, columns)?)
 }

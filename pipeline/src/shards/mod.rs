@@ -58,18 +58,15 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
     let cur = &config.curriculum;
 
     // Token cache first: it also tells which tokenizer the samples belong to.
-    let (tokenizer, tokenizer_sha) = tokenize::load_tokenizer(
-        &config.model.path.join("tokenizer.json"),
-        config.model.max_length,
-    )?;
+    let (tokenizer, tokenizer_sha) =
+        tokenize::load_tokenizer(&config.model.path.join("tokenizer.json"), config.model.max_length)?;
     let texts = code_texts(&ctx).await?;
     let tokens_path = out_dir.join(TOKENS_FILE);
     let texts_hash = tokenize::texts_hash(&texts, config.model.max_length);
     let tokens_rebuilt = match TokenCache::open(&tokens_path, Some(tokenizer_sha)) {
         Ok(cache) if cache.meta.texts_hash == texts_hash => false,
         _ => {
-            let (meta, ids) =
-                tokenize::tokenize_all(&tokenizer, tokenizer_sha, &texts, config.model.max_length)?;
+            let (meta, ids) = tokenize::tokenize_all(&tokenizer, tokenizer_sha, &texts, config.model.max_length)?;
             let bytes = tokens::encode(&meta, &ids);
             write_atomically(&tokens_path, |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
             true
@@ -88,11 +85,7 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
     let (train, validation) = split::by_anchor(&pairs, config.data.val_fraction, config.data.seed);
     let pool = negative_pool(&ctx, texts[0].len()).await?;
     let rules = hardness_rules(&ctx).await?;
-    let spec = BucketSpec::new(
-        &cur.difficulty_buckets,
-        &cur.bucket_percentages,
-        cur.k_negatives,
-    );
+    let spec = BucketSpec::new(&cur.difficulty_buckets, &cur.bucket_percentages, cur.k_negatives);
     let meta = |split, epoch: usize| SamplesMeta {
         k: cur.k_negatives,
         epoch: epoch as u32,
@@ -103,8 +96,7 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
 
     let bar = ProgressBar::new(((train.len() * cur.epochs) + validation.len()) as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} pairs sampled {per_sec} {msg}")
-            .expect("template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} pairs sampled {per_sec} {msg}").expect("template"),
     );
     let mut stats = DrawStats::default();
     let mut all: Vec<(Split, usize, Vec<Sample>)> = Vec::new();
@@ -162,13 +154,9 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
         "filled_from_any_bucket": stats.filled,
     });
     let manifest = serde_json::to_vec_pretty(&manifest)?;
-    write_atomically(&out_dir.join(MANIFEST_FILE), |tmp| {
-        Ok(std::fs::write(tmp, &manifest)?)
-    })?;
+    write_atomically(&out_dir.join(MANIFEST_FILE), |tmp| Ok(std::fs::write(tmp, &manifest)?))?;
     let yaml = loaded.to_yaml();
-    write_atomically(&out_dir.join("config.yaml"), |tmp| {
-        Ok(std::fs::write(tmp, &yaml)?)
-    })?;
+    write_atomically(&out_dir.join("config.yaml"), |tmp| Ok(std::fs::write(tmp, &yaml)?))?;
     Ok(ShardSummary {
         out_dir,
         train_pairs: train.len(),
@@ -181,8 +169,7 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
 
 /// A seed per epoch, so that every epoch is a fresh, reproducible shuffle and draw.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(epoch as u64)
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64)
 }
 
 fn sample_epoch(
@@ -270,17 +257,8 @@ async fn codes(ctx: &SessionContext) -> Result<Vec<String>> {
 /// The WHERE clause of `sql/curriculum_pairs.sql` for this stage.
 fn pair_filters(loaded: &Loaded) -> String {
     let cur = &loaded.config.curriculum;
-    let list = |levels: &[u8]| {
-        levels
-            .iter()
-            .map(u8::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut filters = vec![format!(
-        "positive_level IN ({})",
-        list(&cur.positive_levels)
-    )];
+    let list = |levels: &[u8]| levels.iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
+    let mut filters = vec![format!("positive_level IN ({})", list(&cur.positive_levels))];
     if let Some(levels) = &cur.anchor_levels {
         filters.push(format!("anchor_level IN ({})", list(levels)));
     }
@@ -294,8 +272,7 @@ fn pair_filters(loaded: &Loaded) -> String {
 }
 
 async fn curriculum_pairs(ctx: &SessionContext, loaded: &Loaded) -> Result<Vec<(u32, u32, f64)>> {
-    let sql = include_str!("../../../sql/curriculum_pairs.sql")
-        .replace("{{filters}}", &pair_filters(loaded));
+    let sql = include_str!("../../../sql/curriculum_pairs.sql").replace("{{filters}}", &pair_filters(loaded));
     let mut pairs = Vec::new();
     for batch in query(ctx, &sql).await? {
         let (a, p, d) = (
@@ -303,9 +280,7 @@ async fn curriculum_pairs(ctx: &SessionContext, loaded: &Loaded) -> Result<Vec<(
             column::<Int32Array>(&batch, 1)?,
             column::<Float64Array>(&batch, 2)?,
         );
-        pairs.extend(
-            (0..batch.num_rows()).map(|r| (a.value(r) as u32, p.value(r) as u32, d.value(r))),
-        );
+        pairs.extend((0..batch.num_rows()).map(|r| (a.value(r) as u32, p.value(r) as u32, d.value(r))));
     }
     Ok(pairs)
 }
@@ -313,18 +288,9 @@ async fn curriculum_pairs(ctx: &SessionContext, loaded: &Loaded) -> Result<Vec<(
 async fn negative_pool(ctx: &SessionContext, codes: usize) -> Result<NegativePool> {
     let mut rows = Vec::new();
     for batch in query(ctx, include_str!("../../../sql/shard_inputs.sql")).await? {
-        let (i, j) = (
-            column::<Int32Array>(&batch, 0)?,
-            column::<Int32Array>(&batch, 1)?,
-        );
-        let (d, e) = (
-            column::<Float64Array>(&batch, 2)?,
-            column::<BooleanArray>(&batch, 3)?,
-        );
-        rows.extend(
-            (0..batch.num_rows())
-                .map(|r| (i.value(r) as u32, j.value(r) as u32, d.value(r), e.value(r))),
-        );
+        let (i, j) = (column::<Int32Array>(&batch, 0)?, column::<Int32Array>(&batch, 1)?);
+        let (d, e) = (column::<Float64Array>(&batch, 2)?, column::<BooleanArray>(&batch, 3)?);
+        rows.extend((0..batch.num_rows()).map(|r| (i.value(r) as u32, j.value(r) as u32, d.value(r), e.value(r))));
     }
     Ok(NegativePool::new(codes, rows))
 }
@@ -333,17 +299,9 @@ async fn hardness_rules(ctx: &SessionContext) -> Result<HardnessRules> {
     let mut rows = Vec::new();
     let sql = "SELECT positive_distance, negative_distance, excluded, hardness FROM hardness_rules";
     for batch in query(ctx, sql).await? {
-        let (p, n) = (
-            column::<Float64Array>(&batch, 0)?,
-            column::<Float64Array>(&batch, 1)?,
-        );
-        let (e, h) = (
-            column::<BooleanArray>(&batch, 2)?,
-            column::<Int32Array>(&batch, 3)?,
-        );
-        rows.extend(
-            (0..batch.num_rows()).map(|r| (p.value(r), n.value(r), e.value(r), h.value(r) as u8)),
-        );
+        let (p, n) = (column::<Float64Array>(&batch, 0)?, column::<Float64Array>(&batch, 1)?);
+        let (e, h) = (column::<BooleanArray>(&batch, 2)?, column::<Int32Array>(&batch, 3)?);
+        rows.extend((0..batch.num_rows()).map(|r| (p.value(r), n.value(r), e.value(r), h.value(r) as u8)));
     }
     Ok(HardnessRules::new(rows))
 }

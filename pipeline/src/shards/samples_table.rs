@@ -1,9 +1,7 @@
 //! The sampled records as an Arrow table, for `naics-pipeline sql` (`samples_{experiment}`).
 
 use anyhow::Result;
-use arrow::array::{
-    ArrayRef, Int32Array, Int32Builder, ListBuilder, RecordBatch, StringArray, StringBuilder,
-};
+use arrow::array::{ArrayRef, Int32Array, Int32Builder, ListBuilder, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use naics_common::samples::{Sample, Split};
 use std::sync::Arc;
@@ -13,12 +11,7 @@ use std::sync::Arc;
 pub fn batch(all: &[(Split, usize, Vec<Sample>)], codes: &[String]) -> Result<RecordBatch> {
     let rows: Vec<(&Split, &usize, usize, &Sample)> = all
         .iter()
-        .flat_map(|(split, epoch, samples)| {
-            samples
-                .iter()
-                .enumerate()
-                .map(move |(i, s)| (split, epoch, i, s))
-        })
+        .flat_map(|(split, epoch, samples)| samples.iter().enumerate().map(move |(i, s)| (split, epoch, i, s)))
         .collect();
     let rows = || rows.iter().copied();
     let code = |i: u32| codes[i as usize].as_str();
@@ -35,24 +28,14 @@ pub fn batch(all: &[(Split, usize, Vec<Sample>)], codes: &[String]) -> Result<Re
         hardness.append(true);
     }
     let split_name = |s: &Split| {
-        if *s == Split::Train {
-            "train"
-        } else {
-            "validation"
-        }
+        if *s == Split::Train { "train" } else { "validation" }
     };
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows().map(|(s, ..)| split_name(s)),
-        )),
+        Arc::new(StringArray::from_iter_values(rows().map(|(s, ..)| split_name(s)))),
         Arc::new(rows().map(|(_, e, ..)| *e as i32).collect::<Int32Array>()),
         Arc::new(rows().map(|(_, _, i, _)| i as i32).collect::<Int32Array>()),
-        Arc::new(StringArray::from_iter_values(
-            rows().map(|(.., s)| code(s.anchor)),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows().map(|(.., s)| code(s.positive)),
-        )),
+        Arc::new(StringArray::from_iter_values(rows().map(|(.., s)| code(s.anchor)))),
+        Arc::new(StringArray::from_iter_values(rows().map(|(.., s)| code(s.positive)))),
         Arc::new(negatives.finish()),
         Arc::new(hardness.finish()),
     ];

@@ -30,8 +30,7 @@ impl HardnessRules {
         HardnessRules { table }
     }
     fn slot(dp: f64, dn: f64, excluded: bool) -> usize {
-        (half_units(dp).min(HALVES - 1) * HALVES + half_units(dn).min(HALVES - 1)) * 2
-            + excluded as usize
+        (half_units(dp).min(HALVES - 1) * HALVES + half_units(dn).min(HALVES - 1)) * 2 + excluded as usize
     }
     pub fn get(&self, dp: f64, dn: f64, excluded: bool) -> u8 {
         self.table[Self::slot(dp, dn, excluded)]
@@ -246,33 +245,13 @@ mod tests {
             vec![(2, 2), (1, 14)]
         );
         // 16 x 0.15 = 2.4 -> 2 each for 2..6, 16 x 0.25 = 4 -> 4; remainder 2 -> buckets 6 and 5.
-        let medium = BucketSpec::new(
-            &[1, 2, 3, 4, 5, 6],
-            &[0.25, 0.15, 0.15, 0.15, 0.15, 0.15],
-            16,
-        );
-        assert_eq!(
-            medium.targets,
-            vec![(6, 3), (5, 3), (4, 2), (3, 2), (2, 2), (1, 4)]
-        );
+        let medium = BucketSpec::new(&[1, 2, 3, 4, 5, 6], &[0.25, 0.15, 0.15, 0.15, 0.15, 0.15], 16);
+        assert_eq!(medium.targets, vec![(6, 3), (5, 3), (4, 2), (3, 2), (2, 2), (1, 4)]);
         // 0.10 x 16 = 1.6 -> 1 for 1..7, 0.30 x 16 = 4.8 -> 4 for 8: remainder 5 -> 8, 7, 6, 5, 4.
-        let hard = BucketSpec::new(
-            &[1, 2, 3, 4, 5, 6, 7, 8],
-            &[0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.3],
-            16,
-        );
+        let hard = BucketSpec::new(&[1, 2, 3, 4, 5, 6, 7, 8], &[0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.3], 16);
         assert_eq!(
             hard.targets,
-            vec![
-                (8, 5),
-                (7, 2),
-                (6, 2),
-                (5, 2),
-                (4, 2),
-                (3, 1),
-                (2, 1),
-                (1, 1)
-            ]
+            vec![(8, 5), (7, 2), (6, 2), (5, 2), (4, 2), (3, 1), (2, 1), (1, 1)]
         );
     }
 

@@ -29,12 +29,7 @@ pub fn limit_positives(pairs: Vec<Pair>, max: Option<usize>, seed: u64) -> Vec<P
 /// (train, validation): `fraction` of the distinct anchors (rounded, at least one when the
 /// fraction is positive and there are two anchors or more) are drawn with `seed`.
 pub fn by_anchor(pairs: &[Pair], fraction: f64, seed: u64) -> (Vec<Pair>, Vec<Pair>) {
-    let mut anchors: Vec<u32> = pairs
-        .iter()
-        .map(|p| p.0)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
+    let mut anchors: Vec<u32> = pairs.iter().map(|p| p.0).collect::<HashSet<_>>().into_iter().collect();
     anchors.sort();
     let mut n = (anchors.len() as f64 * fraction).round() as usize;
     if fraction > 0.0 && n == 0 && anchors.len() >= 2 {

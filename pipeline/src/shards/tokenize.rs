@@ -32,9 +32,7 @@ pub fn tokenize_all(
 ) -> Result<(TokensMeta, [ChannelIds; 4])> {
     let mut channels: [ChannelIds; 4] = Default::default();
     for (c, channel_texts) in texts.iter().enumerate() {
-        for ids in
-            encode(tokenizer, channel_texts).with_context(|| format!("channel {}", CHANNELS[c]))?
-        {
+        for ids in encode(tokenizer, channel_texts).with_context(|| format!("channel {}", CHANNELS[c]))? {
             channels[c].push(&ids);
         }
     }

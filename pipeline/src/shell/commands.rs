@@ -25,9 +25,7 @@ impl Command {
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             (Some("\\d"), None, _) => Ok(Command::ListTables),
-            (Some("\\d"), Some(name), None) => {
-                Ok(Command::Describe(name.trim_end_matches(';').to_string()))
-            }
+            (Some("\\d"), Some(name), None) => Ok(Command::Describe(name.trim_end_matches(';').to_string())),
             (Some("\\?"), None, _) => Ok(Command::Help),
             (Some("\\q"), None, _) => Ok(Command::Quit),
             _ => Err(format!("unknown command `{line}`; \\? lists the commands")),
@@ -64,10 +62,6 @@ mod tests {
             Ok(Command::Describe("distances".into()))
         );
         assert_eq!(Command::parse("\\q"), Ok(Command::Quit));
-        assert!(
-            Command::parse("\\x")
-                .unwrap_err()
-                .contains("unknown command")
-        );
+        assert!(Command::parse("\\x").unwrap_err().contains("unknown command"));
     }
 }

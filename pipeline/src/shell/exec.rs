@@ -56,11 +56,7 @@ pub fn split_statements(sql: &str) -> Vec<String> {
 }
 
 /// Executes one statement and renders its result.
-pub async fn run_statement(
-    ctx: &SessionContext,
-    statement: &str,
-    format: Format,
-) -> Result<Vec<u8>, StatementError> {
+pub async fn run_statement(ctx: &SessionContext, statement: &str, format: Format) -> Result<Vec<u8>, StatementError> {
     let fail = |e: &dyn fmt::Display| StatementError {
         statement: statement.to_string(),
         message: e.to_string(),
@@ -78,9 +74,6 @@ mod tests {
     #[test]
     fn splits_outside_quotes_and_comments() {
         let sql = "SELECT 'a;b'; -- note; here\nSELECT \"x;\" FROM t;;\n";
-        assert_eq!(
-            split_statements(sql),
-            vec!["SELECT 'a;b'", "SELECT \"x;\" FROM t"]
-        );
+        assert_eq!(split_statements(sql), vec!["SELECT 'a;b'", "SELECT \"x;\" FROM t"]);
     }
 }

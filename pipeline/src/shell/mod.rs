@@ -16,12 +16,7 @@ use std::path::{Path, PathBuf};
 
 /// Runs every statement of `sql` in order and stops at the first failure. Results go to
 /// standard output; with `output`, the last statement's result goes to that file instead.
-pub async fn run_batch(
-    ctx: &SessionContext,
-    sql: &str,
-    format: Format,
-    output: Option<&Path>,
-) -> Result<()> {
+pub async fn run_batch(ctx: &SessionContext, sql: &str, format: Format, output: Option<&Path>) -> Result<()> {
     print::check_destination(format, output.is_some())?;
     let statements = exec::split_statements(sql);
     if statements.is_empty() {
@@ -31,10 +26,8 @@ pub async fn run_batch(
     for (i, statement) in statements.iter().enumerate() {
         let bytes = exec::run_statement(ctx, statement, format).await?;
         match output {
-            Some(path) if i == last => {
-                crate::atomic::write_atomically(path, |tmp| Ok(std::fs::write(tmp, &bytes)?))
-                    .with_context(|| format!("writing {}", path.display()))?
-            }
+            Some(path) if i == last => crate::atomic::write_atomically(path, |tmp| Ok(std::fs::write(tmp, &bytes)?))
+                .with_context(|| format!("writing {}", path.display()))?,
             _ => std::io::stdout().write_all(&bytes)?,
         }
     }
@@ -71,11 +64,7 @@ pub async fn interactive(ctx: &SessionContext, format: Format, history: PathBuf)
     println!("naics-pipeline sql: \\d lists tables, \\? helps, \\q quits");
     let mut pending = String::new();
     loop {
-        let prompt = if pending.is_empty() {
-            "naics> "
-        } else {
-            "   ..> "
-        };
+        let prompt = if pending.is_empty() { "naics> " } else { "   ..> " };
         let line = match editor.readline(prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {

@@ -22,9 +22,7 @@ pub fn render(schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> Re
             out.extend_from_slice(format!("{table}\n").as_bytes());
         }
         Format::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(&mut out);
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
             if batches.is_empty() {
                 writer.write(&RecordBatch::new_empty(schema.clone()))?;
             }

@@ -12,7 +12,11 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
         sxx += dx * dx;
         syy += dy * dy;
     }
-    if sxx == 0.0 || syy == 0.0 { 0.0 } else { sxy / (sxx * syy).sqrt() }
+    if sxx == 0.0 || syy == 0.0 {
+        0.0
+    } else {
+        sxy / (sxx * syy).sqrt()
+    }
 }
 
 /// Ranks 1..n; tied values share the average of their ranks.
@@ -68,10 +72,20 @@ pub fn ndcg_at(tree: &[f64], emb: &[f64], n: usize, k: usize) -> f64 {
         let row = &tree[i * n..(i + 1) * n];
         let max_d = (0..n).filter(|&j| j != i).map(|j| row[j]).fold(0.0, f64::max);
         let rel = |j: usize| if max_d > 0.0 { (max_d - row[j]) / max_d } else { 0.0 };
-        let dcg: f64 = neighbours(emb, n, i).iter().take(k).enumerate().map(|(r, &j)| rel(j) / (r as f64 + 2.0).log2()).sum();
+        let dcg: f64 = neighbours(emb, n, i)
+            .iter()
+            .take(k)
+            .enumerate()
+            .map(|(r, &j)| rel(j) / (r as f64 + 2.0).log2())
+            .sum();
         let mut ideal: Vec<f64> = (0..n).filter(|&j| j != i).map(rel).collect();
         ideal.sort_by(|a, b| b.total_cmp(a));
-        let idcg: f64 = ideal.iter().take(k).enumerate().map(|(r, v)| v / (r as f64 + 2.0).log2()).sum();
+        let idcg: f64 = ideal
+            .iter()
+            .take(k)
+            .enumerate()
+            .map(|(r, v)| v / (r as f64 + 2.0).log2())
+            .sum();
         total += if idcg > 0.0 { dcg / idcg } else { 0.0 };
     }
     total / n as f64
@@ -82,8 +96,9 @@ pub fn ndcg_at(tree: &[f64], emb: &[f64], n: usize, k: usize) -> f64 {
 pub fn neighbourhood_map(parents: &[Option<usize>], emb: &[f64], n: usize) -> f64 {
     let (mut total, mut queries) = (0.0, 0);
     for i in 0..n {
-        let relevant: Vec<usize> =
-            (0..n).filter(|&j| j != i && (parents[i] == Some(j) || parents[j] == Some(i))).collect();
+        let relevant: Vec<usize> = (0..n)
+            .filter(|&j| j != i && (parents[i] == Some(j) || parents[j] == Some(i)))
+            .collect();
         if relevant.is_empty() {
             continue;
         }
@@ -109,7 +124,9 @@ pub fn parent_at_1(parents: &[Option<usize>], levels: &[u8], emb: &[f64], n: usi
     for i in 0..n {
         let Some(p) = parents[i] else { continue };
         let row = &emb[i * n..(i + 1) * n];
-        let nearest = (0..n).filter(|&j| j != i && levels[j] == levels[p]).min_by(|&a, &b| row[a].total_cmp(&row[b]));
+        let nearest = (0..n)
+            .filter(|&j| j != i && levels[j] == levels[p])
+            .min_by(|&a, &b| row[a].total_cmp(&row[b]));
         hits += (nearest == Some(p)) as usize;
         queries += 1;
     }
@@ -125,7 +142,12 @@ pub fn sibling_precision_at_5(parents: &[Option<usize>], emb: &[f64], n: usize) 
         if !(0..n).any(sibling) {
             continue;
         }
-        total += neighbours(emb, n, i).into_iter().take(5).filter(|&j| sibling(j)).count() as f64 / 5.0;
+        total += neighbours(emb, n, i)
+            .into_iter()
+            .take(5)
+            .filter(|&j| sibling(j))
+            .count() as f64
+            / 5.0;
         queries += 1;
     }
     total / queries.max(1) as f64
@@ -134,7 +156,12 @@ pub fn sibling_precision_at_5(parents: &[Option<usize>], emb: &[f64], n: usize) 
 /// Distortion after the best single scale: s minimizes sum (s e/t - 1)^2 over pairs with t > 0;
 /// returns (s, mean |s e/t - 1|, worst |s e/t - 1|).
 pub fn distortion(tree: &[f64], emb: &[f64]) -> (f64, f64, f64) {
-    let ratios: Vec<f64> = tree.iter().zip(emb).filter(|(t, _)| **t > 0.0).map(|(t, e)| e / t).collect();
+    let ratios: Vec<f64> = tree
+        .iter()
+        .zip(emb)
+        .filter(|(t, _)| **t > 0.0)
+        .map(|(t, e)| e / t)
+        .collect();
     let s = ratios.iter().sum::<f64>() / ratios.iter().map(|r| r * r).sum::<f64>().max(f64::MIN_POSITIVE);
     let errors: Vec<f64> = ratios.iter().map(|r| (s * r - 1.0).abs()).collect();
     let mean = errors.iter().sum::<f64>() / errors.len().max(1) as f64;

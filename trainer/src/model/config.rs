@@ -46,8 +46,8 @@ impl ModelConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}: is this a model folder?", path.display()))?;
-        let config: ModelConfig = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a model config.json", path.display()))?;
+        let config: ModelConfig =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a model config.json", path.display()))?;
         config.arch().with_context(|| path.display().to_string())?;
         if config.hidden_act != "gelu" {
             bail!(

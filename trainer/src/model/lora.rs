@@ -40,26 +40,12 @@ impl LoraLinear {
 
     /// Creates `channels` adapters of rank `r` under `vb` (`{channel}.a`, `{channel}.b`): A with
     /// Kaiming-uniform values as PEFT does, B zeros.
-    pub fn add_adapters(
-        &mut self,
-        vb: &VarBuilder,
-        channels: usize,
-        r: usize,
-        alpha: f64,
-        dropout: f32,
-    ) -> Result<()> {
+    pub fn add_adapters(&mut self, vb: &VarBuilder, channels: usize, r: usize, alpha: f64, dropout: f32) -> Result<()> {
         let (out_dim, in_dim) = self.base.weight().dims2()?;
         let bound = (1.0 / in_dim as f64).sqrt();
         for c in 0..channels {
             let vb = vb.pp(c.to_string());
-            let a = vb.get_with_hints(
-                (r, in_dim),
-                "a",
-                candle_nn::Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            )?;
+            let a = vb.get_with_hints((r, in_dim), "a", candle_nn::Init::Uniform { lo: -bound, up: bound })?;
             let b = vb.get_with_hints((out_dim, r), "b", candle_nn::Init::Const(0.0))?;
             self.adapters.push(Adapter { a, b });
         }
@@ -84,8 +70,7 @@ impl LoraLinear {
     /// The base layer with channel `channel`'s update folded in: W + (alpha / r) B A.
     pub fn merged(&self, channel: usize) -> Result<Linear> {
         let adapter = &self.adapters[channel];
-        let update =
-            (adapter.b.matmul(&adapter.a)? * self.scale)?.to_dtype(self.base.weight().dtype())?;
+        let update = (adapter.b.matmul(&adapter.a)? * self.scale)?.to_dtype(self.base.weight().dtype())?;
         let weight = (self.base.weight() + update)?;
         Ok(Linear::new(weight, self.base.bias().cloned()))
     }

@@ -31,11 +31,7 @@ fn fix_hint(folder: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())
         .unwrap_or_default();
-    let which = if name.contains("mpnet") {
-        "mpnet"
-    } else {
-        "minilm"
-    };
+    let which = if name.contains("mpnet") { "mpnet" } else { "minilm" };
     format!(
         "fetch it with `naics-trainer fetch-model {which} --dir {}`",
         folder.display()
@@ -44,36 +40,20 @@ fn fix_hint(folder: &Path) -> String {
 
 impl Encoder {
     /// Loads `folder` (config.json, model.safetensors, tokenizer.json), truncating at `max_length`.
-    pub fn load(
-        folder: &Path,
-        max_length: usize,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Encoder> {
+    pub fn load(folder: &Path, max_length: usize, device: &Device, dtype: DType) -> Result<Encoder> {
         for file in MODEL_FILES {
             if !folder.join(file).is_file() {
-                bail!(
-                    "{}: missing; {}",
-                    folder.join(file).display(),
-                    fix_hint(folder)
-                );
+                bail!("{}: missing; {}", folder.join(file).display(), fix_hint(folder));
             }
         }
         let config = ModelConfig::from_file(&folder.join("config.json"))?;
         let weights = folder.join("model.safetensors");
         // Safety: the weights file is only read; it must not be modified while mapped.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], dtype, device) }
-            .with_context(|| {
-                format!(
-                    "{}: not a safetensors file; {}",
-                    weights.display(),
-                    fix_hint(folder)
-                )
-            })?;
+            .with_context(|| format!("{}: not a safetensors file; {}", weights.display(), fix_hint(folder)))?;
         let transformer = Transformer::load(vb, &config)
             .with_context(|| format!("{}: weights do not fit config.json", weights.display()))?;
-        let (tokenizer, _) =
-            naics_common::tokenizer::load_tokenizer(&folder.join("tokenizer.json"), max_length)?;
+        let (tokenizer, _) = naics_common::tokenizer::load_tokenizer(&folder.join("tokenizer.json"), max_length)?;
         Ok(Encoder {
             transformer,
             tokenizer,
@@ -95,22 +75,14 @@ impl Encoder {
         for (i, layer) in self.transformer.layers.iter_mut().enumerate() {
             let vb = vb.pp(format!("layer{i}"));
             if lora.targets.iter().any(|t| t == "query") {
-                layer.query.add_adapters(
-                    &vb.pp("query"),
-                    channels,
-                    lora.r,
-                    lora.alpha,
-                    lora.dropout as f32,
-                )?;
+                layer
+                    .query
+                    .add_adapters(&vb.pp("query"), channels, lora.r, lora.alpha, lora.dropout as f32)?;
             }
             if lora.targets.iter().any(|t| t == "value") {
-                layer.value.add_adapters(
-                    &vb.pp("value"),
-                    channels,
-                    lora.r,
-                    lora.alpha,
-                    lora.dropout as f32,
-                )?;
+                layer
+                    .value
+                    .add_adapters(&vb.pp("value"), channels, lora.r, lora.alpha, lora.dropout as f32)?;
             }
         }
         Ok(())
@@ -130,12 +102,7 @@ impl Encoder {
     }
 
     /// sentence-transformers' `encode`: texts -> vectors, optionally L2-normalized.
-    pub fn encode(
-        &self,
-        texts: &[String],
-        pooling: Pooling,
-        normalize: bool,
-    ) -> Result<Vec<Vec<f32>>> {
+    pub fn encode(&self, texts: &[String], pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>> {
         let mut vectors = self.embed_ids(&self.tokenize(texts)?, pooling, Pass::default())?;
         if normalize {
             vectors = transformer::normalize(&vectors)?;

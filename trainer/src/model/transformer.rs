@@ -43,11 +43,7 @@ fn linear(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linear> {
 }
 
 fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(
-        vb.get(size, "weight")?,
-        vb.get(size, "bias")?,
-        eps,
-    ))
+    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, eps))
 }
 
 /// candle's fused LayerNorm and softmax kernels have no backward pass: when adapters below a
@@ -89,11 +85,7 @@ impl Embeddings {
         };
         Ok(Embeddings {
             words: embedding(vb.pp("word_embeddings"), c.vocab_size, c.hidden_size)?,
-            positions: embedding(
-                vb.pp("position_embeddings"),
-                c.max_position_embeddings,
-                c.hidden_size,
-            )?,
+            positions: embedding(vb.pp("position_embeddings"), c.max_position_embeddings, c.hidden_size)?,
             token_types,
             norm: layer_norm(vb.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
         })
@@ -165,9 +157,7 @@ impl Layer {
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let attn = dropout(&self.attn_out.forward(&context)?, p_drop, pass.train)?;
         let attn = norm(&self.attn_norm, self.eps, &(attn + x)?, pass)?;
-        let ffn = self
-            .ffn_out
-            .forward(&self.ffn_in.forward(&attn)?.gelu_erf()?)?;
+        let ffn = self.ffn_out.forward(&self.ffn_in.forward(&attn)?.gelu_erf()?)?;
         norm(
             &self.out_norm,
             self.eps,
@@ -195,8 +185,8 @@ impl RelativeBias {
         bucket += if n < max_exact {
             n
         } else {
-            let scaled = (n as f32 / max_exact as f32).ln() / (128.0f32 / max_exact as f32).ln()
-                * (half - max_exact) as f32;
+            let scaled =
+                (n as f32 / max_exact as f32).ln() / (128.0f32 / max_exact as f32).ln() * (half - max_exact) as f32;
             (max_exact + scaled as i64).min(half - 1)
         };
         bucket as u32
@@ -208,11 +198,7 @@ impl RelativeBias {
             .flat_map(|i| (0..t).map(move |j| Self::bucket(j as i64 - i as i64, self.buckets)))
             .collect();
         let ids = Tensor::from_vec(ids, (t, t), device)?;
-        self.table
-            .forward(&ids)?
-            .permute((2, 0, 1))?
-            .unsqueeze(0)?
-            .contiguous()
+        self.table.forward(&ids)?.permute((2, 0, 1))?.unsqueeze(0)?.contiguous()
     }
 }
 
@@ -228,9 +214,7 @@ pub struct Transformer {
 
 impl Transformer {
     pub fn load(vb: VarBuilder, config: &ModelConfig) -> Result<Self> {
-        let arch = config
-            .arch()
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let arch = config.arch().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let layers = (0..config.num_hidden_layers)
             .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config, arch))
             .collect::<Result<Vec<_>>>()?;
@@ -310,11 +294,7 @@ impl Transformer {
         let dtype = self.dtype();
         // Hugging Face's extended mask: 0 for tokens, the dtype's minimum for padding.
         let min = f32::MIN as f64;
-        let mut bias = mask
-            .affine(-min, min)?
-            .unsqueeze(1)?
-            .unsqueeze(1)?
-            .to_dtype(dtype)?;
+        let mut bias = mask.affine(-min, min)?.unsqueeze(1)?.unsqueeze(1)?.to_dtype(dtype)?;
         if let Some(relative) = &self.relative {
             bias = bias.broadcast_add(&relative.forward(t, &self.device)?.to_dtype(dtype)?)?;
         }
@@ -351,10 +331,5 @@ pub fn mean(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
 
 /// L2 normalization of each row.
 pub fn normalize(x: &Tensor) -> Result<Tensor> {
-    x.broadcast_div(
-        &x.sqr()?
-            .sum_keepdim(D::Minus1)?
-            .clamp(1e-24, f64::MAX)?
-            .sqrt()?,
-    )
+    x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.clamp(1e-24, f64::MAX)?.sqrt()?)
 }

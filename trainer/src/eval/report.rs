@@ -1,0 +1,169 @@
+//! The `eval` report: every metric on all codes, held-out retrieval against the frozen-model
+//! baseline, the two pictures, `eval.json` and a printed table.
+
+use super::{Embedded, Retrieval, metrics as m, plots, tables};
+use anyhow::Result;
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub experiment: String,
+    pub checkpoint: String,
+    pub codes: usize,
+    pub cophenetic: f64,
+    pub spearman: f64,
+    pub spearman_ceiling: f64,
+    pub ndcg_at_5: f64,
+    pub ndcg_at_10: f64,
+    pub ndcg_at_20: f64,
+    pub neighbourhood_map: f64,
+    pub parent_at_1: f64,
+    pub sibling_precision_at_5: f64,
+    pub distortion_scale: f64,
+    pub distortion_mean: f64,
+    pub distortion_worst: f64,
+    pub manifold_max_error: f64,
+    /// Mean distance from the origin, levels 2..6.
+    pub radius_per_level: Vec<f64>,
+    /// Warnings: points collapsed onto one another or onto the origin.
+    pub collapse: Vec<String>,
+    pub retrieval: Retrieval,
+    pub baseline_retrieval: Retrieval,
+}
+
+pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Report> {
+    let n = e.codes.len();
+    let tree = tables::tree_distances(&e.config.data.dir, n)?;
+    let emb = super::distance_matrix(e)?;
+    let (t, d) = (m::upper_triangle(&tree, n), m::upper_triangle(&emb, n));
+    let (scale, mean, worst) = m::distortion(&t, &d);
+    let radius: Vec<f64> = e
+        .tangent
+        .sqr()?
+        .sum(1)?
+        .sqrt()?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(|r| r as f64)
+        .collect();
+    let radius_per_level: Vec<f64> = (2..=6u8)
+        .map(|l| {
+            let r: Vec<f64> = (0..n).filter(|&i| e.codes.level[i] == l).map(|i| radius[i]).collect();
+            r.iter().sum::<f64>() / r.len().max(1) as f64
+        })
+        .collect();
+    let mut collapse = Vec::new();
+    let spread = d.iter().sum::<f64>() / d.len() as f64;
+    if spread < 1e-3 {
+        collapse.push(format!("all codes within {spread:.2e} of one another"));
+    }
+    if radius.iter().all(|r| *r < 1e-3) {
+        collapse.push("every code at the origin".into());
+    }
+    let near_duplicates = (0..n)
+        .flat_map(|i| ((i + 1)..n).map(move |j| (i, j)))
+        .filter(|&(i, j)| emb[i * n + j] < 1e-4)
+        .count();
+    if near_duplicates > 0 {
+        collapse.push(format!("{near_duplicates} pairs of distinct codes closer than 1e-4"));
+    }
+
+    let (retrieval, baseline_retrieval) = held_out_retrieval(e)?;
+    std::fs::create_dir_all(out_dir)?;
+    plots::poincare_disk(e, &out_dir.join("poincare.png"))?;
+    plots::distance_scatter(&tree, &emb, n, &out_dir.join("distances.png"))?;
+    let report = Report {
+        experiment: e.config.experiment.clone(),
+        checkpoint: checkpoint.display().to_string(),
+        codes: n,
+        cophenetic: m::pearson(&t, &d),
+        spearman: m::spearman(&t, &d),
+        spearman_ceiling: m::spearman_ceiling(&t),
+        ndcg_at_5: m::ndcg_at(&tree, &emb, n, 5),
+        ndcg_at_10: m::ndcg_at(&tree, &emb, n, 10),
+        ndcg_at_20: m::ndcg_at(&tree, &emb, n, 20),
+        neighbourhood_map: m::neighbourhood_map(&e.codes.parent, &emb, n),
+        parent_at_1: m::parent_at_1(&e.codes.parent, &e.codes.level, &emb, n),
+        sibling_precision_at_5: m::sibling_precision_at_5(&e.codes.parent, &emb, n),
+        distortion_scale: scale,
+        distortion_mean: mean,
+        distortion_worst: worst,
+        manifold_max_error: super::manifold_error(e)?,
+        radius_per_level,
+        collapse,
+        retrieval,
+        baseline_retrieval,
+    };
+    let json = serde_json::to_vec_pretty(&report)?;
+    let path = out_dir.join("eval.json");
+    std::fs::write(path.with_extension("json.tmp"), &json)?;
+    std::fs::rename(path.with_extension("json.tmp"), &path)?;
+    Ok(report)
+}
+
+/// Every held-out index entry as a query against all six-digit codes: ours (Lorentz distance)
+/// and the baseline (frozen base, mean pooling, cosine).
+fn held_out_retrieval(e: &Embedded) -> Result<(Retrieval, Retrieval)> {
+    let held = tables::holdout(&e.config.data.dir)?;
+    let candidates: Vec<usize> = (0..e.codes.len()).filter(|&i| e.codes.level[i] == 6).collect();
+    let truth: Vec<usize> = held
+        .iter()
+        .filter_map(|(c, _)| e.codes.position.get(c).copied())
+        .collect();
+    let texts: Vec<String> = held.into_iter().map(|(_, t)| t).collect();
+    let ours = e.distances_to(&e.query_points(&texts)?, &candidates)?;
+    let base = super::baseline_rows(e, &candidates, &texts)?;
+    Ok((
+        super::retrieval(&e.codes, &candidates, &truth, &ours),
+        super::retrieval(&e.codes, &candidates, &truth, &base),
+    ))
+}
+
+impl Report {
+    pub fn table(&self) -> String {
+        let r = |x: &Retrieval| {
+            format!(
+                "top-1 {:.3}  top-5 {:.3}  top-10 {:.3}  prefix 2/3/4/5 {:.3}/{:.3}/{:.3}/{:.3}",
+                x.top1, x.top5, x.top10, x.prefix[0], x.prefix[1], x.prefix[2], x.prefix[3]
+            )
+        };
+        let mut out = format!("eval of {} ({} codes, all pairs)\n", self.checkpoint, self.codes);
+        for (name, value) in [
+            ("cophenetic (Pearson)", self.cophenetic),
+            ("Spearman", self.spearman),
+            ("Spearman ceiling (ties)", self.spearman_ceiling),
+            ("NDCG@5", self.ndcg_at_5),
+            ("NDCG@10", self.ndcg_at_10),
+            ("NDCG@20", self.ndcg_at_20),
+            ("neighbourhood MAP", self.neighbourhood_map),
+            ("parent@1", self.parent_at_1),
+            ("sibling precision@5", self.sibling_precision_at_5),
+            ("distortion mean", self.distortion_mean),
+            ("distortion worst", self.distortion_worst),
+            ("manifold max error", self.manifold_max_error),
+        ] {
+            out.push_str(&format!("  {name:<26} {value:>9.4}\n"));
+        }
+        out.push_str(&format!(
+            "  radius per level 2..6      {:?}\n",
+            self.radius_per_level
+                .iter()
+                .map(|r| (r * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>()
+        ));
+        out.push_str(&format!(
+            "  held-out ({} queries)  ours:     {}\n",
+            self.retrieval.queries,
+            r(&self.retrieval)
+        ));
+        out.push_str(&format!(
+            "  held-out             baseline:  {}\n",
+            r(&self.baseline_retrieval)
+        ));
+        for c in &self.collapse {
+            out.push_str(&format!("  warning: {c}\n"));
+        }
+        out
+    }
+}
