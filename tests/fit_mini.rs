@@ -22,7 +22,7 @@ fn config(dir: &Path, extra: &[&str]) -> Loaded {
         "model.moe.hidden=32".into(),
         "model.embedding_dim=16".into(),
         "training.scheduler.warmup_steps=3".into(),
-        "training.optimizer.lr=0.003".into(),
+        "training.optimizer.lr=0.001".into(),
         "training.trainer.max_epochs=4".into(),
     ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
@@ -85,19 +85,25 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
     )
     .unwrap();
 
-    // Resume from the checkpoint after epoch 3 must reproduce epoch 4 exactly.
-    let steps_per_epoch = summary.steps / 4;
-    let third = format!("step-{:07}", 3 * steps_per_epoch);
+    // Resume from the latest kept checkpoint before the last must reproduce the last exactly.
+    let earlier = index["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] != final_name.as_str())
+        .max_by_key(|e| e["step"].as_u64().unwrap())
+        .expect("best 3 + last keeps an earlier checkpoint")
+        .clone();
+    let earlier_name = earlier["name"].as_str().unwrap().to_string();
+    assert!(earlier["step"].as_u64().unwrap() < summary.steps as u64);
     let copy = tempfile::tempdir().unwrap();
     let resumed_dir = copy.path().join("checkpoints/03_stage_hard");
     std::fs::create_dir_all(&resumed_dir).unwrap();
     for suffix in [".safetensors", ".optim.safetensors", ".json"] {
-        let name = format!("{third}{suffix}");
-        assert!(ckpt.join(&name).exists(), "{name} kept (best 3 + last covers 4 epochs)");
+        let name = format!("{earlier_name}{suffix}");
         std::fs::copy(ckpt.join(&name), resumed_dir.join(&name)).unwrap();
     }
-    let index =
-        serde_json::json!({"entries": [{"name": third, "step": 3 * steps_per_epoch, "val_loss": 1.0}], "last": third});
+    let index = serde_json::json!({"entries": [earlier], "last": earlier_name});
     std::fs::write(resumed_dir.join("index.json"), index.to_string()).unwrap();
     let opts = FitOptions {
         resume: true,
@@ -138,4 +144,68 @@ async fn a_nan_loss_stops_the_run_naming_the_step() {
         message.contains("at step 0") && message.contains("Last good checkpoint: none yet"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eval_embed_and_search_on_the_trained_mini_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3 of the 7 index entries are held out at 0.7 (a hash draw), so that retrieval has queries.
+    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.7).unwrap();
+    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT)
+        .await
+        .unwrap();
+    naics_pipeline::shards::run(&config(dir.path(), &[])).await.unwrap();
+    let summary = fit(&config(dir.path(), &[]), &options(dir.path(), false)).unwrap();
+
+    let e = naics_trainer::eval::load(&summary.best).unwrap();
+    let out = dir.path().join("outputs/03_stage_hard");
+    let report = naics_trainer::eval::report::evaluate(&e, &summary.best, &out).unwrap();
+    assert_eq!(report.codes, 14);
+    let held = naics_trainer::eval::tables::holdout(dir.path()).unwrap().len();
+    assert_eq!(held, 3);
+    assert_eq!(report.retrieval.queries, held);
+    assert_eq!(report.baseline_retrieval.queries, held);
+    for value in [
+        report.cophenetic,
+        report.ndcg_at_10,
+        report.parent_at_1,
+        report.retrieval.top10,
+    ] {
+        assert!(value.is_finite() && (-1.0..=1.0).contains(&value), "{value}");
+    }
+    // Three six-digit candidates: top-10 always holds the truth.
+    assert_eq!(report.retrieval.top10, 1.0);
+    assert!(report.manifold_max_error < 1e-3);
+    for file in ["eval.json", "poincare.png", "distances.png", "loss.png"] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+
+    let hits = naics_trainer::eval::search(&e, "soybean farm", 3).unwrap();
+    assert_eq!(hits.len(), 3);
+    assert!(hits[0].distance <= hits[1].distance && hits[1].distance <= hits[2].distance);
+    assert_eq!(hits[0].path.last().unwrap().0, hits[0].code);
+    assert!(
+        ["11", "31"].contains(&hits[0].path[0].0.as_str()),
+        "paths start at a sector"
+    );
+
+    // embed: the Parquet schema, registered in the SQL session.
+    let parquet = out.join("embeddings.parquet");
+    assert_eq!(naics_trainer::eval::export::write(&e, &parquet).unwrap(), 14);
+    let ctx = naics_pipeline::session::open(
+        &DataDir(dir.path().to_path_buf()),
+        &dir.path().join("outputs"),
+        DEFAULT_MEMORY_LIMIT,
+    )
+    .await
+    .unwrap();
+    let schema = common::rows(
+        &ctx,
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'embeddings_03_stage_hard' ORDER BY ordinal_position",
+    )
+    .await;
+    let names: Vec<&str> = schema.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names, ["code", "level", "title", "lorentz", "poincare", "tangent"]);
+    let dims = common::rows(&ctx, "SELECT array_length(lorentz), array_length(poincare), array_length(tangent) FROM embeddings_03_stage_hard LIMIT 1").await;
+    assert_eq!(dims, vec![vec!["17".to_string(), "16".to_string(), "16".to_string()]]);
 }

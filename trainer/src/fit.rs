@@ -314,6 +314,8 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
         }
     }
     bar.finish_and_clear();
+    drop(metrics);
+    crate::plots::loss_curves(&metrics_path, &out_dir.join("loss.png"))?;
     let (best, best_val_loss) = checkpoint::best(&ckpt_dir)?.context("no checkpoint was written")?;
     Ok(FitSummary {
         best,

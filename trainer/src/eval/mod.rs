@@ -76,6 +76,9 @@ impl Embedded {
 
     /// Points of free texts.
     pub fn query_points(&self, texts: &[String]) -> Result<Tensor> {
+        if texts.is_empty() {
+            return Ok(Tensor::zeros((0, self.points.dim(1)?), DType::F32, &Device::Cpu)?);
+        }
         let mut out = Vec::new();
         for chunk in texts.chunks(256) {
             let ids = self.trainer.source.encoder().tokenize(chunk)?;

@@ -70,8 +70,13 @@ impl Encoder {
             }
         }
         let device = self.transformer.device().clone();
-        // f32 master weights whatever the base's dtype (bf16 on GPU).
-        let vb = VarBuilder::from_varmap(varmap, DType::F32, &device).pp("lora");
+        // f32 master weights under a bf16 or f32 base; f64 under an f64 base (gradient checks).
+        let master = if self.transformer.dtype() == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        let vb = VarBuilder::from_varmap(varmap, master, &device).pp("lora");
         for (i, layer) in self.transformer.layers.iter_mut().enumerate() {
             let vb = vb.pp(format!("layer{i}"));
             if lora.targets.iter().any(|t| t == "query") {

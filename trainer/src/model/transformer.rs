@@ -71,6 +71,7 @@ pub struct Embeddings {
     positions: Embedding,
     token_types: Option<Embedding>,
     norm: LayerNorm,
+    eps: f32,
 }
 
 impl Embeddings {
@@ -88,10 +89,11 @@ impl Embeddings {
             positions: embedding(vb.pp("position_embeddings"), c.max_position_embeddings, c.hidden_size)?,
             token_types,
             norm: layer_norm(vb.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
+            eps: c.layer_norm_eps as f32,
         })
     }
 
-    fn forward(&self, ids: &Tensor, positions: &Tensor) -> Result<Tensor> {
+    fn forward(&self, ids: &Tensor, positions: &Tensor, pass: Pass) -> Result<Tensor> {
         let mut x = self
             .words
             .forward(ids)?
@@ -100,7 +102,7 @@ impl Embeddings {
             // Single-segment input: token type 0 everywhere.
             x = x.broadcast_add(&types.forward(&Tensor::zeros(1, DType::U32, ids.device())?)?)?;
         }
-        self.norm.forward(&x)
+        norm(&self.norm, self.eps, &x, pass)
     }
 }
 
@@ -299,7 +301,7 @@ impl Transformer {
             bias = bias.broadcast_add(&relative.forward(t, &self.device)?.to_dtype(dtype)?)?;
         }
         let p_drop = self.config.hidden_dropout_prob;
-        let mut x = self.embeddings.forward(&input, &self.positions(ids, t)?)?;
+        let mut x = self.embeddings.forward(&input, &self.positions(ids, t)?, pass)?;
         x = dropout(&x, p_drop, pass.train)?;
         for layer in &self.layers {
             x = layer.forward(&x, &bias, pass, p_drop)?;
