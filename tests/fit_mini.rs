@@ -4,37 +4,29 @@
 
 mod common;
 
-use common::{fixtures, repo};
-use naics_common::config::{Loaded, load};
+use common::fixtures;
+use naics_common::config::Loaded;
 use naics_pipeline::ingest::{self, IngestPaths};
 use naics_pipeline::session::{DEFAULT_MEMORY_LIMIT, DataDir};
 use naics_trainer::fit::{FitOptions, fit};
 use std::path::Path;
 
 fn config(dir: &Path, extra: &[&str]) -> Loaded {
-    let mut overrides: Vec<String> = vec![
-        format!("data.dir={}", dir.display()),
-        format!("data.shards_dir={}", dir.join("shards").display()),
-        format!("model.path={}", repo().join("data/models/all-MiniLM-L6-v2").display()),
-        "data.val_fraction=0.2".into(),
-        "data.batch_size=8".into(),
-        "curriculum.k_negatives=4".into(),
-        "model.moe.hidden=32".into(),
-        "model.embedding_dim=16".into(),
-        "training.scheduler.warmup_steps=3".into(),
-        "training.optimizer.lr=0.001".into(),
-        "training.trainer.max_epochs=4".into(),
+    let base = [
+        "data.val_fraction=0.2",
+        "data.batch_size=8",
+        "curriculum.k_negatives=4",
+        "model.moe.hidden=32",
+        "model.embedding_dim=16",
+        "training.scheduler.warmup_steps=3",
+        "training.optimizer.lr=0.001",
+        "training.trainer.max_epochs=4",
     ];
-    overrides.extend(extra.iter().map(|s| s.to_string()));
-    load(&repo().join("conf"), Some("03_stage_hard"), &overrides).unwrap()
+    common::config(dir, "03_stage_hard", &[&base[..], extra].concat())
 }
 
 async fn prepared() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.0).unwrap();
-    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    let dir = common::tables(&fixtures().join("mini"), 0.0).await;
     naics_pipeline::shards::run(&config(dir.path(), &[])).await.unwrap();
     dir
 }

@@ -5,17 +5,13 @@
 mod common;
 
 use common::{counts, fixtures, rows};
-use naics_pipeline::ingest::{self, IngestPaths};
+use naics_pipeline::ingest;
 use naics_pipeline::session::{self, DEFAULT_MEMORY_LIMIT, DataDir};
 use std::collections::HashMap;
 
 async fn build_mini(holdout: f64) -> (tempfile::TempDir, datafusion::prelude::SessionContext) {
-    let dir = tempfile::tempdir().unwrap();
-    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), holdout).unwrap();
+    let dir = common::tables(&fixtures().join("mini"), holdout).await;
     let data = DataDir(dir.path().to_path_buf());
-    naics_pipeline::build::run(&data, false, DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
     let ctx = session::open(&data, &dir.path().join("outputs"), DEFAULT_MEMORY_LIMIT)
         .await
         .unwrap();

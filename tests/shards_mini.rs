@@ -4,11 +4,10 @@
 mod common;
 
 use common::{fixtures, repo, rows};
-use naics_common::config::{Loaded, load};
+use naics_common::config::Loaded;
 use naics_common::format::sha256;
 use naics_common::samples::{SamplesFile, Split};
 use naics_common::tokens::TokenCache;
-use naics_pipeline::ingest::{self, IngestPaths};
 use naics_pipeline::session::{self, DEFAULT_MEMORY_LIMIT, DataDir};
 use naics_pipeline::shards::{self, samples_file, tokenize};
 use std::collections::HashSet;
@@ -24,25 +23,16 @@ fn model_dir() -> std::path::PathBuf {
 }
 
 fn config(dir: &Path, extra: &[&str]) -> Loaded {
-    let mut overrides = vec![
-        format!("data.dir={}", dir.display()),
-        format!("data.shards_dir={}", dir.join("shards").display()),
-        format!("model.path={}", model_dir().display()),
-        "data.val_fraction=0.2".to_string(),
-        "curriculum.k_negatives=4".to_string(),
-        "curriculum.epochs=2".to_string(),
+    let base = [
+        "data.val_fraction=0.2",
+        "curriculum.k_negatives=4",
+        "curriculum.epochs=2",
     ];
-    overrides.extend(extra.iter().map(|s| s.to_string()));
-    load(&repo().join("conf"), Some("03_stage_hard"), &overrides).unwrap()
+    common::config(dir, "03_stage_hard", &[&base[..], extra].concat())
 }
 
 async fn mini_tables() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.0).unwrap();
-    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
-    dir
+    common::tables(&fixtures().join("mini"), 0.0).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

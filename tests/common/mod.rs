@@ -3,7 +3,10 @@
 
 use arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
-use std::path::PathBuf;
+use naics_common::config::{Loaded, load};
+use naics_pipeline::ingest::{self, IngestPaths};
+use naics_pipeline::session::{DEFAULT_MEMORY_LIMIT, DataDir};
+use std::path::{Path, PathBuf};
 
 /// The repository root (tests run from the crate folder).
 pub fn repo() -> PathBuf {
@@ -38,4 +41,32 @@ pub async fn counts(ctx: &SessionContext, sql: &str) -> Vec<(String, i64)> {
         .into_iter()
         .map(|r| (r[0].clone(), r[1].parse().unwrap()))
         .collect()
+}
+
+/// A scratch data folder holding the pipeline's tables of the Census files in `input` (ingest
+/// with `holdout`, then build).
+pub async fn tables(input: &Path, holdout: f64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ingest::run(&IngestPaths::in_folder(input, dir.path()), holdout).unwrap();
+    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT)
+        .await
+        .unwrap();
+    dir
+}
+
+/// The repository's configuration for `stage`, reading and writing under `dir` with the fetched
+/// MiniLM, plus `extra` overrides.
+pub fn config(dir: &Path, stage: &str, extra: &[&str]) -> Loaded {
+    let model = repo().join("data/models/all-MiniLM-L6-v2");
+    assert!(
+        model.join("tokenizer.json").exists(),
+        "run `scripts/fetch_model.sh minilm` first (.ci/run does)"
+    );
+    let mut overrides = vec![
+        format!("data.dir={}", dir.display()),
+        format!("data.shards_dir={}", dir.join("shards").display()),
+        format!("model.path={}", model.display()),
+    ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
+    load(&repo().join("conf"), Some(stage), &overrides).unwrap()
 }
