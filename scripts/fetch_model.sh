@@ -19,7 +19,7 @@ case "$which" in
   *) echo "usage: $0 minilm|mpnet [DIR]" >&2; exit 2 ;;
 esac
 dir=${2:-data/models/$name}
-cache=${NAICS_MODEL_CACHE:-$HOME/.cache/naics-models}
+cache=${NAICS_MODEL_CACHE:-${HOME:-/tmp}/.cache/naics-models}
 
 verified() { [ -f "$1/model.safetensors" ] && [ -f "$1/tokenizer.json" ] && [ -f "$1/config.json" ] &&
   echo "$sha  $1/model.safetensors" | sha256sum --check --status; }

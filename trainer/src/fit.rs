@@ -10,6 +10,7 @@ use crate::channels::ChannelSource;
 use crate::checkpoint::{self, Checkpoint, TrainState};
 use crate::head::Head;
 use crate::model::Encoder;
+use crate::model::locate::locate;
 use crate::moe::{MoeOutput, load_balancing_loss};
 use crate::optim::{self, AdamW};
 use crate::{device, lorentz, rng};
@@ -64,8 +65,9 @@ impl Trainer {
     /// the seeded stream.
     pub fn new(config: &Config, device: &Device, dtype: DType) -> Result<Trainer> {
         let shards = config.data.shards_dir.join(&config.experiment);
-        let encoder = Encoder::load(&config.model.path, config.model.max_length, device, dtype)?;
-        let tokenizer = sha256(&std::fs::read(config.model.path.join("tokenizer.json"))?);
+        let folder = locate(&config.model.path, config.model.hub_id.as_deref())?;
+        let encoder = Encoder::load(&folder, config.model.max_length, device, dtype)?;
+        let tokenizer = sha256(&std::fs::read(folder.join("tokenizer.json"))?);
         let tokens = TokenCache::open(&shards.join("tokens.bin"), Some(tokenizer))
             .with_context(|| format!("run `naics-pipeline build-shards -c {}` first", config.experiment))?;
         rng::seed(config.data.seed);
@@ -171,7 +173,8 @@ pub fn step_loss(parts: &[BatchLoss], coef: f64) -> Result<(Tensor, f64, f64)> {
 
 fn open_shards(config: &Config) -> Result<(Vec<SamplesFile>, SamplesFile)> {
     let dir = config.data.shards_dir.join(&config.experiment);
-    let tokenizer = sha256(&std::fs::read(config.model.path.join("tokenizer.json"))?);
+    let folder = locate(&config.model.path, config.model.hub_id.as_deref())?;
+    let tokenizer = sha256(&std::fs::read(folder.join("tokenizer.json"))?);
     let hint = || format!("run `naics-pipeline build-shards -c {}` first", config.experiment);
     let mut train = Vec::new();
     for epoch in 0.. {

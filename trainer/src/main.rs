@@ -32,7 +32,8 @@ enum PoolingArg {
 enum Command {
     /// Print one JSON vector per text, like sentence-transformers' encode.
     Encode {
-        /// Model folder (config.json, model.safetensors, tokenizer.json).
+        /// Model folder (config.json, model.safetensors, tokenizer.json), or a hub id with the
+        /// `hub` feature.
         #[arg(long, default_value = "data/models/all-MiniLM-L6-v2")]
         model: PathBuf,
         #[arg(long, value_enum, default_value = "mean")]
@@ -135,7 +136,8 @@ fn run(cli: Cli) -> Result<()> {
             texts,
         } => {
             let (device, dtype) = device::best();
-            let encoder = Encoder::load(&model, max_length, &device, dtype)?;
+            let folder = naics_trainer::model::locate::locate(&model, None)?;
+            let encoder = Encoder::load(&folder, max_length, &device, dtype)?;
             let pooling = match pooling {
                 PoolingArg::Cls => Pooling::Cls,
                 PoolingArg::Mean => Pooling::Mean,
