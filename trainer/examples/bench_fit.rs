@@ -1,7 +1,9 @@
-//! `lora` training-step throughput on CPU, batch 8 anchors x (2 + 16) codes from the real
+//! `lora` training-step throughput on CPU, B anchors x (2 + 16) codes from the real
 //! 03_stage_hard shard: this design (each distinct code encoded once, each channel padded to its
 //! longest sequence) against the original one (every occurrence re-encoded, padded to 512).
-//! Run with `bench/fit.sh` after `naics-pipeline build-shards -c 03_stage_hard`.
+//! Run with `bench/fit.sh lora [anchors]` after `naics-pipeline build-shards -c 03_stage_hard`.
+//! B defaults to 2: at 8 the autograd graph of 144 codes x 4 channels (every activation of every
+//! layer kept for the backward pass) outgrows this machine's 24 GiB.
 
 use anyhow::Result;
 use candle_core::{DType, Device};
@@ -15,16 +17,12 @@ use naics_trainer::optim::AdamW;
 use std::time::Instant;
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let loaded = load(
-        "conf".as_ref(),
-        Some("03_stage_hard"),
-        &[
-            vec!["model.encoder_mode=lora".to_string(), "data.batch_size=8".into()],
-            args,
-        ]
-        .concat(),
-    )?;
+    let anchors: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(2);
+    let overrides = [
+        "model.encoder_mode=lora".to_string(),
+        format!("data.batch_size={anchors}"),
+    ];
+    let loaded = load("conf".as_ref(), Some("03_stage_hard"), &overrides)?;
     let config = &loaded.config;
     let trainer = Trainer::new(config, &Device::Cpu, DType::F32)?;
     let file = SamplesFile::open(
@@ -40,7 +38,7 @@ fn main() -> Result<()> {
     let mut distinct = 0;
     let started = Instant::now();
     for s in 0..steps {
-        let records: Vec<Record> = (s * 8..s * 8 + 8).map(|i| file.get(i)).collect();
+        let records: Vec<Record> = (s * anchors..(s + 1) * anchors).map(|i| file.get(i)).collect();
         distinct += records
             .iter()
             .flat_map(|r| r.codes())
@@ -54,7 +52,7 @@ fn main() -> Result<()> {
 
     // The original design on the same first batch: all 8 x 18 occurrences, every text padded to
     // 512 tokens. Measured on 8 rows of one channel (forward + backward through the LoRA
-    // adapters), then scaled to 144 rows x 4 channels: the cost is linear in rows.
+    // adapters), then scaled to all anchors x 18 rows x 4 channels: the cost is linear in rows.
     let ChannelSource::Lora {
         encoder,
         tokens,
@@ -79,14 +77,15 @@ fn main() -> Result<()> {
         },
     )?;
     let _ = (pooling, hidden.sum_all()?.backward()?);
-    let padded = started.elapsed().as_secs_f64() * (144.0 / 8.0) * CHANNELS.len() as f64;
+    let occurrences = anchors * 18;
+    let padded = started.elapsed().as_secs_f64() * (occurrences as f64 / 8.0) * CHANNELS.len() as f64;
     println!(
-        "lora mode, {}, batch 8 anchors x 18 codes, CPU {} threads",
+        "lora mode, {}, batch {anchors} anchors x 18 codes, CPU {} threads",
         config.model.name,
         candle_core::utils::get_num_threads()
     );
     println!(
-        "this design: {dynamic:>8.2} s/step ({:.3} steps/s; {:.0} distinct codes per step of 144)",
+        "this design: {dynamic:>8.2} s/step ({:.3} steps/s; {:.0} distinct codes per step of {occurrences})",
         1.0 / dynamic,
         distinct as f64 / steps as f64
     );
