@@ -235,6 +235,9 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
     )?);
     bar.set_position(state.step as u64);
     let coef = config.model.moe.load_balance_coef;
+    let validate = |optimizer: &mut AdamW, state: &mut TrainState, metrics: &mut std::fs::File| {
+        validate_and_save(&trainer, &validation, optimizer, state, &ckpt_dir, loaded, metrics)
+    };
     let mut stopped_early = false;
     'epochs: while state.epoch < t.trainer.max_epochs {
         let file = &train_files[state.epoch % train_files.len()];
@@ -286,32 +289,14 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                 .trainer
                 .val_every_n_steps
                 .is_some_and(|n| n > 0 && state.step % n == 0);
-            if val_now
-                && !validate_and_save(
-                    &trainer,
-                    &validation,
-                    &mut optimizer,
-                    &mut state,
-                    &ckpt_dir,
-                    loaded,
-                    &mut metrics,
-                )?
-            {
+            if val_now && !validate(&mut optimizer, &mut state, &mut metrics)? {
                 stopped_early = true;
                 break 'epochs;
             }
         }
         state.epoch += 1;
         state.batch = 0;
-        if !validate_and_save(
-            &trainer,
-            &validation,
-            &mut optimizer,
-            &mut state,
-            &ckpt_dir,
-            loaded,
-            &mut metrics,
-        )? {
+        if !validate(&mut optimizer, &mut state, &mut metrics)? {
             stopped_early = true;
             break;
         }
