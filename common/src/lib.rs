@@ -1,6 +1,7 @@
 //! What the two programs share, and nothing heavy: the configuration, the shard format and the
 //! token cache. DataFusion stays out of the trainer's build by living only in naics-pipeline.
 
+pub mod atomic;
 pub mod config;
 pub mod format;
 pub mod samples;

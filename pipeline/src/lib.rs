@@ -3,7 +3,7 @@
 //! SQL stages under `sql/` -> tree relations), then the sampler that writes shards. [`session`]
 //! sees every table, and [`shell`] is the SQL shell over it.
 
-pub mod atomic;
+pub use naics_common::atomic;
 pub mod build;
 pub mod error;
 pub mod ingest;

@@ -142,13 +142,8 @@ impl ChannelSource {
         }
         bar.finish_and_clear();
         let table = Tensor::cat(&columns, 1)?.to_device(device)?;
-        std::fs::create_dir_all(cache_dir)?;
-        let tmp = path.with_extension("tmp");
-        candle_core::safetensors::save(
-            &std::collections::HashMap::from([("vectors".to_string(), table.to_device(&Device::Cpu)?)]),
-            &tmp,
-        )?;
-        std::fs::rename(&tmp, &path)?;
+        let tensors = std::collections::HashMap::from([("vectors".to_string(), table.to_device(&Device::Cpu)?)]);
+        naics_common::atomic::write_atomically(&path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?;
         Ok(ChannelSource::Frozen {
             table,
             encoder,

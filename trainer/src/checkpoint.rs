@@ -7,6 +7,7 @@ use crate::optim::AdamW;
 use crate::rng;
 use anyhow::{Context, Result};
 use candle_nn::VarMap;
+use naics_common::atomic::write_atomically;
 use naics_common::config::Loaded;
 use naics_common::format::hex;
 use naics_common::samples::SamplesFile;
@@ -75,9 +76,7 @@ fn read_index(dir: &Path) -> Result<Index> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    write_atomically(path, |tmp| Ok(std::fs::write(tmp, bytes)?)).with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn save(c: &mut Checkpoint) -> Result<()> {
@@ -87,13 +86,10 @@ pub fn save(c: &mut Checkpoint) -> Result<()> {
     c.state.rng_word_pos = pos.to_string();
     let name = format!("step-{:07}", c.state.step);
     let weights = c.dir.join(format!("{name}.safetensors"));
-    let tmp = c.dir.join(format!("{name}.safetensors.tmp"));
-    c.varmap.save(&tmp)?;
-    std::fs::rename(&tmp, &weights)?;
+    write_atomically(&weights, |tmp| Ok(c.varmap.save(tmp)?))?;
     let optim = c.dir.join(format!("{name}.optim.safetensors"));
-    let tmp = c.dir.join(format!("{name}.optim.tmp"));
-    candle_core::safetensors::save(&c.optimizer.state()?, &tmp)?;
-    std::fs::rename(&tmp, &optim)?;
+    let state = c.optimizer.state()?;
+    write_atomically(&optim, |tmp| Ok(candle_core::safetensors::save(&state, tmp)?))?;
     let config = &c.loaded.config;
     let sidecar = serde_json::json!({
         "experiment": config.experiment,

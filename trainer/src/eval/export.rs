@@ -40,13 +40,11 @@ pub fn write(e: &Embedded, path: &Path) -> Result<usize> {
         vectors(e.tangent.to_vec2()?),
     ];
     let batch = RecordBatch::try_new(Arc::new(schema()), columns)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("parquet.tmp");
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(&tmp)?, batch.schema(), None)?;
-    writer.write(&batch)?;
-    writer.close()?;
-    std::fs::rename(&tmp, path)?;
+    naics_common::atomic::write_atomically(path, |tmp| {
+        let mut writer = ArrowWriter::try_new(std::fs::File::create(tmp)?, batch.schema(), None)?;
+        writer.write(&batch)?;
+        writer.close()?;
+        Ok(())
+    })?;
     Ok(batch.num_rows())
 }

@@ -97,8 +97,7 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
     };
     let json = serde_json::to_vec_pretty(&report)?;
     let path = out_dir.join("eval.json");
-    std::fs::write(path.with_extension("json.tmp"), &json)?;
-    std::fs::rename(path.with_extension("json.tmp"), &path)?;
+    naics_common::atomic::write_atomically(&path, |tmp| Ok(std::fs::write(tmp, &json)?))?;
     Ok(report)
 }
 
