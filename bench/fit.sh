@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training throughput: `lora` steps/s against the padded-512 design (bench_fit), and the
 # embedded CPU default (frozen MiniLM) over all three curriculum stages, wall time and peak RSS.
-# Usage: bench/fit.sh [lora [anchors] | frozen [overrides...] | all]
+# Usage: bench/fit.sh [lora [anchors [overrides...]] | frozen [overrides...] | all]
+#   bench/fit.sh lora 8 model=mpnet experiment=bench_mpnet   # MPNet, shards of its tokenizer
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}; shift || true
@@ -11,8 +12,9 @@ trainer=${CARGO_TARGET_DIR:-target}/debug/naics-trainer
 scripts/fetch_model.sh minilm >/dev/null
 [ -f data/tables/positives.parquet ] || { "$pipeline" ingest && "$pipeline" build; } >/dev/null
 if [ "$what" != frozen ]; then
-  "$pipeline" build-shards -c 03_stage_hard >/dev/null
-  /usr/bin/time -f "peak RSS %M KiB" cargo run --locked --quiet -p naics-trainer --example bench_fit -- "${1:-2}"
+  anchors=${1:-8}; shift || true
+  "$pipeline" build-shards -c 03_stage_hard "$@" >/dev/null
+  /usr/bin/time -f "peak RSS %M KiB" cargo run --locked --quiet -p naics-trainer --example bench_fit -- "$anchors" "$@"
 fi
 if [ "$what" != lora ]; then
   source scripts/cpu_default.sh

@@ -124,6 +124,56 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_monitored_metric_selects_the_best_checkpoint_and_queries_train_without_held_out_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.7).unwrap();
+    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT)
+        .await
+        .unwrap();
+    let loaded = config(
+        dir.path(),
+        &["training.trainer.monitor=parent_at_1", "data.queries_per_step=4"],
+    );
+    naics_pipeline::shards::run(&loaded).await.unwrap();
+    let summary = fit(&loaded, &options(dir.path(), false)).unwrap();
+
+    let lines = metric_lines(dir.path());
+    let monitored: Vec<f64> = lines.iter().filter_map(|l| l["parent_at_1"].as_f64()).collect();
+    assert_eq!(monitored.len(), 4, "the metric at every validation");
+    assert!(monitored.iter().all(|v| (0.0..=1.0).contains(v)));
+    let best = monitored.iter().cloned().fold(f64::MIN, f64::max);
+    assert_eq!(
+        summary.best_value, best,
+        "the best checkpoint is the one with the highest parent@1"
+    );
+    let sidecar: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(summary.best.to_string_lossy().replace(".safetensors", ".json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sidecar["metrics"]["parent_at_1"].as_f64(), Some(best));
+
+    // The index-entry and tree terms train at every step.
+    let steps: Vec<&serde_json::Value> = lines.iter().filter(|l| l["nce"].is_number()).collect();
+    assert!(
+        steps
+            .iter()
+            .all(|l| l["query"].as_f64().unwrap() > 0.0 && l["tree"].as_f64().unwrap() > 0.0)
+    );
+
+    // The query anchors are the codes' training entries: none of the held-out ones.
+    let codes = naics_trainer::tables::Codes::read(dir.path()).unwrap();
+    let held = naics_trainer::tables::holdout(dir.path()).unwrap();
+    assert_eq!(held.len(), 3);
+    for (code, text) in &held {
+        assert!(
+            !codes.examples[codes.position[code]].contains(text),
+            "{text} is held out"
+        );
+    }
+    assert_eq!(codes.examples.iter().map(Vec::len).sum::<usize>(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_nan_loss_stops_the_run_naming_the_step() {
     let dir = prepared().await;
     let err = fit(
@@ -153,7 +203,7 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
     let out = dir.path().join("outputs/03_stage_hard");
     let report = naics_trainer::eval::report::evaluate(&e, &summary.best, &out).unwrap();
     assert_eq!(report.codes, 14);
-    let held = naics_trainer::eval::tables::holdout(dir.path()).unwrap().len();
+    let held = naics_trainer::tables::holdout(dir.path()).unwrap().len();
     assert_eq!(held, 3);
     assert_eq!(report.retrieval.queries, held);
     assert_eq!(report.baseline_retrieval.queries, held);
@@ -200,4 +250,99 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
     assert_eq!(names, ["code", "level", "title", "lorentz", "poincare", "tangent"]);
     let dims = common::rows(&ctx, "SELECT array_length(lorentz), array_length(poincare), array_length(tangent) FROM embeddings_03_stage_hard LIMIT 1").await;
     assert_eq!(dims, vec![vec!["17".to_string(), "16".to_string(), "16".to_string()]]);
+}
+
+/// `lora` mode encodes without keeping the graph and replays each encoder call for the backward
+/// pass: its adapter gradients must be the loss's true gradients.
+#[tokio::test(flavor = "multi_thread")]
+async fn lora_replayed_gradients_match_finite_differences() {
+    use candle_core::{DType, Device, Tensor};
+    use naics_common::samples::{Record, SamplesFile};
+    use naics_trainer::fit::{Trainer, step_loss};
+
+    let dir = prepared().await;
+    let loaded = config(
+        dir.path(),
+        &[
+            "model.encoder_mode=lora",
+            "model.lora.dropout=0.0",
+            "model.moe.dropout=0.0",
+            // Many small calls per channel, so that the replay accumulates over calls.
+            "model.chunk_tokens=48",
+            "data.queries_per_step=0",
+        ],
+    );
+    let config = &loaded.config;
+    let mut trainer = Trainer::new(config, &Device::Cpu, DType::F32).unwrap();
+    trainer.load_training_data().unwrap();
+    let vars = trainer.varmap.data().lock().unwrap().clone();
+    // B starts at zero (A's gradient would vanish): give every adapter a small B.
+    for (name, var) in &vars {
+        if name.starts_with("lora.") && name.ends_with(".b") {
+            var.set(
+                &(Tensor::ones(var.shape(), DType::F32, &Device::Cpu)
+                    .unwrap()
+                    .affine(0.05, 0.0)
+                    .unwrap()),
+            )
+            .unwrap();
+        }
+    }
+    let file = SamplesFile::open(&dir.path().join("shards/03_stage_hard/train-e000.samples"), None).unwrap();
+    let records: Vec<Record> = (0..4.min(file.len())).map(|i| file.get(i)).collect();
+    // The base's own dropout stays on in training: every evaluation starts the stream afresh, and
+    // the replay must reproduce the masks of its forward pass.
+    let loss_and_parts = |trainer: &Trainer| {
+        naics_trainer::rng::seed(7);
+        let parts = vec![trainer.batch_loss(&records, &[], true).unwrap()];
+        let (loss, _) = step_loss(&parts, &config.loss, config.model.moe.load_balance_coef).unwrap();
+        (loss, parts)
+    };
+    let (loss, parts) = loss_and_parts(&trainer);
+    let grads = trainer.backward(&loss, &parts).unwrap();
+    let value = |trainer: &Trainer| loss_and_parts(trainer).0.to_scalar::<f32>().unwrap() as f64;
+
+    // The three adapter tensors with the largest gradients (small ones drown in f32 rounding),
+    // each checked at its largest entry by central differences.
+    let mut largest: Vec<(String, usize, f64)> = vars
+        .iter()
+        .filter(|(name, _)| name.starts_with("lora."))
+        .map(|(name, var)| {
+            let grad: Vec<f32> = grads
+                .get(var.as_tensor())
+                .expect(name)
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let (k, g) = grad
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+                .unwrap();
+            (name.clone(), k, *g as f64)
+        })
+        .collect();
+    largest.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
+    let channels: std::collections::HashSet<&str> =
+        largest.iter().map(|(n, ..)| n.split('.').nth(3).unwrap()).collect();
+    assert_eq!(channels.len(), 4, "every channel's adapters get gradients");
+    for (name, k, g) in largest.into_iter().take(3) {
+        let var = &vars[&name];
+        let original = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let at = |delta: f64| {
+            let mut v = original.clone();
+            v[k] += delta as f32;
+            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+            value(&trainer)
+        };
+        let eps = 1e-3;
+        let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+        at(0.0);
+        assert!(
+            (numeric - g).abs() < 0.05 * g.abs() + 2e-3,
+            "{name}[{k}]: replayed gradient {g}, finite difference {numeric}"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use naics_trainer::lorentz::{distance, exp_map0, info_nce, inner, log_map0, to_poincare};
+use naics_trainer::lorentz::{distance, exp_map0, info_nce, inner, log_map0, pairwise, to_poincare};
 use naics_trainer::moe::{Moe, load_balancing_loss};
 
 fn t2(rows: &[&[f32]]) -> Tensor {
@@ -186,4 +186,17 @@ fn load_balancing_loss_by_hand_and_over_the_global_batch() {
         rows: 4,
     };
     assert!((load_balancing_loss(&[&uniform]).unwrap().to_scalar::<f32>().unwrap() - 2.0).abs() < 1e-6);
+}
+
+#[test]
+fn pairwise_matches_the_broadcast_distance() {
+    let c = 0.7;
+    let u = exp_map0(&Tensor::randn(0f32, 1.0, (5, 6), &Device::Cpu).unwrap(), c).unwrap();
+    let v = exp_map0(&Tensor::randn(0f32, 1.0, (7, 6), &Device::Cpu).unwrap(), c).unwrap();
+    let fast = v1(&pairwise(&u, &v, c).unwrap());
+    let exact = v1(&distance(&u.unsqueeze(1).unwrap(), &v.unsqueeze(0).unwrap(), c).unwrap());
+    assert_eq!(fast.len(), 35);
+    for (f, e) in fast.iter().zip(&exact) {
+        assert!((f - e).abs() < 1e-3 * e.max(1.0), "pairwise {f} vs distance {e}");
+    }
 }

@@ -33,6 +33,8 @@ pub struct DataConfig {
     pub batch_size: usize,
     pub val_fraction: f64,
     pub seed: u64,
+    /// Training index entries drawn per step as extra anchors (0: none).
+    pub queries_per_step: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -47,6 +49,8 @@ pub struct ModelConfig {
     pub lora: LoraConfig,
     pub moe: MoeConfig,
     pub embedding_dim: usize,
+    /// Padded tokens per encoder call in `lora` mode: bounds the activations one backward keeps.
+    pub chunk_tokens: usize,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -87,6 +91,10 @@ pub struct MoeConfig {
 pub struct LossConfig {
     pub temperature: f64,
     pub curvature: f64,
+    /// Weight of 1 - Pearson(Lorentz distance, tree distance) over the step's code pairs.
+    pub tree_weight: f64,
+    /// Weight of the InfoNCE of index entries against the step's six-digit codes.
+    pub query_weight: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -120,6 +128,36 @@ pub struct TrainerConfig {
     pub precision: String,
     pub val_every_n_steps: Option<usize>,
     pub patience: usize,
+    /// What selects the best checkpoints and drives early stopping.
+    pub monitor: Monitor,
+}
+
+/// A validation loss (lower is better) or a hierarchy metric over all codes (higher is better).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    ValLoss,
+    Cophenetic,
+    NdcgAt10,
+    ParentAt1,
+    NeighbourhoodMap,
+}
+
+impl Monitor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::ValLoss => "val_loss",
+            Monitor::Cophenetic => "cophenetic",
+            Monitor::NdcgAt10 => "ndcg_at_10",
+            Monitor::ParentAt1 => "parent_at_1",
+            Monitor::NeighbourhoodMap => "neighbourhood_map",
+        }
+    }
+
+    /// Lower is better for a loss, higher for a metric.
+    pub fn higher_is_better(self) -> bool {
+        self != Monitor::ValLoss
+    }
 }
 
 /// One curriculum stage: which (anchor, positive) pairs are trained and how their negatives are

@@ -1,9 +1,8 @@
 //! `lora` training-step throughput on CPU, B anchors x (2 + 16) codes from the real
 //! 03_stage_hard shard: this design (each distinct code encoded once, each channel padded to its
 //! longest sequence) against the original one (every occurrence re-encoded, padded to 512).
-//! Run with `bench/fit.sh lora [anchors]` after `naics-pipeline build-shards -c 03_stage_hard`.
-//! B defaults to 2: at 8 the autograd graph of 144 codes x 4 channels (every activation of every
-//! layer kept for the backward pass) outgrows this machine's 24 GiB.
+//! Run with `bench/fit.sh lora [anchors] [overrides...]` (B defaults to 8; `model=mpnet
+//! experiment=bench_mpnet` measures MPNet on shards of its own tokenizer).
 
 use anyhow::Result;
 use candle_core::{DType, Device};
@@ -17,11 +16,14 @@ use naics_trainer::optim::AdamW;
 use std::time::Instant;
 
 fn main() -> Result<()> {
-    let anchors: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(2);
-    let overrides = [
+    let anchors: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(8);
+    let mut overrides = vec![
         "model.encoder_mode=lora".to_string(),
         format!("data.batch_size={anchors}"),
+        // The query anchors are a separate cost; this compares the code encoding designs.
+        "data.queries_per_step=0".to_string(),
     ];
+    overrides.extend(std::env::args().skip(2));
     let loaded = load("conf".as_ref(), Some("03_stage_hard"), &overrides)?;
     let config = &loaded.config;
     let trainer = Trainer::new(config, &Device::Cpu, DType::F32)?;
@@ -44,21 +46,16 @@ fn main() -> Result<()> {
             .flat_map(|r| r.codes())
             .collect::<std::collections::HashSet<_>>()
             .len();
-        let parts = vec![trainer.batch_loss(&records, true)?];
-        let (loss, ..) = step_loss(&parts, 0.01)?;
-        optimizer.step(&loss.backward()?, 1e-4)?;
+        let parts = vec![trainer.batch_loss(&records, &[], true)?];
+        let (loss, ..) = step_loss(&parts, &config.loss, 0.01)?;
+        optimizer.step(&trainer.backward(&loss, &parts)?, 1e-4)?;
     }
     let dynamic = started.elapsed().as_secs_f64() / steps as f64;
 
     // The original design on the same first batch: all 8 x 18 occurrences, every text padded to
     // 512 tokens. Measured on 8 rows of one channel (forward + backward through the LoRA
     // adapters), then scaled to all anchors x 18 rows x 4 channels: the cost is linear in rows.
-    let ChannelSource::Lora {
-        encoder,
-        tokens,
-        pooling,
-    } = &trainer.source
-    else {
+    let ChannelSource::Lora { encoder, tokens, .. } = &trainer.source else {
         unreachable!("lora mode")
     };
     let records: Vec<Record> = (0..8).map(|i| file.get(i)).collect();
@@ -76,7 +73,7 @@ fn main() -> Result<()> {
             train: true,
         },
     )?;
-    let _ = (pooling, hidden.sum_all()?.backward()?);
+    hidden.sum_all()?.backward()?;
     let occurrences = anchors * 18;
     let padded = started.elapsed().as_secs_f64() * (occurrences as f64 / 8.0) * CHANNELS.len() as f64;
     println!(

@@ -4,18 +4,24 @@
 //!   cached in `{shards_dir}/cache/channels-{key}.safetensors` (memory-mapped), keyed by the
 //!   model weights, tokenizer, token ids and pooling. Steps then only gather rows.
 //! - `lora`: each step encodes the batch's distinct codes, each channel through its own adapter
-//!   set over the one shared base, padded only to that channel's longest sequence.
+//!   set over the one shared base, in calls of similar-length texts (`model.chunk_tokens` padded
+//!   tokens at most). The vectors come back detached: keeping the autograd graph of every layer
+//!   of every call alive until the backward pass is what outgrows memory. Instead the loss is
+//!   backpropagated to the vectors, and [`ChannelSource::backprop`] replays the calls one at a
+//!   time, with the same dropout masks, pushing each call's share of the gradient into the adapters.
 
 use crate::model::Encoder;
 use crate::model::lora::Pass;
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use indicatif::{ProgressBar, ProgressStyle};
 use naics_common::config::Pooling;
 use naics_common::format::{CHANNELS, hex, sha256};
 use naics_common::tokens::TokenCache;
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 pub enum ChannelSource {
     /// The cached table, and the base encoder for texts outside it (free-text queries).
@@ -28,6 +34,7 @@ pub enum ChannelSource {
         encoder: Encoder,
         tokens: TokenCache,
         pooling: Pooling,
+        chunk_tokens: usize,
     },
 }
 
@@ -41,35 +48,110 @@ impl ChannelSource {
                 let idx = Tensor::from_vec(codes.to_vec(), codes.len(), table.device())?;
                 Ok(table.index_select(&idx, 0)?)
             }
-            ChannelSource::Lora {
-                encoder,
-                tokens,
-                pooling,
-            } => {
-                let per_channel = (0..CHANNELS.len())
+            ChannelSource::Lora { .. } => {
+                let h = self.encoder().transformer.config.hidden_size;
+                let columns = (0..CHANNELS.len())
                     .map(|c| {
-                        let ids: Vec<Vec<u32>> = codes
+                        let calls = self.calls(codes, c);
+                        let parts = calls
                             .iter()
-                            .map(|&code| tokens.ids(c, code as usize).to_vec())
-                            .collect();
-                        encoder.embed_ids(
-                            &ids,
-                            *pooling,
-                            Pass {
-                                channel: Some(c),
-                                train,
-                            },
-                        )
+                            .map(|call| Ok(self.encode_call(codes, c, call, train)?.detach()))
+                            .collect::<Result<Vec<_>>>()?;
+                        let device = self.encoder().transformer.device();
+                        // Rows come out in call order; put them back in `codes` order.
+                        let mut inverse = vec![0u32; codes.len()];
+                        for (k, &i) in calls.iter().flatten().enumerate() {
+                            inverse[i] = k as u32;
+                        }
+                        let all = if parts.is_empty() {
+                            Tensor::zeros((0, h), self.encoder().transformer.dtype(), device)?
+                        } else {
+                            Tensor::cat(&parts, 0)?
+                        };
+                        Ok(all.index_select(&Tensor::from_vec(inverse, codes.len(), device)?, 0)?)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                Ok(Tensor::cat(&per_channel, 1)?)
+                Ok(Tensor::cat(&columns, 1)?)
             }
         }
     }
 
+    /// `lora` training: replays the calls of `vectors(codes, true)` one at a time with their
+    /// graph (the caller restores the random stream to where that pass began, so dropout masks
+    /// repeat) and adds d(sum(vectors * grad))/d(adapters) to `grads`, `grad` being dL/d(vectors).
+    pub fn backprop(&self, codes: &[u32], grad: &Tensor, grads: &mut GradStore, vars: &[Var]) -> Result<()> {
+        if let ChannelSource::Frozen { .. } = self {
+            return Ok(());
+        }
+        let h = self.encoder().transformer.config.hidden_size;
+        for c in 0..CHANNELS.len() {
+            for call in self.calls(codes, c) {
+                let out = self.encode_call(codes, c, &call, true)?.to_dtype(DType::F32)?;
+                let rows = Tensor::from_vec(
+                    call.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                    call.len(),
+                    grad.device(),
+                )?;
+                let g = grad
+                    .narrow(1, c * h, h)?
+                    .contiguous()?
+                    .index_select(&rows, 0)?
+                    .to_device(out.device())?;
+                let partial = (out * g)?.sum_all()?.backward()?;
+                for v in vars {
+                    if let Some(p) = partial.get(v.as_tensor()) {
+                        let sum = match grads.remove(v.as_tensor()) {
+                            Some(acc) => (acc + p)?,
+                            None => p.clone(),
+                        };
+                        grads.insert(v.as_tensor(), sum);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The encoder calls of channel `c` for `codes`: positions into `codes`.
+    fn calls(&self, codes: &[u32], c: usize) -> Vec<Vec<usize>> {
+        let ChannelSource::Lora {
+            tokens, chunk_tokens, ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let lengths: Vec<usize> = codes.iter().map(|&code| tokens.ids(c, code as usize).len()).collect();
+        length_calls(&lengths, *chunk_tokens)
+    }
+
+    /// Pooled vectors of one call, through channel `c`'s adapter, with its autograd graph.
+    fn encode_call(&self, codes: &[u32], c: usize, call: &[usize], train: bool) -> Result<Tensor> {
+        let ChannelSource::Lora {
+            encoder,
+            tokens,
+            pooling,
+            ..
+        } = self
+        else {
+            unreachable!("encoder calls are made in lora mode only")
+        };
+        let ids: Vec<Vec<u32>> = call
+            .iter()
+            .map(|&i| tokens.ids(c, codes[i] as usize).to_vec())
+            .collect();
+        encoder.embed_ids(
+            &ids,
+            *pooling,
+            Pass {
+                channel: Some(c),
+                train,
+            },
+        )
+    }
+
     /// Channel vectors of free texts: each text fills all four channels (a query has one text),
     /// every channel through its own adapter in `lora` mode.
-    pub fn text_vectors(&self, ids: &[Vec<u32>]) -> Result<Tensor> {
+    pub fn text_vectors(&self, ids: &[Vec<u32>], train: bool) -> Result<Tensor> {
         let (encoder, pooling, lora) = match self {
             ChannelSource::Frozen { encoder, pooling, .. } => (encoder, *pooling, false),
             ChannelSource::Lora { encoder, pooling, .. } => (encoder, *pooling, true),
@@ -81,7 +163,7 @@ impl ChannelSource {
                 continue;
             }
             let channel = if lora { Some(c) } else { None };
-            per_channel.push(encoder.embed_ids(ids, pooling, Pass { channel, train: false })?);
+            per_channel.push(encoder.embed_ids(ids, pooling, Pass { channel, train })?);
         }
         Ok(Tensor::cat(&per_channel, 1)?)
     }
@@ -93,61 +175,138 @@ impl ChannelSource {
     }
 
     /// The frozen table, from the cache or computed (with a progress bar) and cached.
-    pub fn frozen(
-        encoder: Encoder,
-        tokens: &TokenCache,
-        pooling: Pooling,
-        cache_dir: &Path,
-        device: &Device,
-    ) -> Result<Self> {
-        let weights = std::fs::read(encoder.folder.join("model.safetensors"))?;
-        let mut key = Sha256::new();
-        key.update(sha256(&weights));
-        key.update(tokens.meta.tokenizer_sha256);
-        key.update(tokens.meta.texts_hash);
-        key.update([pooling as u8, tokens.meta.max_length as u8]);
-        let path = cache_dir.join(format!("channels-{}.safetensors", &hex(&key.finalize())[..16]));
-        if path.exists() {
-            let table = candle_core::safetensors::load(&path, device)?
-                .remove("vectors")
-                .with_context(|| format!("{}: no `vectors` tensor; delete it to rebuild", path.display()))?;
-            return Ok(ChannelSource::Frozen {
-                table,
-                encoder,
-                pooling,
-            });
-        }
-        let codes = tokens.meta.codes;
-        let bar = ProgressBar::new((codes * CHANNELS.len()) as u64);
-        bar.set_style(ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} channel texts encoded (frozen cache) {per_sec} {eta}",
-        )?);
-        let mut columns = Vec::new();
-        for c in 0..CHANNELS.len() {
-            let mut order: Vec<usize> = (0..codes).collect();
-            order.sort_by_key(|&i| tokens.ids(c, i).len());
-            let mut rows: Vec<Option<Tensor>> = vec![None; codes];
-            for chunk in order.chunks(CHUNK) {
-                let ids: Vec<Vec<u32>> = chunk.iter().map(|&i| tokens.ids(c, i).to_vec()).collect();
-                let vectors = encoder
-                    .embed_ids(&ids, pooling, Pass::default())?
-                    .to_dtype(DType::F32)?;
-                for (k, &i) in chunk.iter().enumerate() {
-                    rows[i] = Some(vectors.get(k)?);
-                }
-                bar.inc(chunk.len() as u64);
-            }
-            let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every code encoded")).collect();
-            columns.push(Tensor::stack(&rows, 0)?);
-        }
-        bar.finish_and_clear();
-        let table = Tensor::cat(&columns, 1)?.to_device(device)?;
-        let tensors = std::collections::HashMap::from([("vectors".to_string(), table.to_device(&Device::Cpu)?)]);
-        naics_common::atomic::write_atomically(&path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?;
+    pub fn frozen(encoder: Encoder, tokens: &TokenCache, pooling: Pooling, cache: &VectorCache) -> Result<Self> {
+        let key = [
+            &tokens.meta.tokenizer_sha256[..],
+            &tokens.meta.texts_hash,
+            &[pooling as u8, tokens.meta.max_length as u8],
+        ];
+        let table = cache.get_or_compute("channels", &key, || {
+            let codes = tokens.meta.codes;
+            let bar = progress(codes * CHANNELS.len(), "channel texts encoded (frozen cache)")?;
+            let columns = (0..CHANNELS.len())
+                .map(|c| {
+                    let ids: Vec<Vec<u32>> = (0..codes).map(|i| tokens.ids(c, i).to_vec()).collect();
+                    let ids: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+                    encode_sorted(&encoder, &ids, pooling, &bar)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            bar.finish_and_clear();
+            Ok(Tensor::cat(&columns, 1)?)
+        })?;
         Ok(ChannelSource::Frozen {
             table,
             encoder,
             pooling,
         })
+    }
+}
+
+/// Positions 0..lengths.len() sorted by length and cut into calls that pad at most `budget`
+/// tokens (a text longer than the budget goes alone).
+pub fn length_calls(lengths: &[usize], budget: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let mut calls = Vec::new();
+    let mut call: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted ascending: the call would pad every row to lengths[i].
+        if !call.is_empty() && (call.len() + 1) * lengths[i].max(1) > budget {
+            calls.push(std::mem::take(&mut call));
+        }
+        call.push(i);
+    }
+    if !call.is_empty() {
+        calls.push(call);
+    }
+    calls
+}
+
+pub fn progress(len: usize, what: &str) -> Result<ProgressBar> {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(ProgressStyle::with_template(&format!(
+        "{{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} {{eta}}"
+    ))?);
+    Ok(bar)
+}
+
+/// The frozen base's pooled vectors [n, h] of `ids`, encoded in chunks of similar length so
+/// that little padding is wasted, returned in the input order.
+pub fn encode_sorted(encoder: &Encoder, ids: &[&[u32]], pooling: Pooling, bar: &ProgressBar) -> Result<Tensor> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].len());
+    let mut rows: Vec<Option<Tensor>> = vec![None; ids.len()];
+    for chunk in order.chunks(CHUNK) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].to_vec()).collect();
+        let vectors = encoder
+            .embed_ids(&batch, pooling, Pass::default())?
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?;
+        for (k, &i) in chunk.iter().enumerate() {
+            rows[i] = Some(vectors.get(k)?);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every text encoded")).collect();
+    Ok(Tensor::stack(&rows, 0)?)
+}
+
+/// Frozen base vectors kept in `{shards_dir}/cache/{name}-{key}.safetensors`, the key hashing
+/// the model's weights and what was encoded, so that a changed model or text recomputes them.
+pub struct VectorCache {
+    dir: PathBuf,
+    model: [u8; 32],
+    device: Device,
+}
+
+impl VectorCache {
+    pub fn new(dir: &Path, encoder: &Encoder, device: &Device) -> Result<Self> {
+        let weights = encoder.folder.join("model.safetensors");
+        let bytes = std::fs::read(&weights).with_context(|| format!("reading {}", weights.display()))?;
+        Ok(VectorCache {
+            dir: dir.to_path_buf(),
+            model: sha256(&bytes),
+            device: device.clone(),
+        })
+    }
+
+    pub fn get_or_compute(
+        &self,
+        name: &str,
+        key: &[&[u8]],
+        compute: impl FnOnce() -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let mut hasher = Sha256::new();
+        hasher.update(self.model);
+        key.iter().for_each(|k| hasher.update(k));
+        let path = self
+            .dir
+            .join(format!("{name}-{}.safetensors", &hex(&hasher.finalize())[..16]));
+        if path.exists() {
+            return candle_core::safetensors::load(&path, &self.device)?
+                .remove("vectors")
+                .with_context(|| format!("{}: no `vectors` tensor; delete it to rebuild", path.display()));
+        }
+        let table = compute()?;
+        let tensors = HashMap::from([("vectors".to_string(), table.to_device(&Device::Cpu)?)]);
+        naics_common::atomic::write_atomically(&path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?;
+        Ok(table.to_device(&self.device)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::length_calls;
+
+    #[test]
+    fn calls_sort_by_length_and_respect_the_budget() {
+        let lengths = [5, 40, 3, 12, 12, 100];
+        let calls = length_calls(&lengths, 30);
+        assert_eq!(calls, vec![vec![2, 0], vec![3, 4], vec![1], vec![5]]);
+        for call in &calls {
+            let longest = call.iter().map(|&i| lengths[i]).max().unwrap();
+            assert!(call.len() == 1 || call.len() * longest <= 30);
+        }
+        assert!(length_calls(&[], 30).is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! Checkpoints in `checkpoints/{experiment}/`: `step-NNNNNNN.safetensors` (the trainable
 //! weights), `.optim.safetensors` (AdamW moments and step) and `.json` (configuration, step,
 //! metrics, model and shard hashes, where training stands), each written under a temporary name
-//! and renamed. `index.json` lists them; the best 3 by validation loss and the last are kept.
+//! and renamed. `index.json` lists them; the best 3 by validation loss and the last are kept, "best" by `training.trainer.monitor`.
 
 use crate::optim::AdamW;
 use crate::rng;
@@ -23,7 +23,9 @@ pub struct TrainState {
     /// Next step's position within the epoch.
     pub batch: usize,
     pub step: usize,
-    pub best_val_loss: f64,
+    /// The best monitored value so far, as a score where lower is better (a metric negated).
+    #[serde(alias = "best_val_loss")]
+    pub best_score: f64,
     pub bad_validations: usize,
     pub rng_seed: String,
     pub rng_word_pos: String,
@@ -35,7 +37,7 @@ impl Default for TrainState {
             epoch: 0,
             batch: 0,
             step: 0,
-            best_val_loss: f64::INFINITY,
+            best_score: f64::INFINITY,
             bad_validations: 0,
             rng_seed: String::new(),
             rng_word_pos: String::new(),
@@ -46,7 +48,10 @@ impl Default for TrainState {
 pub struct Checkpoint<'a> {
     pub dir: &'a Path,
     pub state: &'a mut TrainState,
-    pub val_loss: f64,
+    /// The monitored value as a score, lower is better.
+    pub score: f64,
+    /// What validation measured: `val_loss` and the monitored metric.
+    pub metrics: serde_json::Value,
     pub loaded: &'a Loaded,
     pub varmap: &'a VarMap,
     pub optimizer: &'a AdamW,
@@ -57,7 +62,8 @@ pub struct Checkpoint<'a> {
 struct Entry {
     name: String,
     step: usize,
-    val_loss: f64,
+    #[serde(alias = "val_loss")]
+    score: f64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -95,7 +101,8 @@ pub fn save(c: &mut Checkpoint) -> Result<()> {
         "experiment": config.experiment,
         "step": c.state.step,
         "epoch": c.state.epoch,
-        "metrics": {"val_loss": c.val_loss},
+        "metrics": c.metrics,
+        "monitor": config.training.trainer.monitor,
         "model": {"name": config.model.name, "path": config.model.path, "encoder_mode": config.model.encoder_mode},
         "shards": {"config_hash": hex(&c.validation.meta.config_hash), "tokenizer_sha256": hex(&c.validation.meta.tokenizer_sha256)},
         "config_hash": hex(&c.loaded.hash()),
@@ -112,9 +119,9 @@ pub fn save(c: &mut Checkpoint) -> Result<()> {
     index.entries.push(Entry {
         name: name.clone(),
         step: c.state.step,
-        val_loss: c.val_loss,
+        score: c.score,
     });
-    index.entries.sort_by(|a, b| a.val_loss.total_cmp(&b.val_loss));
+    index.entries.sort_by(|a, b| a.score.total_cmp(&b.score));
     let keep: Vec<Entry> = index.entries.iter().take(KEEP_BEST).cloned().collect();
     for dropped in index
         .entries
@@ -137,13 +144,13 @@ pub fn last(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(read_index(dir)?.last.map(|n| dir.join(format!("{n}.safetensors"))))
 }
 
-/// The weights file of the best checkpoint by validation loss, and that loss.
+/// The weights file of the best checkpoint, and its score (lower is better).
 pub fn best(dir: &Path) -> Result<Option<(PathBuf, f64)>> {
     let index = read_index(dir)?;
     Ok(index
         .entries
         .first()
-        .map(|e| (dir.join(format!("{}.safetensors", e.name)), e.val_loss)))
+        .map(|e| (dir.join(format!("{}.safetensors", e.name)), e.score)))
 }
 
 /// Loads weights, optimizer state and training state from a checkpoint's weights file.

@@ -6,19 +6,24 @@
 //! samples; their InfoNCE losses are averaged and the load-balancing statistics pooled over all
 //! of them (the global batch), then one backward pass and one optimizer step run.
 
-use crate::channels::ChannelSource;
+use crate::channels::{ChannelSource, VectorCache};
 use crate::checkpoint::{self, Checkpoint, TrainState};
+use crate::eval::{self, metrics};
 use crate::head::Head;
 use crate::model::Encoder;
 use crate::model::locate::locate;
 use crate::moe::{MoeOutput, load_balancing_loss};
 use crate::optim::{self, AdamW};
+use crate::queries::Queries;
+use crate::tables::Codes;
+use crate::tree_loss::{self, TreeDistances};
 use crate::{device, lorentz, rng};
 use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};
-use naics_common::config::{Config, EncoderMode, Loaded};
+use naics_common::config::{Config, EncoderMode, Loaded, LossConfig, Monitor};
 use naics_common::format::{CHANNELS, sha256};
 use naics_common::samples::{Record, SamplesFile};
 use naics_common::tokens::TokenCache;
@@ -40,17 +45,30 @@ pub struct FitOptions {
 #[derive(Debug)]
 pub struct FitSummary {
     pub best: PathBuf,
-    pub best_val_loss: f64,
+    pub monitor: Monitor,
+    /// The monitored value (`training.trainer.monitor`) of the best checkpoint.
+    pub best_value: f64,
     pub steps: usize,
     pub stopped_early: bool,
 }
 
-/// Everything a step needs.
+/// The model, and what a step reads besides the shards.
 pub struct Trainer {
     pub head: Head,
     pub source: ChannelSource,
     pub varmap: VarMap,
+    /// Read by [`Trainer::load_training_data`]; `eval` and `search` do without it.
+    pub data: Option<TrainingData>,
+    cache: VectorCache,
     config: Config,
+}
+
+/// What training reads besides the shards: the code tree (levels, tree distances for
+/// `loss.tree_weight` and monitored metrics) and the index-entry anchors.
+pub struct TrainingData {
+    pub codes: Codes,
+    pub tree: TreeDistances,
+    pub queries: Queries,
 }
 
 /// The loss terms of one micro-batch.
@@ -58,6 +76,29 @@ pub struct BatchLoss {
     pub nce: Tensor,
     pub moe: MoeOutput,
     pub samples: usize,
+    /// 1 - Pearson(Lorentz, tree) over the micro-batch's codes (training with `tree_weight` > 0).
+    pub tree: Option<Tensor>,
+    /// InfoNCE of the micro-batch's index entries against its six-digit codes.
+    pub query: Option<Tensor>,
+    /// `lora` training: how to replay the encoder for the backward pass.
+    pub replay: Option<Replay>,
+}
+
+/// The encoder pass of a `lora` micro-batch: its codes, its (detached) channel vectors as a leaf
+/// of the loss's graph, and where the random stream stood when it began.
+pub struct Replay {
+    codes: Vec<u32>,
+    vectors: Var,
+    rng: ([u8; 32], u128),
+}
+
+/// The step's loss terms, for the log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Terms {
+    pub nce: f64,
+    pub load_balance: f64,
+    pub tree: f64,
+    pub query: f64,
 }
 
 impl Trainer {
@@ -80,14 +121,9 @@ impl Trainer {
             config.model.embedding_dim,
             &config.loss,
         )?;
+        let cache = VectorCache::new(&config.data.shards_dir.join("cache"), &encoder, device)?;
         let source = match config.model.encoder_mode {
-            EncoderMode::Frozen => ChannelSource::frozen(
-                encoder,
-                &tokens,
-                config.model.pooling,
-                &config.data.shards_dir.join("cache"),
-                device,
-            )?,
+            EncoderMode::Frozen => ChannelSource::frozen(encoder, &tokens, config.model.pooling, &cache)?,
             EncoderMode::Lora => {
                 let mut encoder = encoder;
                 encoder.add_lora(&varmap, CHANNELS.len(), &config.model.lora)?;
@@ -95,6 +131,7 @@ impl Trainer {
                     encoder,
                     tokens,
                     pooling: config.model.pooling,
+                    chunk_tokens: config.model.chunk_tokens,
                 }
             }
         };
@@ -103,26 +140,60 @@ impl Trainer {
             head,
             source,
             varmap,
+            data: None,
+            cache,
             config: config.clone(),
         })
     }
 
-    /// InfoNCE over (anchor, positive, K negatives) records, each distinct code encoded once.
-    pub fn batch_loss(&self, records: &[Record], train: bool) -> Result<BatchLoss> {
+    pub fn load_training_data(&mut self) -> Result<()> {
+        let codes = Codes::read(&self.config.data.dir)?;
+        let tree = TreeDistances::load(&self.config.data.dir, codes.len())?;
+        let queries = Queries::load(&codes, &self.source, &self.cache)?;
+        self.data = Some(TrainingData { codes, tree, queries });
+        Ok(())
+    }
+
+    /// InfoNCE over (anchor, positive, K negatives) records, each distinct code encoded once;
+    /// when training, also the tree-correlation term over those codes and the InfoNCE of the
+    /// index entries `picks` (whose codes join the step's codes).
+    pub fn batch_loss(&self, records: &[Record], picks: &[usize], train: bool) -> Result<BatchLoss> {
         let mut distinct: Vec<u32> = Vec::new();
         let mut slot: HashMap<u32, u32> = HashMap::new();
+        let mut intern = |code: u32| {
+            *slot.entry(code).or_insert_with(|| {
+                distinct.push(code);
+                distinct.len() as u32 - 1
+            })
+        };
         let mut anchors = Vec::with_capacity(records.len());
         let mut candidates = Vec::new();
         for r in records {
             for (i, code) in r.codes().enumerate() {
-                let s = *slot.entry(code).or_insert_with(|| {
-                    distinct.push(code);
-                    distinct.len() as u32 - 1
-                });
+                let s = intern(code);
                 if i == 0 { anchors.push(s) } else { candidates.push(s) }
             }
         }
+        let data = self.data.as_ref();
+        let query_slots: Vec<u32> = match data {
+            Some(d) => picks.iter().map(|&p| intern(d.queries.code[p])).collect(),
+            None => Vec::new(),
+        };
+        let rng_start = rng::position();
         let channels = self.source.vectors(&distinct, train)?.to_dtype(DType::F32)?;
+        let (channels, replay) = match &self.source {
+            ChannelSource::Lora { .. } if train => {
+                let vectors = Var::from_tensor(&channels)?;
+                let leaf = vectors.as_tensor().clone();
+                let replay = Replay {
+                    codes: distinct.clone(),
+                    vectors,
+                    rng: rng_start,
+                };
+                (leaf, Some(replay))
+            }
+            _ => (channels, None),
+        };
         let out = self.head.forward(&channels, train)?;
         let device = out.points.device();
         let (b, per) = (records.len(), candidates.len() / records.len().max(1));
@@ -135,13 +206,68 @@ impl Trainer {
             .points
             .index_select(&Tensor::from_vec(candidates, b * per, device)?, 0)?
             .reshape((b, per, dim))?;
-        let distances = lorentz::distance(&a, &c, self.head.curvature())?;
+        let curvature = self.head.curvature();
+        let distances = lorentz::distance(&a, &c, curvature)?;
         let nce = lorentz::info_nce(&distances, self.config.loss.temperature)?;
+
+        let tree = match data {
+            Some(d) if train && self.config.loss.tree_weight > 0.0 => Some(tree_loss::correlation_loss(
+                &lorentz::pairwise(&out.points, &out.points, curvature)?,
+                &d.tree.among(&distinct, device)?,
+            )?),
+            _ => None,
+        };
+        let query = match data {
+            Some(d) if !query_slots.is_empty() => {
+                let q = self
+                    .head
+                    .forward(
+                        &d.queries.vectors(&self.source, picks, train)?.to_dtype(DType::F32)?,
+                        train,
+                    )?
+                    .points;
+                // Six-digit codes are what a query is matched against (and every query's own code).
+                let pool: Vec<u32> = (0..distinct.len() as u32)
+                    .filter(|&s| d.codes.level[distinct[s as usize] as usize] == 6 || query_slots.contains(&s))
+                    .collect();
+                let targets: Vec<u32> = query_slots
+                    .iter()
+                    .map(|s| pool.iter().position(|p| p == s).expect("a query's code is in the pool") as u32)
+                    .collect();
+                let pool_points = out
+                    .points
+                    .index_select(&Tensor::from_vec(pool.clone(), pool.len(), device)?, 0)?;
+                let logits = (lorentz::pairwise(&q, &pool_points, curvature)?.neg()? / self.config.loss.temperature)?;
+                let targets = Tensor::from_vec(targets, query_slots.len(), device)?;
+                Some(candle_nn::loss::cross_entropy(&logits, &targets)?)
+            }
+            _ => None,
+        };
         Ok(BatchLoss {
             nce,
             moe: out.moe,
             samples: b,
+            tree,
+            query,
+            replay,
         })
+    }
+
+    /// Gradients of the step's loss: backward through the head to the channel vectors and, in
+    /// `lora` mode, each micro-batch's encoder calls replayed into the adapters.
+    pub fn backward(&self, loss: &Tensor, parts: &[BatchLoss]) -> Result<GradStore> {
+        let mut grads = loss.backward()?;
+        let end = rng::position();
+        let vars = self.varmap.all_vars();
+        for replay in parts.iter().filter_map(|p| p.replay.as_ref()) {
+            let Some(grad) = grads.remove(replay.vectors.as_tensor()) else {
+                continue;
+            };
+            rng::restore(replay.rng.0, replay.rng.1);
+            self.source.backprop(&replay.codes, &grad, &mut grads, &vars)?;
+        }
+        rng::restore(end.0, end.1);
+        Ok(grads)
     }
 
     /// Mean InfoNCE over a samples file, without dropout or gradients.
@@ -150,25 +276,74 @@ impl Trainer {
         let (mut total, mut count) = (0.0, 0usize);
         for start in (0..file.len()).step_by(batch) {
             let records: Vec<Record> = (start..(start + batch).min(file.len())).map(|i| file.get(i)).collect();
-            let loss = self.batch_loss(&records, false)?;
+            let loss = self.batch_loss(&records, &[], false)?;
             total += loss.nce.to_scalar::<f32>()? as f64 * loss.samples as f64;
             count += loss.samples;
         }
         Ok(if count == 0 { f64::NAN } else { total / count as f64 })
     }
+
+    /// The index entries of step `step` (none without training data or with 0 per step).
+    pub fn draw_queries(&self, step: usize) -> Vec<usize> {
+        match &self.data {
+            Some(d) => d
+                .queries
+                .draw(self.config.data.seed, step, self.config.data.queries_per_step),
+            None => Vec::new(),
+        }
+    }
+
+    /// A hierarchy metric over all codes, as `eval` computes it.
+    pub fn hierarchy_metric(&self, metric: Monitor) -> Result<f64> {
+        let d = self.data.as_ref().context("training data not loaded")?;
+        let n = d.codes.len();
+        let (points, _) = eval::embed_codes(self, n)?;
+        let emb = eval::distance_matrix_of(&points, self.head.curvature())?;
+        let tree = &d.tree.matrix;
+        Ok(match metric {
+            Monitor::ValLoss => bail!("val_loss is not a hierarchy metric"),
+            Monitor::Cophenetic => {
+                metrics::pearson(&metrics::upper_triangle(tree, n), &metrics::upper_triangle(&emb, n))
+            }
+            Monitor::NdcgAt10 => metrics::ndcg_at(tree, &emb, n, 10),
+            Monitor::ParentAt1 => metrics::parent_at_1(&d.codes.parent, &d.codes.level, &emb, n),
+            Monitor::NeighbourhoodMap => metrics::neighbourhood_map(&d.codes.parent, &emb, n),
+        })
+    }
 }
 
-/// The step's total loss: mean InfoNCE over the micro-batches plus coef x load balancing over
-/// all of them. Returns (total, nce, lb).
-pub fn step_loss(parts: &[BatchLoss], coef: f64) -> Result<(Tensor, f64, f64)> {
+/// The step's total loss: mean InfoNCE over the micro-batches, plus coef x load balancing over
+/// all of them, plus the weighted means of the tree and query terms.
+pub fn step_loss(parts: &[BatchLoss], loss: &LossConfig, coef: f64) -> Result<(Tensor, Terms)> {
     let samples: usize = parts.iter().map(|p| p.samples).sum();
-    let mut nce = Tensor::zeros((), DType::F32, parts[0].nce.device())?;
+    let device = parts[0].nce.device();
+    let mut nce = Tensor::zeros((), DType::F32, device)?;
     for p in parts {
         nce = (nce + (&p.nce * (p.samples as f64 / samples as f64))?)?;
     }
     let lb = load_balancing_loss(&parts.iter().map(|p| &p.moe).collect::<Vec<_>>())?;
-    let total = (&nce + (&lb * coef)?)?;
-    Ok((total, nce.to_scalar::<f32>()? as f64, lb.to_scalar::<f32>()? as f64))
+    let mut total = (&nce + (&lb * coef)?)?;
+    let mut terms = Terms {
+        nce: nce.to_scalar::<f32>()? as f64,
+        load_balance: lb.to_scalar::<f32>()? as f64,
+        ..Default::default()
+    };
+    let mean = |pick: fn(&BatchLoss) -> &Option<Tensor>| -> Result<Option<Tensor>> {
+        let present: Vec<&Tensor> = parts.iter().filter_map(|p| pick(p).as_ref()).collect();
+        if present.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Tensor::stack(&present, 0)?.mean_all()?))
+    };
+    if let Some(tree) = mean(|p| &p.tree)? {
+        terms.tree = tree.to_scalar::<f32>()? as f64;
+        total = (total + (tree * loss.tree_weight)?)?;
+    }
+    if let Some(query) = mean(|p| &p.query)? {
+        terms.query = query.to_scalar::<f32>()? as f64;
+        total = (total + (query * loss.query_weight)?)?;
+    }
+    Ok((total, terms))
 }
 
 fn open_shards(config: &Config) -> Result<(Vec<SamplesFile>, SamplesFile)> {
@@ -195,7 +370,8 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
     let config = &loaded.config;
     let (device, dtype) = device::best();
     let (train_files, validation) = open_shards(config)?;
-    let trainer = Trainer::new(config, &device, dtype)?;
+    let mut trainer = Trainer::new(config, &device, dtype)?;
+    trainer.load_training_data()?;
     let ckpt_dir = options.checkpoints.join(&config.experiment);
     let out_dir = options.outputs.join(&config.experiment);
     std::fs::create_dir_all(&out_dir)?;
@@ -248,12 +424,21 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
             let records: Vec<Record> = (start..(start + per_step).min(file.len()))
                 .map(|i| file.get(i))
                 .collect();
-            let parts = records
-                .chunks(micro)
-                .map(|chunk| trainer.batch_loss(chunk, true))
+            let chunks: Vec<&[Record]> = records.chunks(micro).collect();
+            let picks = trainer.draw_queries(state.step);
+            let per_chunk = picks.len().div_ceil(chunks.len());
+            let parts = chunks
+                .iter()
+                .enumerate()
+                .map(|(i, chunk)| {
+                    let mine = picks
+                        .get(i * per_chunk..((i + 1) * per_chunk).min(picks.len()))
+                        .unwrap_or(&[]);
+                    trainer.batch_loss(chunk, mine, true)
+                })
                 .collect::<Result<Vec<_>>>()?;
             let loads: Vec<f32> = aggregate_load(&parts);
-            let (loss, nce, lb) = step_loss(&parts, coef)?;
+            let (loss, terms) = step_loss(&parts, &config.loss, coef)?;
             let value = loss.to_scalar::<f32>()?;
             if !value.is_finite() {
                 let last = checkpoint::last(&ckpt_dir)?
@@ -264,7 +449,7 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                     state.step
                 );
             }
-            let mut grads = loss.backward()?;
+            let mut grads = trainer.backward(&loss, &parts)?;
             let grad_norm = optim::clip_grad_norm(&mut grads, &optimizer.vars(), t.gradient_clip)?;
             let lr = optim::learning_rate(
                 state.step,
@@ -280,10 +465,10 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
             writeln!(
                 metrics,
                 "{}",
-                json!({"step": state.step, "epoch": state.epoch, "loss": value, "nce": nce, "load_balance": lb,
-                       "expert_load": loads, "lr": lr, "grad_norm": grad_norm, "samples_per_s": per_s})
+                json!({"step": state.step, "epoch": state.epoch, "loss": value, "nce": terms.nce,
+                       "load_balance": terms.load_balance, "tree": terms.tree, "query": terms.query, "expert_load": loads, "lr": lr, "grad_norm": grad_norm, "samples_per_s": per_s})
             )?;
-            bar.set_message(format!("loss {value:.4} nce {nce:.4} {per_s:.0} samples/s"));
+            bar.set_message(format!("loss {value:.4} nce {:.4} {per_s:.0} samples/s", terms.nce));
             bar.inc(1);
             let val_now = t
                 .trainer
@@ -304,16 +489,19 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
     bar.finish_and_clear();
     drop(metrics);
     crate::plots::loss_curves(&metrics_path, &out_dir.join("loss.png"))?;
-    let (best, best_val_loss) = checkpoint::best(&ckpt_dir)?.context("no checkpoint was written")?;
+    let (best, score) = checkpoint::best(&ckpt_dir)?.context("no checkpoint was written")?;
+    let monitor = t.trainer.monitor;
     Ok(FitSummary {
         best,
-        best_val_loss,
+        monitor,
+        best_value: if monitor.higher_is_better() { -score } else { score },
         steps: state.step,
         stopped_early,
     })
 }
 
-/// Validates, writes a checkpoint, keeps the best 3 and the last; false when patience ran out.
+/// Validates, writes a checkpoint, keeps the best 3 by the monitored value and the last; false
+/// when patience ran out.
 fn validate_and_save(
     trainer: &Trainer,
     validation: &SamplesFile,
@@ -324,13 +512,23 @@ fn validate_and_save(
     metrics: &mut std::fs::File,
 ) -> Result<bool> {
     let val_loss = trainer.validate(validation)?;
-    writeln!(
-        metrics,
-        "{}",
-        json!({"step": state.step, "epoch": state.epoch, "val_loss": val_loss})
-    )?;
-    if val_loss < state.best_val_loss {
-        state.best_val_loss = val_loss;
+    let monitor = loaded.config.training.trainer.monitor;
+    let mut values = json!({"val_loss": val_loss});
+    let score = match monitor {
+        Monitor::ValLoss => val_loss,
+        metric => {
+            let value = trainer.hierarchy_metric(metric)?;
+            values[metric.name()] = json!(value);
+            -value
+        }
+    };
+    let mut line = json!({"step": state.step, "epoch": state.epoch});
+    line.as_object_mut()
+        .expect("an object")
+        .extend(values.as_object().expect("an object").clone());
+    writeln!(metrics, "{line}")?;
+    if score < state.best_score {
+        state.best_score = score;
         state.bad_validations = 0;
     } else {
         state.bad_validations += 1;
@@ -338,7 +536,8 @@ fn validate_and_save(
     checkpoint::save(&mut Checkpoint {
         dir,
         state,
-        val_loss,
+        score,
+        metrics: values,
         loaded,
         varmap: &trainer.varmap,
         optimizer,

@@ -13,4 +13,7 @@ pub mod model;
 pub mod moe;
 pub mod optim;
 pub mod plots;
+pub mod queries;
 pub mod rng;
+pub mod tables;
+pub mod tree_loss;

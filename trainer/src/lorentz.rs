@@ -64,6 +64,16 @@ pub fn distance(u: &Tensor, v: &Tensor, c: f64) -> Result<Tensor> {
     acosh_1p(&(sq * (c / 2.0))?)? / c.sqrt()
 }
 
+/// Every distance [a, b] between the points u [a, d+1] and v [b, d+1], by one matrix product:
+/// acosh(-c <u, v>_L) / sqrt(c). The product cancels for nearly equal points, so this serves
+/// losses and rankings over many pairs; `distance` is the precise one.
+pub fn pairwise(u: &Tensor, v: &Tensor, c: f64) -> Result<Tensor> {
+    let d = u.dim(D::Minus1)?;
+    let flipped = Tensor::cat(&[&u.narrow(1, 0, 1)?.neg()?, &u.narrow(1, 1, d - 1)?], 1)?;
+    let inner = flipped.matmul(&v.t()?.contiguous()?)?;
+    acosh_1p(&((inner * -c)? - 1.0)?)? / c.sqrt()
+}
+
 /// Poincare-ball coordinates of hyperboloid points: x_rest / (1 + sqrt(c) x0).
 pub fn to_poincare(x: &Tensor, c: f64) -> Result<Tensor> {
     let d = x.dim(D::Minus1)?;

@@ -200,10 +200,11 @@ fn run(cli: Cli) -> Result<()> {
                 let started = std::time::Instant::now();
                 let s = fit::fit(&loaded, &options)?;
                 println!(
-                    "fit {stage}: {} steps{}, best validation loss {:.4} at {}, in {:.0}s",
+                    "fit {stage}: {} steps{}, best {} {:.4} at {}, in {:.0}s",
                     s.steps,
                     if s.stopped_early { " (stopped early)" } else { "" },
-                    s.best_val_loss,
+                    s.monitor.name(),
+                    s.best_value,
                     s.best.display(),
                     started.elapsed().as_secs_f64()
                 );

@@ -8,17 +8,16 @@ pub mod export;
 pub mod metrics;
 pub mod plots;
 pub mod report;
-pub mod tables;
 
 use crate::fit::Trainer;
 use crate::lorentz;
 use crate::model::transformer;
+use crate::tables::{self, Codes};
 use anyhow::{Context, Result};
 use candle_core::{D, DType, Device, Tensor};
 use naics_common::config::{Config, Pooling};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use tables::Codes;
 
 /// A trained model loaded from a checkpoint, and the embedding of every code.
 pub struct Embedded {
@@ -50,9 +49,21 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
         .load(checkpoint)
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let codes = Codes::read(&config.data.dir)?;
+    let (points, tangent) = embed_codes(&trainer, codes.len())?;
+    Ok(Embedded {
+        config,
+        trainer,
+        codes,
+        points,
+        tangent,
+    })
+}
+
+/// Points [n, d + 1] and tangent vectors [n, d] of the codes 0..n, on the CPU in f32.
+pub fn embed_codes(trainer: &Trainer, n: usize) -> Result<(Tensor, Tensor)> {
     let mut points = Vec::new();
     let mut tangent = Vec::new();
-    let all: Vec<u32> = (0..codes.len() as u32).collect();
+    let all: Vec<u32> = (0..n as u32).collect();
     for chunk in all.chunks(512) {
         let out = trainer
             .head
@@ -60,13 +71,30 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
         points.push(out.points.to_device(&Device::Cpu)?);
         tangent.push(out.tangent.to_device(&Device::Cpu)?);
     }
-    Ok(Embedded {
-        config,
-        trainer,
-        codes,
-        points: Tensor::cat(&points, 0)?,
-        tangent: Tensor::cat(&tangent, 0)?,
-    })
+    Ok((Tensor::cat(&points, 0)?, Tensor::cat(&tangent, 0)?))
+}
+
+/// Lorentz distances [q, t] from the points `queries` to the points `targets`, by the precise
+/// (broadcast) formula, in slices of 64 queries.
+fn distances(queries: &Tensor, targets: &Tensor, c: f64) -> Result<Vec<Vec<f32>>> {
+    let targets = targets.unsqueeze(0)?;
+    let mut rows = Vec::new();
+    for start in (0..queries.dim(0)?).step_by(64) {
+        let q = queries
+            .narrow(0, start, 64.min(queries.dim(0)? - start))?
+            .unsqueeze(1)?;
+        rows.extend(lorentz::distance(&q, &targets, c)?.to_vec2::<f32>()?);
+    }
+    Ok(rows)
+}
+
+/// The full n x n Lorentz distance matrix of `points`, row-major.
+pub fn distance_matrix_of(points: &Tensor, c: f64) -> Result<Vec<f64>> {
+    Ok(distances(points, points, c)?
+        .into_iter()
+        .flatten()
+        .map(|d| d as f64)
+        .collect())
 }
 
 impl Embedded {
@@ -82,7 +110,7 @@ impl Embedded {
         let mut out = Vec::new();
         for chunk in texts.chunks(256) {
             let ids = self.trainer.source.encoder().tokenize(chunk)?;
-            let channels = self.trainer.source.text_vectors(&ids)?.to_dtype(DType::F32)?;
+            let channels = self.trainer.source.text_vectors(&ids, false)?.to_dtype(DType::F32)?;
             out.push(
                 self.trainer
                     .head
@@ -101,15 +129,7 @@ impl Embedded {
             columns.len(),
             &Device::Cpu,
         )?;
-        let targets = self.points.index_select(&idx, 0)?.unsqueeze(0)?;
-        let mut rows = Vec::new();
-        for start in (0..queries.dim(0)?).step_by(64) {
-            let q = queries
-                .narrow(0, start, 64.min(queries.dim(0)? - start))?
-                .unsqueeze(1)?;
-            rows.extend(lorentz::distance(&q, &targets, self.curvature())?.to_vec2::<f32>()?);
-        }
-        Ok(rows)
+        distances(queries, &self.points.index_select(&idx, 0)?, self.curvature())
     }
 }
 
@@ -182,14 +202,9 @@ pub fn poincare(e: &Embedded) -> Result<Tensor> {
     Ok(lorentz::to_poincare(&e.points, e.curvature())?)
 }
 
-/// The full n x n Lorentz distance matrix.
+/// The full n x n Lorentz distance matrix of the codes.
 pub fn distance_matrix(e: &Embedded) -> Result<Vec<f64>> {
-    let all: Vec<usize> = (0..e.codes.len()).collect();
-    Ok(e.distances_to(&e.points, &all)?
-        .into_iter()
-        .flatten()
-        .map(|d| d as f64)
-        .collect())
+    distance_matrix_of(&e.points, e.curvature())
 }
 
 /// Manifold check: max |<x, x>_L + 1/c| over codes.

@@ -32,6 +32,22 @@ fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
         .collect())
 }
 
+fn string_lists(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<String>>> {
+    let col = batch
+        .column_by_name(name)
+        .with_context(|| format!("no column {name}"))?;
+    let lists = col
+        .as_list_opt::<i32>()
+        .with_context(|| format!("column {name}: expected a list of strings"))?;
+    (0..lists.len())
+        .map(|i| {
+            let items = arrow::compute::cast(&lists.value(i), &DataType::Utf8)?;
+            let items = items.as_string::<i32>();
+            Ok((0..items.len()).map(|k| items.value(k).to_string()).collect())
+        })
+        .collect()
+}
+
 fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<i32>> {
     let col = batch
         .column_by_name(name)
@@ -47,13 +63,15 @@ pub struct Codes {
     pub level: Vec<u8>,
     pub sector: Vec<String>,
     pub parent: Vec<Option<usize>>,
+    /// The code's training index entries (the held-out ones are not in this table).
+    pub examples: Vec<Vec<String>>,
     pub position: HashMap<String, usize>,
 }
 
 impl Codes {
     pub fn read(data_dir: &Path) -> Result<Codes> {
         let (mut code, mut title, mut level, mut sector, mut parent_code) = (vec![], vec![], vec![], vec![], vec![]);
-        let mut description = vec![];
+        let (mut description, mut examples) = (vec![], vec![]);
         for b in read(&data_dir.join("naics_codes.parquet"))? {
             code.extend(strings(&b, "code")?.into_iter().flatten());
             title.extend(strings(&b, "title")?.into_iter().flatten());
@@ -61,6 +79,7 @@ impl Codes {
             sector.extend(strings(&b, "sector")?.into_iter().flatten());
             level.extend(ints(&b, "level")?.into_iter().map(|l| l as u8));
             parent_code.extend(strings(&b, "parent")?);
+            examples.extend(string_lists(&b, "examples")?);
         }
         let position: HashMap<String, usize> = code.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
         let parent = parent_code
@@ -74,6 +93,7 @@ impl Codes {
             level,
             sector,
             parent,
+            examples,
             position,
         })
     }
