@@ -2,7 +2,7 @@
 # Training throughput: `lora` steps/s against the padded-512 design (bench_fit), and the
 # embedded CPU default (frozen MiniLM) over all three curriculum stages, wall time and peak RSS.
 # Usage: bench/fit.sh [lora [anchors [overrides...]] | frozen [overrides...] | all]
-#   bench/fit.sh lora 8 model=mpnet experiment=bench_mpnet   # MPNet, shards of its tokenizer
+#   bench/fit.sh lora 8 model=mpnet experiment=bench_mpnet   # MPNet, on shards of its tokenizer
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}; shift || true
@@ -13,6 +13,8 @@ scripts/fetch_model.sh minilm >/dev/null
 [ -f data/tables/positives.parquet ] || { "$pipeline" ingest && "$pipeline" build; } >/dev/null
 if [ "$what" != frozen ]; then
   anchors=${1:-8}; shift || true
+  # Shards of its own (all positives), so that the main job's shards stay as they were.
+  set -- experiment=bench_lora "$@"
   "$pipeline" build-shards -c 03_stage_hard "$@" >/dev/null
   /usr/bin/time -f "peak RSS %M KiB" cargo run --locked --quiet -p naics-trainer --example bench_fit -- "$anchors" "$@"
 fi

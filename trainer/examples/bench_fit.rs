@@ -2,7 +2,8 @@
 //! 03_stage_hard shard: this design (each distinct code encoded once, each channel padded to its
 //! longest sequence) against the original one (every occurrence re-encoded, padded to 512).
 //! Run with `bench/fit.sh lora [anchors] [overrides...]` (B defaults to 8; `model=mpnet
-//! experiment=bench_mpnet` measures MPNet on shards of its own tokenizer).
+//! experiment=bench_mpnet` measures MPNet on shards of its own tokenizer; NAICS_BENCH_STEPS sets
+//! the number of steps timed, 2 by default).
 
 use anyhow::Result;
 use candle_core::{DType, Device};
@@ -36,16 +37,19 @@ fn main() -> Result<()> {
         None,
     )?;
     let mut optimizer = AdamW::new(&trainer.varmap, 0.01)?;
-    let steps = 2;
+    let steps: usize = std::env::var("NAICS_BENCH_STEPS")
+        .ok()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(2);
     let mut distinct = 0;
     let started = Instant::now();
+    let mut batches = Vec::new();
     for s in 0..steps {
         let records: Vec<Record> = (s * anchors..(s + 1) * anchors).map(|i| file.get(i)).collect();
-        distinct += records
-            .iter()
-            .flat_map(|r| r.codes())
-            .collect::<std::collections::HashSet<_>>()
-            .len();
+        let codes: std::collections::BTreeSet<u32> = records.iter().flat_map(|r| r.codes()).collect();
+        distinct += codes.len();
+        batches.push(codes);
         let parts = vec![trainer.batch_loss(&records, &[], true)?];
         let (loss, ..) = step_loss(&parts, &config.loss, 0.01)?;
         optimizer.step(&trainer.backward(&loss, &parts)?, 1e-4)?;
@@ -55,7 +59,13 @@ fn main() -> Result<()> {
     // The original design on the same first batch: all 8 x 18 occurrences, every text padded to
     // 512 tokens. Measured on 8 rows of one channel (forward + backward through the LoRA
     // adapters), then scaled to all anchors x 18 rows x 4 channels: the cost is linear in rows.
-    let ChannelSource::Lora { encoder, tokens, .. } = &trainer.source else {
+    let ChannelSource::Lora {
+        encoder,
+        tokens,
+        chunk_tokens,
+        ..
+    } = &trainer.source
+    else {
         unreachable!("lora mode")
     };
     let records: Vec<Record> = (0..8).map(|i| file.get(i)).collect();
@@ -91,5 +101,23 @@ fn main() -> Result<()> {
         1.0 / padded
     );
     println!("speed-up: {:.1}x", padded / dynamic);
+    // For bench/torch_fit.py: the steps' distinct codes as token ids per channel.
+    if let Ok(path) = std::env::var("NAICS_BENCH_BATCHES") {
+        let steps: Vec<Vec<Vec<Vec<u32>>>> = batches
+            .iter()
+            .map(|codes| {
+                (0..CHANNELS.len())
+                    .map(|c| {
+                        codes
+                            .iter()
+                            .map(|&code| tokens.ids(c, code as usize).to_vec())
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let json = serde_json::json!({"model": config.model.path, "chunk_tokens": chunk_tokens, "steps": steps});
+        std::fs::write(&path, json.to_string())?;
+    }
     Ok(())
 }

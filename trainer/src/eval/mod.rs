@@ -16,6 +16,7 @@ use crate::tables::{self, Codes};
 use anyhow::{Context, Result};
 use candle_core::{D, DType, Device, Tensor};
 use naics_common::config::{Config, Pooling};
+use naics_common::format::{hex, sha256};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -49,7 +50,7 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
         .load(checkpoint)
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let codes = Codes::read(&config.data.dir)?;
-    let (points, tangent) = embed_codes(&trainer, codes.len())?;
+    let (points, tangent) = cached_points(&trainer, checkpoint, &config, codes.len())?;
     Ok(Embedded {
         config,
         trainer,
@@ -57,6 +58,36 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
         points,
         tangent,
     })
+}
+
+/// The codes' points and tangent vectors for `checkpoint`, computed once and then read from
+/// `{shards_dir}/cache/points-{key}.safetensors` (keyed by the checkpoint's weights), so that
+/// `search` after the first call loads without encoding anything.
+fn cached_points(trainer: &Trainer, checkpoint: &Path, config: &Config, n: usize) -> Result<(Tensor, Tensor)> {
+    let weights = std::fs::read(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
+    let path = config
+        .data
+        .shards_dir
+        .join("cache")
+        .join(format!("points-{}.safetensors", &hex(&sha256(&weights))[..16]));
+    if path.exists() {
+        let mut t = candle_core::safetensors::load(&path, &Device::Cpu)?;
+        if let (Some(points), Some(tangent)) = (t.remove("points"), t.remove("tangent"))
+            && points.dim(0)? == n
+        {
+            return Ok((points, tangent));
+        }
+    }
+    let (points, tangent) = embed_codes(trainer, n)?;
+    let tensors = std::collections::HashMap::from([
+        ("points".to_string(), points.clone()),
+        ("tangent".to_string(), tangent.clone()),
+    ]);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    naics_common::atomic::write_atomically(&path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?;
+    Ok((points, tangent))
 }
 
 /// Points [n, d + 1] and tangent vectors [n, d] of the codes 0..n, on the CPU in f32.
