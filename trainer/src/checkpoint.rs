@@ -1,7 +1,8 @@
 //! Checkpoints in `checkpoints/{experiment}/`: `step-NNNNNNN.safetensors` (the trainable
 //! weights), `.optim.safetensors` (AdamW moments and step) and `.json` (configuration, step,
 //! metrics, model and shard hashes, where training stands), each written under a temporary name
-//! and renamed. `index.json` lists them; the best 3 by validation loss and the last are kept, "best" by `training.trainer.monitor`.
+//! and renamed. `index.json` lists them; the best 3 and the last are kept, "best" by
+//! `training.trainer.monitor` (validation loss, or a hierarchy metric).
 
 use crate::optim::AdamW;
 use crate::rng;
