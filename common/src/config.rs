@@ -138,7 +138,9 @@ pub struct TrainerConfig {
 pub enum Monitor {
     ValLoss,
     Cophenetic,
+    #[serde(rename = "ndcg_at_10")]
     NdcgAt10,
+    #[serde(rename = "parent_at_1")]
     ParentAt1,
     NeighbourhoodMap,
 }

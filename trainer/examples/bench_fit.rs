@@ -3,7 +3,8 @@
 //! longest sequence) against the original one (every occurrence re-encoded, padded to 512).
 //! Run with `bench/fit.sh lora [anchors] [overrides...]` (B defaults to 8; `model=mpnet
 //! experiment=bench_mpnet` measures MPNet on shards of its own tokenizer; NAICS_BENCH_STEPS sets
-//! the number of steps timed, 2 by default).
+//! the number of steps timed, 2 by default; NAICS_BENCH_PADDED=0 skips the padded-512 estimate,
+//! whose own graph of 8 x 512 tokens dwarfs this design's memory).
 
 use anyhow::Result;
 use candle_core::{DType, Device};
@@ -55,6 +56,22 @@ fn main() -> Result<()> {
         optimizer.step(&trainer.backward(&loss, &parts)?, 1e-4)?;
     }
     let dynamic = started.elapsed().as_secs_f64() / steps as f64;
+    println!(
+        "lora mode, {}, batch {anchors} anchors x 18 codes, chunk_tokens {}, CPU {} threads",
+        config.model.name,
+        config.model.chunk_tokens,
+        candle_core::utils::get_num_threads()
+    );
+    println!(
+        "this design: {dynamic:>8.2} s/step ({:.3} steps/s; {:.0} distinct codes per step of {}); peak RSS so far {}",
+        1.0 / dynamic,
+        distinct as f64 / steps as f64,
+        anchors * 18,
+        peak_rss()
+    );
+    if std::env::var("NAICS_BENCH_PADDED").is_ok_and(|v| v == "0") {
+        return Ok(());
+    }
 
     // The original design on the same first batch: all 8 x 18 occurrences, every text padded to
     // 512 tokens. Measured on 8 rows of one channel (forward + backward through the LoRA
@@ -87,16 +104,6 @@ fn main() -> Result<()> {
     let occurrences = anchors * 18;
     let padded = started.elapsed().as_secs_f64() * (occurrences as f64 / 8.0) * CHANNELS.len() as f64;
     println!(
-        "lora mode, {}, batch {anchors} anchors x 18 codes, CPU {} threads",
-        config.model.name,
-        candle_core::utils::get_num_threads()
-    );
-    println!(
-        "this design: {dynamic:>8.2} s/step ({:.3} steps/s; {:.0} distinct codes per step of {occurrences})",
-        1.0 / dynamic,
-        distinct as f64 / steps as f64
-    );
-    println!(
         "padded 512, duplicates re-encoded (extrapolated): {padded:>8.2} s/step ({:.4} steps/s)",
         1.0 / padded
     );
@@ -120,4 +127,16 @@ fn main() -> Result<()> {
         std::fs::write(&path, json.to_string())?;
     }
     Ok(())
+}
+
+/// The process's peak resident memory (VmHWM), where /proc tells it.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(|l| l[6..].trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
