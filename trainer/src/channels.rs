@@ -17,11 +17,12 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use indicatif::{ProgressBar, ProgressStyle};
 use naics_common::config::Pooling;
-use naics_common::format::{CHANNELS, hex, sha256};
+use naics_common::format::{CHANNELS, hex};
 use naics_common::tokens::TokenCache;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 pub enum ChannelSource {
     /// The cached table, and the base encoder for texts outside it (free-text queries).
@@ -255,19 +256,32 @@ pub fn encode_sorted(encoder: &Encoder, ids: &[&[u32]], pooling: Pooling, bar: &
 /// the model's weights and what was encoded, so that a changed model or text recomputes them.
 pub struct VectorCache {
     dir: PathBuf,
-    model: [u8; 32],
+    weights: PathBuf,
+    model: OnceLock<[u8; 32]>,
     device: Device,
 }
 
 impl VectorCache {
-    pub fn new(dir: &Path, encoder: &Encoder, device: &Device) -> Result<Self> {
-        let weights = encoder.folder.join("model.safetensors");
-        let bytes = std::fs::read(&weights).with_context(|| format!("reading {}", weights.display()))?;
-        Ok(VectorCache {
+    pub fn new(dir: &Path, encoder: &Encoder, device: &Device) -> Self {
+        VectorCache {
             dir: dir.to_path_buf(),
-            model: sha256(&bytes),
+            weights: encoder.folder.join("model.safetensors"),
+            model: OnceLock::new(),
             device: device.clone(),
-        })
+        }
+    }
+
+    /// The weights' sha256, computed on first use (streamed: `lora` runs never pay for it).
+    fn model(&self) -> Result<[u8; 32]> {
+        if let Some(hash) = self.model.get() {
+            return Ok(*hash);
+        }
+        let mut hasher = Sha256::new();
+        let mut file =
+            std::fs::File::open(&self.weights).with_context(|| format!("reading {}", self.weights.display()))?;
+        std::io::copy(&mut file, &mut hasher)?;
+        let hash: [u8; 32] = hasher.finalize().into();
+        Ok(*self.model.get_or_init(|| hash))
     }
 
     pub fn get_or_compute(
@@ -277,7 +291,7 @@ impl VectorCache {
         compute: impl FnOnce() -> Result<Tensor>,
     ) -> Result<Tensor> {
         let mut hasher = Sha256::new();
-        hasher.update(self.model);
+        hasher.update(self.model()?);
         key.iter().for_each(|k| hasher.update(k));
         let path = self
             .dir

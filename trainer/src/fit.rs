@@ -121,7 +121,7 @@ impl Trainer {
             config.model.embedding_dim,
             &config.loss,
         )?;
-        let cache = VectorCache::new(&config.data.shards_dir.join("cache"), &encoder, device)?;
+        let cache = VectorCache::new(&config.data.shards_dir.join("cache"), &encoder, device);
         let source = match config.model.encoder_mode {
             EncoderMode::Frozen => ChannelSource::frozen(encoder, &tokens, config.model.pooling, &cache)?,
             EncoderMode::Lora => {
