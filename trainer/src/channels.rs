@@ -50,26 +50,16 @@ impl ChannelSource {
                 Ok(table.index_select(&idx, 0)?)
             }
             ChannelSource::Lora { .. } => {
-                let h = self.encoder().transformer.config.hidden_size;
+                if codes.is_empty() {
+                    let t = &self.encoder().transformer;
+                    let width = CHANNELS.len() * t.config.hidden_size;
+                    return Ok(Tensor::zeros((0, width), t.dtype(), t.device())?);
+                }
                 let columns = (0..CHANNELS.len())
                     .map(|c| {
-                        let calls = self.calls(codes, c);
-                        let parts = calls
-                            .iter()
-                            .map(|call| Ok(self.encode_call(codes, c, call, train)?.detach()))
-                            .collect::<Result<Vec<_>>>()?;
-                        let device = self.encoder().transformer.device();
-                        // Rows come out in call order; put them back in `codes` order.
-                        let mut inverse = vec![0u32; codes.len()];
-                        for (k, &i) in calls.iter().flatten().enumerate() {
-                            inverse[i] = k as u32;
-                        }
-                        let all = if parts.is_empty() {
-                            Tensor::zeros((0, h), self.encoder().transformer.dtype(), device)?
-                        } else {
-                            Tensor::cat(&parts, 0)?
-                        };
-                        Ok(all.index_select(&Tensor::from_vec(inverse, codes.len(), device)?, 0)?)
+                        in_input_order(codes.len(), &self.calls(codes, c), |call| {
+                            Ok(self.encode_call(codes, c, call, train)?.detach())
+                        })
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Tensor::cat(&columns, 1)?)
@@ -236,20 +226,32 @@ pub fn progress(len: usize, what: &str) -> Result<ProgressBar> {
 pub fn encode_sorted(encoder: &Encoder, ids: &[&[u32]], pooling: Pooling, bar: &ProgressBar) -> Result<Tensor> {
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| ids[i].len());
-    let mut rows: Vec<Option<Tensor>> = vec![None; ids.len()];
-    for chunk in order.chunks(CHUNK) {
-        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].to_vec()).collect();
+    let calls: Vec<Vec<usize>> = order.chunks(CHUNK).map(<[usize]>::to_vec).collect();
+    in_input_order(ids.len(), &calls, |call| {
+        let batch: Vec<Vec<u32>> = call.iter().map(|&i| ids[i].to_vec()).collect();
         let vectors = encoder
             .embed_ids(&batch, pooling, Pass::default())?
             .to_dtype(DType::F32)?
             .to_device(&Device::Cpu)?;
-        for (k, &i) in chunk.iter().enumerate() {
-            rows[i] = Some(vectors.get(k)?);
-        }
-        bar.inc(chunk.len() as u64);
+        bar.inc(call.len() as u64);
+        Ok(vectors)
+    })
+}
+
+/// Runs `encode` on each call (positions into n inputs, one encoder pass each) and returns the
+/// n rows in input order.
+fn in_input_order(
+    n: usize,
+    calls: &[Vec<usize>],
+    mut encode: impl FnMut(&[usize]) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let parts = calls.iter().map(|call| encode(call)).collect::<Result<Vec<_>>>()?;
+    let mut inverse = vec![0u32; n];
+    for (k, &i) in calls.iter().flatten().enumerate() {
+        inverse[i] = k as u32;
     }
-    let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every text encoded")).collect();
-    Ok(Tensor::stack(&rows, 0)?)
+    let all = Tensor::cat(&parts, 0)?.contiguous()?;
+    Ok(all.index_select(&Tensor::from_vec(inverse, n, all.device())?, 0)?)
 }
 
 /// Frozen base vectors kept in `{shards_dir}/cache/{name}-{key}.safetensors`, the key hashing
