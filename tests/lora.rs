@@ -160,9 +160,8 @@ fn adapters_round_trip_through_safetensors_and_merge() {
     );
 }
 
-/// In f64 (with an adapter active every LayerNorm and softmax runs as composed, differentiable
-/// ops, which have f64 kernels; adapters then take the base's f64), central differences with a
-/// step of 1e-6.
+/// In f64 (adapters then take the base's f64), central differences with a step of 1e-6: checks
+/// the hand-written input gradients of the frozen layers (`model::frozen`) and LoRA's together.
 #[test]
 fn lora_gradients_match_finite_differences() {
     let dir = tempfile::tempdir().unwrap();

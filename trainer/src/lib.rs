@@ -9,6 +9,7 @@ pub mod fetch;
 pub mod fit;
 pub mod head;
 pub mod lorentz;
+pub mod memory;
 pub mod model;
 pub mod moe;
 pub mod optim;

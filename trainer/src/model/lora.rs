@@ -1,9 +1,10 @@
 //! LoRA (Hu et al. 2021) on a frozen linear layer: y = W x + b + (alpha / r) B A dropout(x),
 //! with one (A, B) pair per channel. B starts at zero, so an untrained adapter changes nothing.
 
+use super::frozen;
 use crate::rng::dropout;
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 /// Which adapter (if any) a forward pass uses, and whether dropout is on.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,7 +56,7 @@ impl LoraLinear {
     }
 
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        let y = self.base.forward(x)?;
+        let y = frozen::linear(&self.base, x)?;
         let Some(adapter) = pass.channel.and_then(|c| self.adapters.get(c)) else {
             return Ok(y);
         };

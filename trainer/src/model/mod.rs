@@ -3,6 +3,7 @@
 //! adapters are small trainable tensors of their own).
 
 pub mod config;
+pub mod frozen;
 pub mod locate;
 pub mod lora;
 pub mod transformer;

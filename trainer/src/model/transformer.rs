@@ -2,6 +2,7 @@
 //! `VarBuilder` (the Hugging Face names of each architecture), LoRA on query and value.
 
 use super::config::{Arch, ModelConfig};
+use super::frozen;
 use super::lora::{LoraLinear, Pass};
 use crate::rng::dropout;
 use candle_core::{D, DType, Device, Result, Tensor};
@@ -46,22 +47,6 @@ fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
     Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, eps))
 }
 
-/// candle's fused LayerNorm and softmax kernels have no backward pass: when adapters below a
-/// layer are trained (`pass.channel` is set), the composed, differentiable versions run instead.
-fn norm(ln: &LayerNorm, eps: f32, x: &Tensor, pass: Pass) -> Result<Tensor> {
-    match (pass.channel, ln.bias()) {
-        (Some(_), Some(bias)) => candle_nn::ops::layer_norm_slow(x, ln.weight(), bias, eps),
-        _ => ln.forward(x),
-    }
-}
-
-fn softmax(x: &Tensor, pass: Pass) -> Result<Tensor> {
-    match pass.channel {
-        Some(_) => candle_nn::ops::softmax(x, D::Minus1),
-        None => candle_nn::ops::softmax_last_dim(x),
-    }
-}
-
 fn embedding(vb: VarBuilder, count: usize, size: usize) -> Result<Embedding> {
     Ok(Embedding::new(vb.get((count, size), "weight")?, size))
 }
@@ -71,7 +56,7 @@ pub struct Embeddings {
     positions: Embedding,
     token_types: Option<Embedding>,
     norm: LayerNorm,
-    eps: f32,
+    eps: f64,
 }
 
 impl Embeddings {
@@ -89,11 +74,11 @@ impl Embeddings {
             positions: embedding(vb.pp("position_embeddings"), c.max_position_embeddings, c.hidden_size)?,
             token_types,
             norm: layer_norm(vb.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
-            eps: c.layer_norm_eps as f32,
+            eps: c.layer_norm_eps,
         })
     }
 
-    fn forward(&self, ids: &Tensor, positions: &Tensor, pass: Pass) -> Result<Tensor> {
+    fn forward(&self, ids: &Tensor, positions: &Tensor) -> Result<Tensor> {
         let mut x = self
             .words
             .forward(ids)?
@@ -102,7 +87,7 @@ impl Embeddings {
             // Single-segment input: token type 0 everywhere.
             x = x.broadcast_add(&types.forward(&Tensor::zeros(1, DType::U32, ids.device())?)?)?;
         }
-        norm(&self.norm, self.eps, &x, pass)
+        frozen::layer_norm(&self.norm, self.eps, &x)
     }
 }
 
@@ -115,7 +100,7 @@ pub struct Layer {
     ffn_in: Linear,
     ffn_out: Linear,
     out_norm: LayerNorm,
-    eps: f32,
+    eps: f64,
     heads: usize,
     head_dim: usize,
 }
@@ -133,7 +118,7 @@ impl Layer {
             ffn_in: linear(vb.pp("intermediate.dense"), h, c.intermediate_size)?,
             ffn_out: linear(vb.pp("output.dense"), c.intermediate_size, h)?,
             out_norm: layer_norm(vb.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
-            eps: c.layer_norm_eps as f32,
+            eps: c.layer_norm_eps,
             heads: c.num_attention_heads,
             head_dim: c.head_dim(),
         })
@@ -151,21 +136,16 @@ impl Layer {
     fn forward(&self, x: &Tensor, bias: &Tensor, pass: Pass, p_drop: f32) -> Result<Tensor> {
         let (b, t, h) = x.dims3()?;
         let q = self.split_heads(&self.query.forward(x, pass)?)?;
-        let k = self.split_heads(&self.key.forward(x)?)?;
+        let k = self.split_heads(&frozen::linear(&self.key, x)?)?;
         let v = self.split_heads(&self.value.forward(x, pass)?)?;
         let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(bias)?;
-        let probs = softmax(&scores, pass)?;
+        let probs = frozen::softmax(&scores)?;
         let probs = dropout(&probs, p_drop, pass.train)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
-        let attn = dropout(&self.attn_out.forward(&context)?, p_drop, pass.train)?;
-        let attn = norm(&self.attn_norm, self.eps, &(attn + x)?, pass)?;
-        let ffn = self.ffn_out.forward(&self.ffn_in.forward(&attn)?.gelu_erf()?)?;
-        norm(
-            &self.out_norm,
-            self.eps,
-            &(dropout(&ffn, p_drop, pass.train)? + attn)?,
-            pass,
-        )
+        let attn = dropout(&frozen::linear(&self.attn_out, &context)?, p_drop, pass.train)?;
+        let attn = frozen::layer_norm(&self.attn_norm, self.eps, &(attn + x)?)?;
+        let ffn = frozen::linear(&self.ffn_out, &frozen::linear(&self.ffn_in, &attn)?.gelu_erf()?)?;
+        frozen::layer_norm(&self.out_norm, self.eps, &(dropout(&ffn, p_drop, pass.train)? + attn)?)
     }
 }
 
@@ -301,7 +281,7 @@ impl Transformer {
             bias = bias.broadcast_add(&relative.forward(t, &self.device)?.to_dtype(dtype)?)?;
         }
         let p_drop = self.config.hidden_dropout_prob;
-        let mut x = self.embeddings.forward(&input, &self.positions(ids, t)?, pass)?;
+        let mut x = self.embeddings.forward(&input, &self.positions(ids, t)?)?;
         x = dropout(&x, p_drop, pass.train)?;
         for layer in &self.layers {
             x = layer.forward(&x, &bias, pass, p_drop)?;
