@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod frozen;
+pub mod gelu;
 pub mod locate;
 pub mod lora;
 pub mod transformer;

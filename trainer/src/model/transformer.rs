@@ -3,6 +3,7 @@
 
 use super::config::{Arch, ModelConfig};
 use super::frozen;
+use super::gelu::gelu;
 use super::lora::{LoraLinear, Pass};
 use crate::rng::dropout;
 use candle_core::{D, DType, Device, Result, Tensor};
@@ -144,7 +145,7 @@ impl Layer {
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let attn = dropout(&frozen::linear(&self.attn_out, &context)?, p_drop, pass.train)?;
         let attn = frozen::layer_norm(&self.attn_norm, self.eps, &(attn + x)?)?;
-        let ffn = frozen::linear(&self.ffn_out, &frozen::linear(&self.ffn_in, &attn)?.gelu_erf()?)?;
+        let ffn = frozen::linear(&self.ffn_out, &gelu(&frozen::linear(&self.ffn_in, &attn)?)?)?;
         frozen::layer_norm(&self.out_norm, self.eps, &(dropout(&ffn, p_drop, pass.train)? + attn)?)
     }
 }
