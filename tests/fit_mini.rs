@@ -347,3 +347,56 @@ async fn lora_replayed_gradients_match_finite_differences() {
         );
     }
 }
+
+/// Activation checkpointing (`model.checkpoint_layers`) recomputes each layer from its saved input
+/// in the backward replay: with dropout on everywhere, the gradients must equal the call-level
+/// replay's.
+#[tokio::test(flavor = "multi_thread")]
+async fn layer_checkpointing_gives_the_same_gradients() {
+    use candle_core::{DType, Device};
+    use naics_common::samples::{Record, SamplesFile};
+    use naics_trainer::fit::{Trainer, step_loss};
+
+    let dir = prepared().await;
+    let file = SamplesFile::open(&dir.path().join("shards/03_stage_hard/train-e000.samples"), None).unwrap();
+    let records: Vec<Record> = (0..4.min(file.len())).map(|i| file.get(i)).collect();
+    let gradients = |checkpoint: &str| {
+        let loaded = config(
+            dir.path(),
+            &["model.encoder_mode=lora", "model.chunk_tokens=48", "data.queries_per_step=0", checkpoint],
+        );
+        let config = &loaded.config;
+        naics_trainer::rng::seed(3);
+        let mut trainer = Trainer::new(config, &Device::Cpu, DType::F32).unwrap();
+        trainer.load_training_data().unwrap();
+        for (name, var) in trainer.varmap.data().lock().unwrap().iter() {
+            if name.starts_with("lora.") && name.ends_with(".b") {
+                var.set(&var.as_tensor().ones_like().unwrap().affine(0.05, 0.0).unwrap()).unwrap();
+            }
+        }
+        naics_trainer::rng::seed(7);
+        let parts = vec![trainer.batch_loss(&records, &[], true).unwrap()];
+        let (loss, _) = step_loss(&parts, &config.loss, config.model.moe.load_balance_coef).unwrap();
+        let grads = trainer.backward(&loss, &parts).unwrap();
+        let vars = trainer.varmap.data().lock().unwrap().clone();
+        let mut out: Vec<(String, Vec<f32>)> = vars
+            .iter()
+            .filter(|(name, _)| name.starts_with("lora."))
+            .map(|(name, var)| {
+                let g = grads.get(var.as_tensor()).expect(name);
+                (name.clone(), g.flatten_all().unwrap().to_vec1().unwrap())
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    let replayed = gradients("model.checkpoint_layers=false");
+    let checkpointed = gradients("model.checkpoint_layers=true");
+    assert_eq!(replayed.len(), checkpointed.len());
+    let largest = replayed.iter().flat_map(|(_, g)| g).fold(0f32, |m, g| m.max(g.abs()));
+    assert!(largest > 1e-4, "the adapters get gradients");
+    for ((name, a), (_, b)) in replayed.iter().zip(&checkpointed) {
+        let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= 1e-5 * largest, "{name}: checkpointed gradient differs by {diff}");
+    }
+}

@@ -72,7 +72,11 @@ fn ids() -> Vec<Vec<u32>> {
 }
 
 fn pooled(encoder: &Encoder, channel: Option<usize>) -> Vec<Vec<f32>> {
-    let pass = Pass { channel, train: false };
+    let pass = Pass {
+        channel,
+        train: false,
+        backward: false,
+    };
     encoder
         .embed_ids(&ids(), Pooling::Mean, pass)
         .unwrap()
@@ -179,6 +183,7 @@ fn lora_gradients_match_finite_differences() {
                 Pass {
                     channel: Some(1),
                     train: false,
+                    backward: true,
                 },
             )
             .unwrap();

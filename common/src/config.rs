@@ -51,6 +51,10 @@ pub struct ModelConfig {
     pub embedding_dim: usize,
     /// Padded tokens per encoder call in `lora` mode: bounds the activations one backward keeps.
     pub chunk_tokens: usize,
+    /// `lora` mode: recompute each layer in the backward pass from its saved input instead of
+    /// keeping a whole call's activations (one more forward pass, far less memory).
+    #[serde(default)]
+    pub checkpoint_layers: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -42,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     };
     encoder.add_lora(&varmap, 4, &lora)?;
     let pass = Pass {
+        backward: true,
         channel: Some(1),
         train: true,
     };

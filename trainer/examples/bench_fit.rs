@@ -99,6 +99,7 @@ fn main() -> Result<()> {
         Pass {
             channel: Some(1),
             train: true,
+            backward: true,
         },
     )?;
     hidden.sum_all()?.backward()?;

@@ -10,7 +10,7 @@
 //!   backpropagated to the vectors, and [`ChannelSource::backprop`] replays the calls one at a
 //!   time, with the same dropout masks, pushing each call's share of the gradient into the adapters.
 
-use crate::model::Encoder;
+use crate::model::{Encoder, pool};
 use crate::model::lora::Pass;
 use anyhow::{Context, Result};
 use candle_core::backprop::GradStore;
@@ -36,7 +36,14 @@ pub enum ChannelSource {
         tokens: TokenCache,
         pooling: Pooling,
         chunk_tokens: usize,
+        /// Activation checkpointing per layer in the backward replay (`model.checkpoint_layers`).
+        checkpoint_layers: bool,
     },
+}
+
+/// The token ids of channel `c` of the codes at positions `call`.
+fn call_ids(tokens: &TokenCache, codes: &[u32], c: usize, call: &[usize]) -> Vec<Vec<u32>> {
+    call.iter().map(|&i| tokens.ids(c, codes[i] as usize).to_vec()).collect()
 }
 
 /// Codes are encoded in chunks of this many texts, sorted by length to waste little padding.
@@ -58,7 +65,7 @@ impl ChannelSource {
                 let columns = (0..CHANNELS.len())
                     .map(|c| {
                         in_input_order(codes.len(), &self.calls(codes, c), |call| {
-                            Ok(self.encode_call(codes, c, call, train)?.detach())
+                            self.encode_call(codes, c, call, train)
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
@@ -74,10 +81,19 @@ impl ChannelSource {
         if let ChannelSource::Frozen { .. } = self {
             return Ok(());
         }
-        let h = self.encoder().transformer.config.hidden_size;
+        let ChannelSource::Lora {
+            encoder,
+            tokens,
+            pooling,
+            checkpoint_layers,
+            ..
+        } = self
+        else {
+            unreachable!("frozen sources returned above")
+        };
+        let h = encoder.transformer.config.hidden_size;
         for c in 0..CHANNELS.len() {
             for call in self.calls(codes, c) {
-                let out = self.encode_call(codes, c, &call, true)?.to_dtype(DType::F32)?;
                 let rows = Tensor::from_vec(
                     call.iter().map(|&i| i as u32).collect::<Vec<_>>(),
                     call.len(),
@@ -87,17 +103,28 @@ impl ChannelSource {
                     .narrow(1, c * h, h)?
                     .contiguous()?
                     .index_select(&rows, 0)?
-                    .to_device(out.device())?;
-                let partial = (out * g)?.sum_all()?.backward()?;
-                for v in vars {
-                    if let Some(p) = partial.get(v.as_tensor()) {
-                        let sum = match grads.remove(v.as_tensor()) {
-                            Some(acc) => (acc + p)?,
-                            None => p.clone(),
-                        };
-                        grads.insert(v.as_tensor(), sum);
-                    }
-                }
+                    .to_device(encoder.transformer.device())?;
+                let ids = call_ids(tokens, codes, c, &call);
+                let pass = Pass {
+                    channel: Some(c),
+                    train: true,
+                    backward: true,
+                };
+                let pool = |hidden: &Tensor, mask: &Tensor| pool(hidden, mask, *pooling);
+                encoder
+                    .transformer
+                    .backprop(&ids, pass, *checkpoint_layers, pool, &g, |partial| {
+                        for v in vars {
+                            if let Some(p) = partial.get(v.as_tensor()) {
+                                let sum = match grads.remove(v.as_tensor()) {
+                                    Some(acc) => (acc + p)?,
+                                    None => p.clone(),
+                                };
+                                grads.insert(v.as_tensor(), sum);
+                            }
+                        }
+                        Ok(())
+                    })?;
             }
         }
         Ok(())
@@ -115,7 +142,7 @@ impl ChannelSource {
         length_calls(&lengths, *chunk_tokens)
     }
 
-    /// Pooled vectors of one call, through channel `c`'s adapter, with its autograd graph.
+    /// Pooled vectors of one call, through channel `c`'s adapter, without its autograd graph.
     fn encode_call(&self, codes: &[u32], c: usize, call: &[usize], train: bool) -> Result<Tensor> {
         let ChannelSource::Lora {
             encoder,
@@ -126,18 +153,12 @@ impl ChannelSource {
         else {
             unreachable!("encoder calls are made in lora mode only")
         };
-        let ids: Vec<Vec<u32>> = call
-            .iter()
-            .map(|&i| tokens.ids(c, codes[i] as usize).to_vec())
-            .collect();
-        encoder.embed_ids(
-            &ids,
-            *pooling,
-            Pass {
-                channel: Some(c),
-                train,
-            },
-        )
+        let pass = Pass {
+            channel: Some(c),
+            train,
+            backward: false,
+        };
+        Ok(encoder.embed_ids(&call_ids(tokens, codes, c, call), *pooling, pass)?.detach())
     }
 
     /// Channel vectors of free texts: each text fills all four channels (a query has one text),
@@ -154,7 +175,12 @@ impl ChannelSource {
                 continue;
             }
             let channel = if lora { Some(c) } else { None };
-            per_channel.push(encoder.embed_ids(ids, pooling, Pass { channel, train })?);
+            let pass = Pass {
+                channel,
+                train,
+                backward: train,
+            };
+            per_channel.push(encoder.embed_ids(ids, pooling, pass)?);
         }
         Ok(Tensor::cat(&per_channel, 1)?)
     }

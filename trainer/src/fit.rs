@@ -132,6 +132,7 @@ impl Trainer {
                     tokens,
                     pooling: config.model.pooling,
                     chunk_tokens: config.model.chunk_tokens,
+                    checkpoint_layers: config.model.checkpoint_layers,
                 }
             }
         };

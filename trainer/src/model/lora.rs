@@ -11,6 +11,10 @@ use candle_nn::{Linear, VarBuilder};
 pub struct Pass {
     pub channel: Option<usize>,
     pub train: bool,
+    /// A backward pass through this forward follows: keep the graph of every layer. Otherwise
+    /// each layer's graph is dropped once the next layer has its input (adapters are variables,
+    /// so a forward through them builds a graph even when no gradient is wanted).
+    pub backward: bool,
 }
 
 #[derive(Debug, Clone)]

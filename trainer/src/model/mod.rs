@@ -28,6 +28,14 @@ pub struct Encoder {
     pub folder: PathBuf,
 }
 
+/// One vector per row of the last hidden states [b, t, h] (mask [b, t]).
+pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
+    match pooling {
+        Pooling::Cls => transformer::cls(hidden),
+        Pooling::Mean => transformer::mean(hidden, mask),
+    }
+}
+
 /// What to run when a model folder is incomplete.
 fn fix_hint(folder: &Path) -> String {
     let name = folder
@@ -103,10 +111,7 @@ impl Encoder {
     /// Pooled vectors [b, hidden] of token-id rows (padded per batch).
     pub fn embed_ids(&self, ids: &[Vec<u32>], pooling: Pooling, pass: Pass) -> Result<Tensor> {
         let (hidden, mask) = self.transformer.forward(ids, pass)?;
-        Ok(match pooling {
-            Pooling::Cls => transformer::cls(&hidden)?,
-            Pooling::Mean => transformer::mean(&hidden, &mask)?,
-        })
+        Ok(pool(&hidden, &mask, pooling)?)
     }
 
     /// sentence-transformers' `encode`: texts -> vectors, optionally L2-normalized.

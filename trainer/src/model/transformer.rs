@@ -5,8 +5,9 @@ use super::config::{Arch, ModelConfig};
 use super::frozen;
 use super::gelu::gelu;
 use super::lora::{LoraLinear, Pass};
-use crate::rng::dropout;
-use candle_core::{D, DType, Device, Result, Tensor};
+use crate::rng::{self, dropout};
+use candle_core::backprop::GradStore;
+use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
 
 /// The Hugging Face weight names of one layer's parts, per architecture.
@@ -262,6 +263,64 @@ impl Transformer {
     /// [`Self::forward`] with every row padded to at least `pad_to` tokens (as a fixed-length
     /// pipeline does; benchmarks compare against it).
     pub fn forward_padded(&self, ids: &[Vec<u32>], pad_to: usize, pass: Pass) -> Result<(Tensor, Tensor)> {
+        let (mut x, mask, bias) = self.embed(ids, pad_to, pass)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias, pass, self.config.hidden_dropout_prob)?;
+            if !pass.backward {
+                x = x.detach();
+            }
+        }
+        Ok((x, mask))
+    }
+
+    /// The gradient of sum(pool(hidden, mask) * grad) with respect to the adapters of `pass`,
+    /// handed to `collect` (once, or once per layer when `checkpoint`).
+    ///
+    /// With `checkpoint` (activation checkpointing), only one layer's graph is alive at a time: a
+    /// forward pass keeps each layer's input and the random stream's position there; going back
+    /// down, each layer is recomputed from its input with its graph (the same dropout masks), and
+    /// its input's gradient carries on to the layer below. One more forward pass, for memory that
+    /// does not grow with depth.
+    pub fn backprop(
+        &self,
+        ids: &[Vec<u32>],
+        pass: Pass,
+        checkpoint: bool,
+        pool: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+        grad: &Tensor,
+        mut collect: impl FnMut(&GradStore) -> Result<()>,
+    ) -> Result<()> {
+        let pass = Pass { backward: true, ..pass };
+        let seeded = |t: &Tensor| -> Result<Tensor> { (t.to_dtype(grad.dtype())? * grad)?.sum_all() };
+        if !checkpoint {
+            let (hidden, mask) = self.forward(ids, pass)?;
+            return collect(&seeded(&pool(&hidden, &mask)?)?.backward()?);
+        }
+        let p_drop = self.config.hidden_dropout_prob;
+        let (mut x, mask, bias) = self.embed(ids, 0, pass)?;
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            inputs.push((x.clone(), rng::position()));
+            x = layer.forward(&x, &bias, pass, p_drop)?.detach();
+        }
+        let end = rng::position();
+        let top = Var::from_tensor(&x)?;
+        let mut g = input_grad(&seeded(&pool(top.as_tensor(), &mask)?)?.backward()?, &top)?;
+        for (layer, (input, (seed, word))) in self.layers.iter().zip(inputs).rev() {
+            rng::restore(seed, word);
+            let input = Var::from_tensor(&input)?;
+            let out = layer.forward(input.as_tensor(), &bias, pass, p_drop)?;
+            let grads = (out * &g)?.sum_all()?.backward()?;
+            collect(&grads)?;
+            g = input_grad(&grads, &input)?;
+        }
+        rng::restore(end.0, end.1);
+        Ok(())
+    }
+
+    /// Embeddings (with dropout) of token-id rows padded to the longest (at least `pad_to`), the
+    /// attention mask [b, t] (f32, 1 = token) and the attention bias.
+    fn embed(&self, ids: &[Vec<u32>], pad_to: usize, pass: Pass) -> Result<(Tensor, Tensor, Tensor)> {
         let t = ids.iter().map(Vec::len).max().unwrap_or(0).max(pad_to).max(1);
         let pad = self.config.pad_token_id;
         let flat: Vec<u32> = ids
@@ -281,13 +340,8 @@ impl Transformer {
         if let Some(relative) = &self.relative {
             bias = bias.broadcast_add(&relative.forward(t, &self.device)?.to_dtype(dtype)?)?;
         }
-        let p_drop = self.config.hidden_dropout_prob;
-        let mut x = self.embeddings.forward(&input, &self.positions(ids, t)?)?;
-        x = dropout(&x, p_drop, pass.train)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &bias, pass, p_drop)?;
-        }
-        Ok((x, mask))
+        let x = self.embeddings.forward(&input, &self.positions(ids, t)?)?;
+        Ok((dropout(&x, self.config.hidden_dropout_prob, pass.train)?, mask, bias))
     }
 
     /// For `merge`: replaces query and value of every layer by their merged versions.
@@ -298,6 +352,13 @@ impl Transformer {
         }
         Ok(())
     }
+}
+
+fn input_grad(grads: &GradStore, input: &Var) -> Result<Tensor> {
+    grads
+        .get(input.as_tensor())
+        .cloned()
+        .ok_or_else(|| candle_core::Error::Msg("a layer's input got no gradient".into()))
 }
 
 /// [CLS] (first token) pooling: [b, t, h] -> [b, h].
