@@ -363,7 +363,12 @@ async fn layer_checkpointing_gives_the_same_gradients() {
     let gradients = |checkpoint: &str| {
         let loaded = config(
             dir.path(),
-            &["model.encoder_mode=lora", "model.chunk_tokens=48", "data.queries_per_step=0", checkpoint],
+            &[
+                "model.encoder_mode=lora",
+                "model.chunk_tokens=48",
+                "data.queries_per_step=0",
+                checkpoint,
+            ],
         );
         let config = &loaded.config;
         naics_trainer::rng::seed(3);
@@ -371,7 +376,8 @@ async fn layer_checkpointing_gives_the_same_gradients() {
         trainer.load_training_data().unwrap();
         for (name, var) in trainer.varmap.data().lock().unwrap().iter() {
             if name.starts_with("lora.") && name.ends_with(".b") {
-                var.set(&var.as_tensor().ones_like().unwrap().affine(0.05, 0.0).unwrap()).unwrap();
+                var.set(&var.as_tensor().ones_like().unwrap().affine(0.05, 0.0).unwrap())
+                    .unwrap();
             }
         }
         naics_trainer::rng::seed(7);
@@ -397,6 +403,9 @@ async fn layer_checkpointing_gives_the_same_gradients() {
     assert!(largest > 1e-4, "the adapters get gradients");
     for ((name, a), (_, b)) in replayed.iter().zip(&checkpointed) {
         let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(diff <= 1e-5 * largest, "{name}: checkpointed gradient differs by {diff}");
+        assert!(
+            diff <= 1e-5 * largest,
+            "{name}: checkpointed gradient differs by {diff}"
+        );
     }
 }

@@ -10,8 +10,8 @@
 //!   backpropagated to the vectors, and [`ChannelSource::backprop`] replays the calls one at a
 //!   time, with the same dropout masks, pushing each call's share of the gradient into the adapters.
 
-use crate::model::{Encoder, pool};
 use crate::model::lora::Pass;
+use crate::model::{Encoder, pool};
 use anyhow::{Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
@@ -43,7 +43,9 @@ pub enum ChannelSource {
 
 /// The token ids of channel `c` of the codes at positions `call`.
 fn call_ids(tokens: &TokenCache, codes: &[u32], c: usize, call: &[usize]) -> Vec<Vec<u32>> {
-    call.iter().map(|&i| tokens.ids(c, codes[i] as usize).to_vec()).collect()
+    call.iter()
+        .map(|&i| tokens.ids(c, codes[i] as usize).to_vec())
+        .collect()
 }
 
 /// Codes are encoded in chunks of this many texts, sorted by length to waste little padding.
@@ -158,7 +160,9 @@ impl ChannelSource {
             train,
             backward: false,
         };
-        Ok(encoder.embed_ids(&call_ids(tokens, codes, c, call), *pooling, pass)?.detach())
+        Ok(encoder
+            .embed_ids(&call_ids(tokens, codes, c, call), *pooling, pass)?
+            .detach())
     }
 
     /// Channel vectors of free texts: each text fills all four channels (a query has one text),

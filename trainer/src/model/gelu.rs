@@ -16,6 +16,7 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 }
 
 /// erf(x) for f32: odd rational function of x on [-4, 4] (erf is ±1 in f32 beyond).
+#[allow(clippy::excessive_precision)] // Eigen's coefficients as published
 fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
