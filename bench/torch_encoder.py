@@ -44,6 +44,14 @@ for _ in range(rounds):
     step()
 backward = tokens / (time.perf_counter() - start)
 
+a, b = torch.randn(batch * length, 384), torch.randn(1536, 384)
+a @ b.T  # warm-up
+start = time.perf_counter()
+for _ in range(20):
+    a @ b.T
+gflops = 2 * batch * length * 384 * 1536 * 20 / (time.perf_counter() - start) / 1e9
+
 print(f"PyTorch {torch.__version__}, MiniLM CPU, batch {batch} x {length} tokens, {rounds} rounds, {threads} threads")
+print(f"matmul {batch * length} x 384 x 1536:      {gflops:>8.0f} GFLOP/s")
 print(f"forward:                    {forward:>8.0f} tokens/s")
 print(f"forward + backward (LoRA):  {backward:>8.0f} tokens/s")

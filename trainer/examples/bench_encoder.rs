@@ -61,11 +61,27 @@ fn main() -> anyhow::Result<()> {
         step()?;
     }
     let backward = tokens / start.elapsed().as_secs_f64();
+    let gflops = matmul_gflops(batch * len, 384, 1536)?;
     println!(
         "MiniLM CPU, batch {batch} x {len} tokens, {rounds} rounds, {} threads",
         candle_core::utils::get_num_threads()
     );
+    println!("matmul {} x 384 x 1536:      {gflops:>8.0} GFLOP/s", batch * len);
     println!("forward:                    {forward:>8.0} tokens/s");
     println!("forward + backward (LoRA):  {backward:>8.0} tokens/s");
     Ok(())
+}
+
+/// The matrix product alone, [m, k] x [n, k]^T as a Linear layer computes it: how far the
+/// encoder's speed is its BLAS's.
+fn matmul_gflops(m: usize, k: usize, n: usize) -> anyhow::Result<f64> {
+    let a = candle_core::Tensor::randn(0f32, 1., (m, k), &Device::Cpu)?;
+    let b = candle_core::Tensor::randn(0f32, 1., (n, k), &Device::Cpu)?;
+    a.matmul(&b.t()?)?; // warm-up
+    let rounds = 20;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        a.matmul(&b.t()?)?;
+    }
+    Ok((2 * m * k * n * rounds) as f64 / start.elapsed().as_secs_f64() / 1e9)
 }
