@@ -79,10 +79,11 @@ impl ChannelSource {
     /// `lora` training: replays the calls of `vectors(codes, true)` one at a time with their
     /// graph (the caller restores the random stream to where that pass began, so dropout masks
     /// repeat) and adds d(sum(vectors * grad))/d(adapters) to `grads`, `grad` being dL/d(vectors).
+    /// With `checkpoint_layers` each call is replayed layer by layer ([`Transformer::backprop`]).
+    ///
+    /// [`Transformer::backprop`]: crate::model::Transformer::backprop
     pub fn backprop(&self, codes: &[u32], grad: &Tensor, grads: &mut GradStore, vars: &[Var]) -> Result<()> {
-        if let ChannelSource::Frozen { .. } = self {
-            return Ok(());
-        }
+        // Frozen channel vectors have no adapters behind them.
         let ChannelSource::Lora {
             encoder,
             tokens,
@@ -91,7 +92,7 @@ impl ChannelSource {
             ..
         } = self
         else {
-            unreachable!("frozen sources returned above")
+            return Ok(());
         };
         let h = encoder.transformer.config.hidden_size;
         for c in 0..CHANNELS.len() {
