@@ -137,10 +137,11 @@ impl Layer {
     /// `bias`: [b or 1, 1 or heads, t or 1, t], the padding mask plus MPNet's position bias.
     fn forward(&self, x: &Tensor, bias: &Tensor, pass: Pass, p_drop: f32) -> Result<Tensor> {
         let (b, t, h) = x.dims3()?;
-        let q = self.split_heads(&self.query.forward(x, pass)?)?;
+        // Scaled before the product: [b, heads, t, head_dim] is smaller than the [.., t, t] scores.
+        let q = (self.split_heads(&self.query.forward(x, pass)?)? / (self.head_dim as f64).sqrt())?;
         let k = self.split_heads(&frozen::linear(&self.key, x)?)?;
         let v = self.split_heads(&self.value.forward(x, pass)?)?;
-        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(bias)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(bias)?;
         let probs = frozen::softmax(&scores)?;
         let probs = dropout(&probs, p_drop, pass.train)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
