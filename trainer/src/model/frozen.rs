@@ -17,6 +17,8 @@ use candle_nn::{LayerNorm, Linear, Module};
 type InputGrad = Box<dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync>;
 
 /// Op over (input, value): returns `value` unchanged, back-propagates through `grad` to the input.
+/// A custom op must return new storage, so the value is copied (a memcpy, small next to the layer),
+/// and the graph holds both until the backward pass.
 struct Frozen {
     name: &'static str,
     grad: InputGrad,
