@@ -11,9 +11,8 @@ use candle_nn::{Linear, VarBuilder};
 pub struct Pass {
     pub channel: Option<usize>,
     pub train: bool,
-    /// A backward pass through this forward follows: keep the graph of every layer. Otherwise
-    /// each layer's graph is dropped once the next layer has its input (adapters are variables,
-    /// so a forward through them builds a graph even when no gradient is wanted).
+    /// A backward pass through this forward follows. Otherwise the adapters enter as constants
+    /// (they are variables: through them even a no-gradient forward would build a graph).
     pub backward: bool,
 }
 
@@ -66,7 +65,10 @@ impl LoraLinear {
         };
         let x = dropout(x, self.dropout, pass.train)?;
         // Adapters are f32 master weights; they compute in the base's dtype (bf16 on GPU).
-        let (a, b) = (adapter.a.to_dtype(x.dtype())?, adapter.b.to_dtype(x.dtype())?);
+        let (mut a, mut b) = (adapter.a.to_dtype(x.dtype())?, adapter.b.to_dtype(x.dtype())?);
+        if !pass.backward {
+            (a, b) = (a.detach(), b.detach());
+        }
         let low = x.broadcast_matmul(&a.t()?)?;
         let delta = low.broadcast_matmul(&b.t()?)?;
         y + (delta * self.scale)?

@@ -267,9 +267,6 @@ impl Transformer {
         let (mut x, mask, bias) = self.embed(ids, pad_to, pass)?;
         for layer in &self.layers {
             x = layer.forward(&x, &bias, pass, self.config.hidden_dropout_prob)?;
-            if !pass.backward {
-                x = x.detach();
-            }
         }
         Ok((x, mask))
     }
