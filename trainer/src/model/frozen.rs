@@ -77,8 +77,8 @@ pub fn linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
 
 /// LayerNorm over the last dimension; with x̂ the normalized input, σ its standard deviation and
 /// h = g γ, the input gradient is (h - mean(h) - x̂ mean(h x̂)) / σ.
-pub fn layer_norm(layer: &LayerNorm, eps: f64, x: &Tensor) -> Result<Tensor> {
-    let gamma = layer.weight().clone();
+pub fn layer_norm(layer: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+    let (gamma, eps) = (layer.weight().clone(), layer.eps());
     frozen(
         "frozen-layer-norm",
         x,
@@ -161,7 +161,7 @@ mod tests {
         let (gamma, beta) = (rand(&[8]), rand(&[8]));
         let layer = LayerNorm::new(gamma.clone(), beta.clone(), 1e-5);
         assert_matches(
-            |x| layer_norm(&layer, 1e-5, x),
+            |x| layer_norm(&layer, x),
             |x| candle_nn::ops::layer_norm_slow(x, &gamma, &beta, 1e-5),
         );
     }

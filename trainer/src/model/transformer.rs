@@ -58,7 +58,6 @@ pub struct Embeddings {
     positions: Embedding,
     token_types: Option<Embedding>,
     norm: LayerNorm,
-    eps: f64,
 }
 
 impl Embeddings {
@@ -76,7 +75,6 @@ impl Embeddings {
             positions: embedding(vb.pp("position_embeddings"), c.max_position_embeddings, c.hidden_size)?,
             token_types,
             norm: layer_norm(vb.pp("LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
-            eps: c.layer_norm_eps,
         })
     }
 
@@ -89,7 +87,7 @@ impl Embeddings {
             // Single-segment input: token type 0 everywhere.
             x = x.broadcast_add(&types.forward(&Tensor::zeros(1, DType::U32, ids.device())?)?)?;
         }
-        frozen::layer_norm(&self.norm, self.eps, &x)
+        frozen::layer_norm(&self.norm, &x)
     }
 }
 
@@ -102,7 +100,6 @@ pub struct Layer {
     ffn_in: Linear,
     ffn_out: Linear,
     out_norm: LayerNorm,
-    eps: f64,
     heads: usize,
     head_dim: usize,
 }
@@ -120,7 +117,6 @@ impl Layer {
             ffn_in: linear(vb.pp("intermediate.dense"), h, c.intermediate_size)?,
             ffn_out: linear(vb.pp("output.dense"), c.intermediate_size, h)?,
             out_norm: layer_norm(vb.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
-            eps: c.layer_norm_eps,
             heads: c.num_attention_heads,
             head_dim: c.head_dim(),
         })
@@ -146,9 +142,9 @@ impl Layer {
         let probs = dropout(&probs, p_drop, pass.train)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let attn = dropout(&frozen::linear(&self.attn_out, &context)?, p_drop, pass.train)?;
-        let attn = frozen::layer_norm(&self.attn_norm, self.eps, &(attn + x)?)?;
+        let attn = frozen::layer_norm(&self.attn_norm, &(attn + x)?)?;
         let ffn = frozen::linear(&self.ffn_out, &gelu(&frozen::linear(&self.ffn_in, &attn)?)?)?;
-        frozen::layer_norm(&self.out_norm, self.eps, &(dropout(&ffn, p_drop, pass.train)? + attn)?)
+        frozen::layer_norm(&self.out_norm, &(dropout(&ffn, p_drop, pass.train)? + attn)?)
     }
 }
 
