@@ -161,9 +161,7 @@ impl ChannelSource {
             train,
             backward: false,
         };
-        Ok(encoder
-            .embed_ids(&call_ids(tokens, codes, c, call), *pooling, pass)?
-            .detach())
+        encoder.embed_ids(&call_ids(tokens, codes, c, call), *pooling, pass)
     }
 
     /// Channel vectors of free texts: each text fills all four channels (a query has one text),

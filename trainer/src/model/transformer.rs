@@ -293,9 +293,14 @@ impl Transformer {
         let p_drop = self.config.hidden_dropout_prob;
         let (mut x, mask, bias) = self.embed(ids, 0, pass)?;
         let mut inputs = Vec::with_capacity(self.layers.len());
+        // The inputs need no graph: the adapters enter this pass as constants.
+        let saving = Pass {
+            backward: false,
+            ..pass
+        };
         for layer in &self.layers {
             inputs.push((x.clone(), rng::position()));
-            x = layer.forward(&x, &bias, pass, p_drop)?.detach();
+            x = layer.forward(&x, &bias, saving, p_drop)?;
         }
         let end = rng::position();
         let top = Var::from_tensor(&x)?;
