@@ -253,8 +253,8 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
     assert_eq!(dims, vec![vec!["17".to_string(), "16".to_string(), "16".to_string()]]);
 }
 
-/// `lora` mode encodes without keeping the graph and replays each encoder call for the backward
-/// pass: its adapter gradients must be the loss's true gradients.
+/// `lora` mode encodes without keeping the graph and replays each encoder call (codes' and index
+/// entries') for the backward pass: its adapter gradients must be the loss's true gradients.
 #[tokio::test(flavor = "multi_thread")]
 async fn lora_replayed_gradients_match_finite_differences() {
     use candle_core::{DType, Device, Tensor};
@@ -270,7 +270,10 @@ async fn lora_replayed_gradients_match_finite_differences() {
             "model.moe.dropout=0.0",
             // Many small calls per channel, so that the replay accumulates over calls.
             "model.chunk_tokens=48",
-            "data.queries_per_step=0",
+            // Index entries replay through all four channels too; weighted up so that their
+            // share of the gradients is large.
+            "data.queries_per_step=4",
+            "loss.query_weight=20",
         ],
     );
     let config = &loaded.config;
@@ -295,7 +298,8 @@ async fn lora_replayed_gradients_match_finite_differences() {
     // the replay must reproduce the masks of its forward pass.
     let loss_and_parts = |trainer: &Trainer| {
         naics_trainer::rng::seed(7);
-        let parts = vec![trainer.batch_loss(&records, &[], true).unwrap()];
+        let parts = vec![trainer.batch_loss(&records, &trainer.draw_queries(0), true).unwrap()];
+        assert!(parts[0].query.is_some());
         let (loss, _) = step_loss(&parts, &config.loss, config.model.moe.load_balance_coef).unwrap();
         (loss, parts)
     };

@@ -1,11 +1,12 @@
 //! LoRA: zero-init identity, save/load round trip, merge equivalence, finite-difference
 //! gradients on a tiny random model, and clear errors for broken model folders.
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use naics_common::config::{LoraConfig, Pooling};
-use naics_trainer::model::Encoder;
 use naics_trainer::model::lora::Pass;
+use naics_trainer::model::{Encoder, pool};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -72,11 +73,7 @@ fn ids() -> Vec<Vec<u32>> {
 }
 
 fn pooled(encoder: &Encoder, channel: Option<usize>) -> Vec<Vec<f32>> {
-    let pass = Pass {
-        channel,
-        train: false,
-        backward: false,
-    };
+    let pass = Pass { channel, train: false };
     encoder
         .embed_ids(&ids(), Pooling::Mean, pass)
         .unwrap()
@@ -165,7 +162,8 @@ fn adapters_round_trip_through_safetensors_and_merge() {
 }
 
 /// In f64 (adapters then take the base's f64), central differences with a step of 1e-6: checks
-/// the hand-written input gradients of the frozen layers (`model::frozen`) and LoRA's together.
+/// the hand-written backward pass (`Transformer::backprop`: the frozen layers' input gradients
+/// and LoRA's), with and without activation checkpointing.
 #[test]
 fn lora_gradients_match_finite_differences() {
     let dir = tempfile::tempdir().unwrap();
@@ -175,21 +173,34 @@ fn lora_gradients_match_finite_differences() {
     encoder.add_lora(&varmap, 2, &lora_config()).unwrap();
     randomize_b(&varmap);
     let probe = Tensor::randn(0f64, 1.0, (2, 8), &Device::Cpu).unwrap();
-    let loss = |enc: &Encoder| -> Tensor {
-        let v = enc
-            .embed_ids(
-                &ids(),
-                Pooling::Mean,
-                Pass {
-                    channel: Some(1),
-                    train: false,
-                    backward: true,
-                },
-            )
-            .unwrap();
-        (v * &probe).unwrap().sqr().unwrap().sum_all().unwrap()
+    let pass = Pass {
+        channel: Some(1),
+        train: false,
     };
-    let grads = loss(&encoder).backward().unwrap();
+    // loss = sum((v * probe)^2), so dloss/dv = 2 v probe^2.
+    let loss = |enc: &Encoder| -> f64 {
+        let v = enc.embed_ids(&ids(), Pooling::Mean, pass).unwrap();
+        (v * &probe)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    let gradients = |checkpoint: bool| -> GradStore {
+        let v = encoder.embed_ids(&ids(), Pooling::Mean, pass).unwrap();
+        let grad = ((v * 2.0).unwrap() * probe.sqr().unwrap()).unwrap();
+        let mut grads = GradStore::default();
+        let mean = |hidden: &Tensor, mask: &Tensor| pool(hidden, mask, Pooling::Mean);
+        encoder
+            .transformer
+            .backprop(&ids(), 0, pass, checkpoint, mean, &grad, &mut grads)
+            .unwrap();
+        grads
+    };
+    let (grads, checkpointed) = (gradients(false), gradients(true));
     let vars: Vec<(String, Var)> = {
         let data = varmap.data().lock().unwrap();
         let mut v: Vec<_> = data
@@ -206,6 +217,8 @@ fn lora_gradients_match_finite_differences() {
     for (name, var) in &vars {
         let grad = grads.get(var).unwrap_or_else(|| panic!("no gradient for {name}"));
         let analytic: Vec<f64> = grad.flatten_all().unwrap().to_vec1().unwrap();
+        let again: Vec<f64> = checkpointed.get(var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(analytic, again, "{name}: checkpointing changed the gradient");
         assert!(analytic.iter().any(|g| g.abs() > 1e-6), "{name} got no real gradient");
         let original: Vec<f64> = var.flatten_all().unwrap().to_vec1().unwrap();
         for &k in &[0, original.len() / 3, original.len() / 2, original.len() - 1] {
@@ -214,7 +227,7 @@ fn lora_gradients_match_finite_differences() {
                 values[k] += delta;
                 var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
                     .unwrap();
-                loss(&encoder).to_scalar::<f64>().unwrap()
+                loss(&encoder)
             };
             let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
             var.set(&Tensor::from_vec(original.clone(), var.shape(), &Device::Cpu).unwrap())

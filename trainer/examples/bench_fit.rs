@@ -7,13 +7,15 @@
 //! whose own graph of 8 x 512 tokens dwarfs this design's memory).
 
 use anyhow::Result;
-use candle_core::{DType, Device};
-use naics_common::config::load;
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor};
+use naics_common::config::{Pooling, load};
 use naics_common::format::CHANNELS;
 use naics_common::samples::{Record, SamplesFile};
 use naics_trainer::channels::ChannelSource;
 use naics_trainer::fit::{Trainer, step_loss};
 use naics_trainer::model::lora::Pass;
+use naics_trainer::model::pool;
 use naics_trainer::optim::AdamW;
 use std::time::Instant;
 
@@ -93,16 +95,19 @@ fn main() -> Result<()> {
         .map(|c| tokens.ids(1, c as usize).to_vec())
         .collect();
     let started = Instant::now();
-    let (hidden, _) = encoder.transformer.forward_padded(
-        &rows,
-        512,
-        Pass {
-            channel: Some(1),
-            train: true,
-            backward: true,
-        },
+    let pass = Pass {
+        channel: Some(1),
+        train: true,
+    };
+    let grad = Tensor::ones(
+        (rows.len(), encoder.transformer.config.hidden_size),
+        DType::F32,
+        &Device::Cpu,
     )?;
-    hidden.sum_all()?.backward()?;
+    let cls = |hidden: &Tensor, mask: &Tensor| pool(hidden, mask, Pooling::Cls);
+    encoder
+        .transformer
+        .backprop(&rows, 512, pass, false, cls, &grad, &mut GradStore::default())?;
     let occurrences = anchors * 18;
     let padded = started.elapsed().as_secs_f64() * (occurrences as f64 / 8.0) * CHANNELS.len() as f64;
     println!(

@@ -14,7 +14,7 @@ use crate::model::lora::Pass;
 use crate::model::{Encoder, pool};
 use anyhow::{Context, Result};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use naics_common::config::Pooling;
 use naics_common::format::{CHANNELS, hex};
@@ -76,25 +76,14 @@ impl ChannelSource {
         }
     }
 
-    /// `lora` training: replays the calls of `vectors(codes, true)` one at a time with their
-    /// graph (the caller restores the random stream to where that pass began, so dropout masks
-    /// repeat) and adds d(sum(vectors * grad))/d(adapters) to `grads`, `grad` being dL/d(vectors).
-    /// With `checkpoint_layers` each call is replayed layer by layer ([`Transformer::backprop`]).
-    ///
-    /// [`Transformer::backprop`]: crate::model::Transformer::backprop
-    pub fn backprop(&self, codes: &[u32], grad: &Tensor, grads: &mut GradStore, vars: &[Var]) -> Result<()> {
+    /// `lora` training: replays the calls of `vectors(codes, true)` one at a time (the caller
+    /// restores the random stream to where that pass began, so dropout masks repeat) and adds
+    /// d(sum(vectors * grad))/d(adapters) to `grads`, `grad` being dL/d(vectors).
+    pub fn backprop(&self, codes: &[u32], grad: &Tensor, grads: &mut GradStore) -> Result<()> {
         // Frozen channel vectors have no adapters behind them.
-        let ChannelSource::Lora {
-            encoder,
-            tokens,
-            pooling,
-            checkpoint_layers,
-            ..
-        } = self
-        else {
+        let ChannelSource::Lora { tokens, .. } = self else {
             return Ok(());
         };
-        let h = encoder.transformer.config.hidden_size;
         for c in 0..CHANNELS.len() {
             for call in self.calls(codes, c) {
                 let rows = Tensor::from_vec(
@@ -102,35 +91,48 @@ impl ChannelSource {
                     call.len(),
                     grad.device(),
                 )?;
-                let g = grad
-                    .narrow(1, c * h, h)?
-                    .contiguous()?
-                    .index_select(&rows, 0)?
-                    .to_device(encoder.transformer.device())?;
-                let ids = call_ids(tokens, codes, c, &call);
-                let pass = Pass {
-                    channel: Some(c),
-                    train: true,
-                    backward: true,
-                };
-                let pool = |hidden: &Tensor, mask: &Tensor| pool(hidden, mask, *pooling);
-                encoder
-                    .transformer
-                    .backprop(&ids, pass, *checkpoint_layers, pool, &g, |partial| {
-                        for v in vars {
-                            if let Some(p) = partial.get(v.as_tensor()) {
-                                let sum = match grads.remove(v.as_tensor()) {
-                                    Some(acc) => (acc + p)?,
-                                    None => p.clone(),
-                                };
-                                grads.insert(v.as_tensor(), sum);
-                            }
-                        }
-                        Ok(())
-                    })?;
+                let g = self.channel_grad(grad, c)?.index_select(&rows, 0)?;
+                self.backprop_call(&call_ids(tokens, codes, c, &call), c, &g, grads)?;
             }
         }
         Ok(())
+    }
+
+    /// [`Self::backprop`] for `text_vectors(ids, true)`.
+    pub fn backprop_texts(&self, ids: &[Vec<u32>], grad: &Tensor, grads: &mut GradStore) -> Result<()> {
+        if let ChannelSource::Lora { .. } = self {
+            for c in 0..CHANNELS.len() {
+                self.backprop_call(ids, c, &self.channel_grad(grad, c)?, grads)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Channel `c`'s columns of a gradient [n, 4h].
+    fn channel_grad(&self, grad: &Tensor, c: usize) -> Result<Tensor> {
+        let h = self.encoder().transformer.config.hidden_size;
+        Ok(grad.narrow(1, c * h, h)?.contiguous()?)
+    }
+
+    /// One encoder call of channel `c` run forward and backward into its adapters, `g` being the
+    /// gradient of its pooled vectors (with `checkpoint_layers`, layer by layer).
+    fn backprop_call(&self, ids: &[Vec<u32>], c: usize, g: &Tensor, grads: &mut GradStore) -> Result<()> {
+        let ChannelSource::Lora {
+            encoder,
+            pooling,
+            checkpoint_layers,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let t = &encoder.transformer;
+        let pass = Pass {
+            channel: Some(c),
+            train: true,
+        };
+        let pool = |hidden: &Tensor, mask: &Tensor| pool(hidden, mask, *pooling);
+        Ok(t.backprop(ids, 0, pass, *checkpoint_layers, pool, &g.to_device(t.device())?, grads)?)
     }
 
     /// The encoder calls of channel `c` for `codes`: positions into `codes`.
@@ -159,13 +161,13 @@ impl ChannelSource {
         let pass = Pass {
             channel: Some(c),
             train,
-            backward: false,
         };
         encoder.embed_ids(&call_ids(tokens, codes, c, call), *pooling, pass)
     }
 
     /// Channel vectors of free texts: each text fills all four channels (a query has one text),
-    /// every channel through its own adapter in `lora` mode.
+    /// every channel through its own adapter in `lora` mode (no graph: training replays them
+    /// with [`Self::backprop_texts`]).
     pub fn text_vectors(&self, ids: &[Vec<u32>], train: bool) -> Result<Tensor> {
         let (encoder, pooling, lora) = match self {
             ChannelSource::Frozen { encoder, pooling, .. } => (encoder, *pooling, false),
@@ -178,11 +180,7 @@ impl ChannelSource {
                 continue;
             }
             let channel = if lora { Some(c) } else { None };
-            let pass = Pass {
-                channel,
-                train,
-                backward: train,
-            };
+            let pass = Pass { channel, train };
             per_channel.push(encoder.embed_ids(ids, pooling, pass)?);
         }
         Ok(Tensor::cat(&per_channel, 1)?)

@@ -81,15 +81,41 @@ pub struct BatchLoss {
     /// InfoNCE of the micro-batch's index entries against its six-digit codes.
     pub query: Option<Tensor>,
     /// `lora` training: how to replay the encoder for the backward pass.
-    pub replay: Option<Replay>,
+    pub replays: Vec<Replay>,
 }
 
-/// The encoder pass of a `lora` micro-batch: its codes, its (detached) channel vectors as a leaf
-/// of the loss's graph, and where the random stream stood when it began.
+/// An encoder pass of a `lora` micro-batch: what it encoded, its channel vectors (computed
+/// without a graph) as a leaf of the loss's graph, and where the random stream stood when it
+/// began.
 pub struct Replay {
-    codes: Vec<u32>,
+    encoded: Encoded,
     vectors: Var,
     rng: ([u8; 32], u128),
+}
+
+enum Encoded {
+    Codes(Vec<u32>),
+    /// Free texts (index entries), each in all four channels.
+    Texts(Vec<Vec<u32>>),
+}
+
+impl Replay {
+    /// `vectors` as a leaf of the loss's graph, and its replay in `lora` training (none
+    /// otherwise: nothing to replay).
+    fn leaf(
+        source: &ChannelSource,
+        train: bool,
+        vectors: Tensor,
+        encoded: Encoded,
+        rng: ([u8; 32], u128),
+    ) -> Result<(Tensor, Option<Replay>)> {
+        if !(train && matches!(source, ChannelSource::Lora { .. })) {
+            return Ok((vectors, None));
+        }
+        let vectors = Var::from_tensor(&vectors)?;
+        let leaf = vectors.as_tensor().clone();
+        Ok((leaf, Some(Replay { encoded, vectors, rng })))
+    }
 }
 
 /// The step's loss terms, for the log.
@@ -180,21 +206,17 @@ impl Trainer {
             Some(d) => picks.iter().map(|&p| intern(d.queries.code[p])).collect(),
             None => Vec::new(),
         };
+        let mut replays = Vec::new();
         let rng_start = rng::position();
         let channels = self.source.vectors(&distinct, train)?.to_dtype(DType::F32)?;
-        let (channels, replay) = match &self.source {
-            ChannelSource::Lora { .. } if train => {
-                let vectors = Var::from_tensor(&channels)?;
-                let leaf = vectors.as_tensor().clone();
-                let replay = Replay {
-                    codes: distinct.clone(),
-                    vectors,
-                    rng: rng_start,
-                };
-                (leaf, Some(replay))
-            }
-            _ => (channels, None),
-        };
+        let (channels, replay) = Replay::leaf(
+            &self.source,
+            train,
+            channels,
+            Encoded::Codes(distinct.clone()),
+            rng_start,
+        )?;
+        replays.extend(replay);
         let out = self.head.forward(&channels, train)?;
         let device = out.points.device();
         let (b, per) = (records.len(), candidates.len() / records.len().max(1));
@@ -220,13 +242,12 @@ impl Trainer {
         };
         let query = match data {
             Some(d) if !query_slots.is_empty() => {
-                let q = self
-                    .head
-                    .forward(
-                        &d.queries.vectors(&self.source, picks, train)?.to_dtype(DType::F32)?,
-                        train,
-                    )?
-                    .points;
+                let rng_start = rng::position();
+                let vectors = d.queries.vectors(&self.source, picks, train)?.to_dtype(DType::F32)?;
+                let encoded = Encoded::Texts(d.queries.ids(picks));
+                let (vectors, replay) = Replay::leaf(&self.source, train, vectors, encoded, rng_start)?;
+                replays.extend(replay);
+                let q = self.head.forward(&vectors, train)?.points;
                 // Six-digit codes are what a query is matched against (and every query's own code).
                 let pool: Vec<u32> = (0..distinct.len() as u32)
                     .filter(|&s| d.codes.level[distinct[s as usize] as usize] == 6 || query_slots.contains(&s))
@@ -250,7 +271,7 @@ impl Trainer {
             samples: b,
             tree,
             query,
-            replay,
+            replays,
         })
     }
 
@@ -259,13 +280,15 @@ impl Trainer {
     pub fn backward(&self, loss: &Tensor, parts: &[BatchLoss]) -> Result<GradStore> {
         let mut grads = loss.backward()?;
         let end = rng::position();
-        let vars = self.varmap.all_vars();
-        for replay in parts.iter().filter_map(|p| p.replay.as_ref()) {
+        for replay in parts.iter().flat_map(|p| &p.replays) {
             let Some(grad) = grads.remove(replay.vectors.as_tensor()) else {
                 continue;
             };
             rng::restore(replay.rng.0, replay.rng.1);
-            self.source.backprop(&replay.codes, &grad, &mut grads, &vars)?;
+            match &replay.encoded {
+                Encoded::Codes(codes) => self.source.backprop(codes, &grad, &mut grads)?,
+                Encoded::Texts(ids) => self.source.backprop_texts(ids, &grad, &mut grads)?,
+            }
         }
         rng::restore(end.0, end.1);
         Ok(grads)

@@ -101,11 +101,13 @@ impl Queries {
                 let v = table.index_select(&idx, 0)?;
                 Ok(Tensor::cat(&vec![&v; CHANNELS.len()], 1)?)
             }
-            None => {
-                let ids: Vec<Vec<u32>> = picks.iter().map(|&p| self.ids[p].clone()).collect();
-                source.text_vectors(&ids, train)
-            }
+            None => source.text_vectors(&self.ids(picks), train),
         }
+    }
+
+    /// The token ids of the entries `picks`.
+    pub fn ids(&self, picks: &[usize]) -> Vec<Vec<u32>> {
+        picks.iter().map(|&p| self.ids[p].clone()).collect()
     }
 }
 

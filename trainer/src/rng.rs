@@ -30,10 +30,16 @@ pub fn restore(seed: [u8; 32], word_pos: u128) {
     });
 }
 
-/// Inverted dropout with a mask from the seeded stream when training; identity otherwise.
+/// Inverted dropout: `x` times its [`dropout_mask`].
 pub fn dropout(x: &Tensor, p: f32, train: bool) -> Result<Tensor> {
+    masked(x, dropout_mask(x, p, train)?.as_ref())
+}
+
+/// A dropout mask shaped like `x` from the seeded stream (kept entries 1 / (1 - p), dropped 0)
+/// when training; none otherwise. The backward pass multiplies its gradient by the same mask.
+pub fn dropout_mask(x: &Tensor, p: f32, train: bool) -> Result<Option<Tensor>> {
     if !train || p <= 0.0 {
-        return Ok(x.clone());
+        return Ok(None);
     }
     let keep = 1.0 - p;
     let mask: Vec<f32> = STREAM.with_borrow_mut(|rng| {
@@ -41,7 +47,17 @@ pub fn dropout(x: &Tensor, p: f32, train: bool) -> Result<Tensor> {
             .map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 })
             .collect()
     });
-    x * Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?
+    Ok(Some(
+        Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?,
+    ))
+}
+
+/// `x` times `mask`, or `x` where there is none.
+pub fn masked(x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    match mask {
+        Some(mask) => x * mask,
+        None => Ok(x.clone()),
+    }
 }
 
 /// Re-initializes every variable of `varmap` from the stream, in name order: `*.weight` and

@@ -1,8 +1,9 @@
 //! LoRA (Hu et al. 2021) on a frozen linear layer: y = W x + b + (alpha / r) B A dropout(x),
 //! with one (A, B) pair per channel. B starts at zero, so an untrained adapter changes nothing.
 
-use super::frozen;
-use crate::rng::dropout;
+use super::frozen::{self, rows, unrows};
+use crate::rng::{self, masked};
+use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
@@ -11,9 +12,6 @@ use candle_nn::{Linear, VarBuilder};
 pub struct Pass {
     pub channel: Option<usize>,
     pub train: bool,
-    /// A backward pass through this forward follows. Otherwise the adapters enter as constants
-    /// (they are variables: through them even a no-gradient forward would build a graph).
-    pub backward: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -30,6 +28,15 @@ pub struct LoraLinear {
     pub adapters: Vec<Adapter>,
     pub scale: f64,
     pub dropout: f32,
+}
+
+/// What the backward pass needs from an adapter's forward: its input rows after dropout, the
+/// dropout mask, and the low-rank activations A x.
+pub struct LoraTape {
+    channel: usize,
+    input: Tensor,
+    mask: Option<Tensor>,
+    low: Tensor,
 }
 
 impl LoraLinear {
@@ -58,20 +65,59 @@ impl LoraLinear {
         Ok(())
     }
 
-    pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+    /// The adapter of `channel` in the base's dtype (f32 master weights; bf16 compute on GPU),
+    /// as constants: gradients come from [`Self::backward`], not from a graph.
+    fn weights(&self, channel: usize, like: &Tensor) -> Result<(Tensor, Tensor)> {
+        let adapter = &self.adapters[channel];
+        Ok((
+            adapter.a.detach().to_dtype(like.dtype())?,
+            adapter.b.detach().to_dtype(like.dtype())?,
+        ))
+    }
+
+    pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<(Tensor, Option<LoraTape>)> {
         let y = frozen::linear(&self.base, x)?;
-        let Some(adapter) = pass.channel.and_then(|c| self.adapters.get(c)) else {
-            return Ok(y);
+        let Some(channel) = pass.channel.filter(|&c| c < self.adapters.len()) else {
+            return Ok((y, None));
         };
-        let x = dropout(x, self.dropout, pass.train)?;
-        // Adapters are f32 master weights; they compute in the base's dtype (bf16 on GPU).
-        let (mut a, mut b) = (adapter.a.to_dtype(x.dtype())?, adapter.b.to_dtype(x.dtype())?);
-        if !pass.backward {
-            (a, b) = (a.detach(), b.detach());
-        }
-        let low = x.broadcast_matmul(&a.t()?)?;
-        let delta = low.broadcast_matmul(&b.t()?)?;
-        y + (delta * self.scale)?
+        let mask = rng::dropout_mask(x, self.dropout, pass.train)?;
+        let input = rows(&masked(x, mask.as_ref())?)?;
+        let (a, b) = self.weights(channel, x)?;
+        let low = input.matmul(&a.t()?)?;
+        let delta = unrows(&(low.matmul(&b.t()?)? * self.scale)?, &y)?;
+        let tape = LoraTape {
+            channel,
+            input,
+            mask,
+            low,
+        };
+        Ok(((y + delta)?, Some(tape)))
+    }
+
+    /// From the output's gradient `g`: adds the adapter's (A, B) gradients to `grads` and, when
+    /// `input_grad`, returns the input's gradient.
+    pub fn backward(
+        &self,
+        tape: Option<&LoraTape>,
+        g: &Tensor,
+        input_grad: bool,
+        grads: &mut GradStore,
+    ) -> Result<Option<Tensor>> {
+        let base = input_grad.then(|| frozen::linear_grad(&self.base, g)).transpose()?;
+        let Some(tape) = tape else {
+            return Ok(base);
+        };
+        let adapter = &self.adapters[tape.channel];
+        let (a, b) = self.weights(tape.channel, g)?;
+        let g = (rows(g)? * self.scale)?;
+        accumulate(grads, &adapter.b, &g.t()?.matmul(&tape.low)?)?;
+        let g_low = g.matmul(&b)?;
+        accumulate(grads, &adapter.a, &g_low.t()?.matmul(&tape.input)?)?;
+        let Some(base) = base else {
+            return Ok(None);
+        };
+        let through = unrows(&g_low.matmul(&a)?, &base)?;
+        Ok(Some((base + masked(&through, tape.mask.as_ref())?)?))
     }
 
     /// The base layer with channel `channel`'s update folded in: W + (alpha / r) B A.
@@ -81,4 +127,15 @@ impl LoraLinear {
         let weight = (self.base.weight() + update)?;
         Ok(Linear::new(weight, self.base.bias().cloned()))
     }
+}
+
+/// Adds `grad` (in the parameter's dtype) to the gradient of `param` in `grads`.
+fn accumulate(grads: &mut GradStore, param: &Tensor, grad: &Tensor) -> Result<()> {
+    let grad = grad.to_dtype(param.dtype())?;
+    let sum = match grads.remove(param) {
+        Some(previous) => (previous + grad)?,
+        None => grad,
+    };
+    grads.insert(param, sum);
+    Ok(())
 }

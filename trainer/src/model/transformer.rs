@@ -3,9 +3,9 @@
 
 use super::config::{Arch, ModelConfig};
 use super::frozen;
-use super::gelu::gelu;
-use super::lora::{LoraLinear, Pass};
-use crate::rng::{self, dropout};
+use super::gelu::{gelu, gelu_grad};
+use super::lora::{LoraLinear, LoraTape, Pass};
+use crate::rng::{self, dropout, dropout_mask, masked};
 use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
@@ -130,22 +130,96 @@ impl Layer {
             .contiguous()
     }
 
-    /// `bias`: [b or 1, 1 or heads, t or 1, t], the padding mask plus MPNet's position bias.
-    fn forward(&self, x: &Tensor, bias: &Tensor, pass: Pass, p_drop: f32) -> Result<Tensor> {
-        let (b, t, h) = x.dims3()?;
-        // Scaled before the product: [b, heads, t, head_dim] is smaller than the [.., t, t] scores.
-        let q = (self.split_heads(&self.query.forward(x, pass)?)? / (self.head_dim as f64).sqrt())?;
-        let k = self.split_heads(&frozen::linear(&self.key, x)?)?;
-        let v = self.split_heads(&self.value.forward(x, pass)?)?;
-        let scores = q.matmul(&k.t()?)?.broadcast_add(bias)?;
-        let probs = frozen::softmax(&scores)?;
-        let probs = dropout(&probs, p_drop, pass.train)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
-        let attn = dropout(&frozen::linear(&self.attn_out, &context)?, p_drop, pass.train)?;
-        let attn = frozen::layer_norm(&self.attn_norm, &(attn + x)?)?;
-        let ffn = frozen::linear(&self.ffn_out, &gelu(&frozen::linear(&self.ffn_in, &attn)?)?)?;
-        frozen::layer_norm(&self.out_norm, &(dropout(&ffn, p_drop, pass.train)? + attn)?)
+    /// [b, heads, t, head_dim] -> [b, t, hidden]
+    fn merge_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, _, t, _) = x.dims4()?;
+        x.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))
     }
+
+    /// `bias`: [b or 1, 1 or heads, t or 1, t], the padding mask plus MPNet's position bias.
+    /// Returns the output and what [`Self::backward`] needs.
+    fn forward(&self, x: &Tensor, bias: &Tensor, pass: Pass, p_drop: f32) -> Result<(Tensor, Tape)> {
+        let (query, query_tape) = self.query.forward(x, pass)?;
+        let (value, value_tape) = self.value.forward(x, pass)?;
+        // Scaled before the product: [b, heads, t, head_dim] is smaller than the [.., t, t] scores.
+        let q = (self.split_heads(&query)? / (self.head_dim as f64).sqrt())?;
+        let k = self.split_heads(&frozen::linear(&self.key, x)?)?;
+        let v = self.split_heads(&value)?;
+        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?.broadcast_add(bias)?)?;
+        let probs_mask = dropout_mask(&probs, p_drop, pass.train)?;
+        let context = self.merge_heads(&masked(&probs, probs_mask.as_ref())?.matmul(&v)?)?;
+        let attn = frozen::linear(&self.attn_out, &context)?;
+        let attn_mask = dropout_mask(&attn, p_drop, pass.train)?;
+        let attn_sum = (masked(&attn, attn_mask.as_ref())? + x)?;
+        let attn = frozen::layer_norm(&self.attn_norm, &attn_sum)?;
+        let ffn_in = frozen::linear(&self.ffn_in, &attn)?;
+        let ffn = frozen::linear(&self.ffn_out, &gelu(&ffn_in)?)?;
+        let ffn_mask = dropout_mask(&ffn, p_drop, pass.train)?;
+        let out_sum = (masked(&ffn, ffn_mask.as_ref())? + &attn)?;
+        let out = frozen::layer_norm(&self.out_norm, &out_sum)?;
+        let tape = Tape {
+            query: query_tape,
+            value: value_tape,
+            q,
+            k,
+            v,
+            probs,
+            probs_mask,
+            attn_mask,
+            attn_sum,
+            ffn_in,
+            ffn_mask,
+            out_sum,
+        };
+        Ok((out, tape))
+    }
+
+    /// The forward pass run backwards from the output's gradient `g`: adds the adapters'
+    /// gradients to `grads` and, when `input_grad`, returns the input's gradient.
+    fn backward(&self, tape: &Tape, g: &Tensor, input_grad: bool, grads: &mut GradStore) -> Result<Option<Tensor>> {
+        let g_out_sum = frozen::layer_norm_grad(&self.out_norm, &tape.out_sum, g)?;
+        let g_ffn = masked(&g_out_sum, tape.ffn_mask.as_ref())?;
+        let g_ffn_in = gelu_grad(&tape.ffn_in, &frozen::linear_grad(&self.ffn_out, &g_ffn)?)?;
+        let g_attn = (frozen::linear_grad(&self.ffn_in, &g_ffn_in)? + g_out_sum)?;
+        let g_attn_sum = frozen::layer_norm_grad(&self.attn_norm, &tape.attn_sum, &g_attn)?;
+        let g_attn = masked(&g_attn_sum, tape.attn_mask.as_ref())?;
+        let g_context = self.split_heads(&frozen::linear_grad(&self.attn_out, &g_attn)?)?;
+        let dropped = masked(&tape.probs, tape.probs_mask.as_ref())?;
+        let g_v = dropped.t()?.matmul(&g_context)?;
+        let g_probs = masked(&g_context.matmul(&tape.v.t()?)?, tape.probs_mask.as_ref())?;
+        let g_scores = frozen::softmax_grad(&tape.probs, &g_probs)?;
+        let g_q = (g_scores.matmul(&tape.k)? / (self.head_dim as f64).sqrt())?;
+        let g_k = g_scores.t()?.matmul(&tape.q)?;
+        let g_x_query = self
+            .query
+            .backward(tape.query.as_ref(), &self.merge_heads(&g_q)?, input_grad, grads)?;
+        let g_x_value = self
+            .value
+            .backward(tape.value.as_ref(), &self.merge_heads(&g_v)?, input_grad, grads)?;
+        let (Some(g_x_query), Some(g_x_value)) = (g_x_query, g_x_value) else {
+            return Ok(None);
+        };
+        let g_x_key = frozen::linear_grad(&self.key, &self.merge_heads(&g_k)?)?;
+        Ok(Some((((g_attn_sum + g_x_query)? + g_x_value)? + g_x_key)?))
+    }
+}
+
+/// What a layer's backward pass needs from its forward pass: attention's heads (q scaled) and
+/// probabilities, the sums before each LayerNorm, the feed-forward's pre-activation, the dropout
+/// masks, and the adapters' own.
+struct Tape {
+    query: Option<LoraTape>,
+    value: Option<LoraTape>,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    probs: Tensor,
+    probs_mask: Option<Tensor>,
+    attn_mask: Option<Tensor>,
+    attn_sum: Tensor,
+    ffn_in: Tensor,
+    ffn_mask: Option<Tensor>,
+    out_sum: Tensor,
 }
 
 /// MPNet's relative position bias, shared by all layers (T5-style buckets, bidirectional).
@@ -262,56 +336,65 @@ impl Transformer {
     pub fn forward_padded(&self, ids: &[Vec<u32>], pad_to: usize, pass: Pass) -> Result<(Tensor, Tensor)> {
         let (mut x, mask, bias) = self.embed(ids, pad_to, pass)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &bias, pass, self.config.hidden_dropout_prob)?;
+            x = layer.forward(&x, &bias, pass, self.config.hidden_dropout_prob)?.0;
         }
         Ok((x, mask))
     }
 
-    /// The gradient of sum(pool(hidden, mask) * grad) with respect to the adapters of `pass`,
-    /// handed to `collect` (once, or once per layer when `checkpoint`).
+    /// Adds to `grads` the gradient of sum(pool(hidden, mask) * grad) with respect to the
+    /// adapters of `pass`: one forward pass (rows padded to at least `pad_to`), then the layers'
+    /// hand-written backward passes from the top down.
     ///
-    /// With `checkpoint` (activation checkpointing), only one layer's graph is alive at a time: a
-    /// forward pass keeps each layer's input and the random stream's position there; going back
-    /// down, each layer is recomputed from its input with its graph (the same dropout masks), and
-    /// its input's gradient carries on to the layer below. One more forward pass, for memory that
-    /// does not grow with depth.
+    /// The forward pass keeps every layer's [`Tape`]; with `checkpoint` (activation
+    /// checkpointing) it keeps only each layer's input and the random stream's position there,
+    /// and each layer is recomputed (the same dropout masks) just before its backward pass: one
+    /// more forward pass, for memory that does not grow with depth.
+    #[allow(clippy::too_many_arguments)]
     pub fn backprop(
         &self,
         ids: &[Vec<u32>],
+        pad_to: usize,
         pass: Pass,
         checkpoint: bool,
         pool: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
         grad: &Tensor,
-        mut collect: impl FnMut(&GradStore) -> Result<()>,
+        grads: &mut GradStore,
     ) -> Result<()> {
-        let pass = Pass { backward: true, ..pass };
-        let seeded = |t: &Tensor| -> Result<Tensor> { (t.to_dtype(grad.dtype())? * grad)?.sum_all() };
-        if !checkpoint {
-            let (hidden, mask) = self.forward(ids, pass)?;
-            return collect(&seeded(&pool(&hidden, &mask)?)?.backward()?);
+        enum Saved {
+            Tape(Tape),
+            Input(Tensor, ([u8; 32], u128)),
         }
         let p_drop = self.config.hidden_dropout_prob;
-        let (mut x, mask, bias) = self.embed(ids, 0, pass)?;
-        let mut inputs = Vec::with_capacity(self.layers.len());
-        // The inputs need no graph: the adapters enter this pass as constants.
-        let saving = Pass {
-            backward: false,
-            ..pass
-        };
+        let (mut x, mask, bias) = self.embed(ids, pad_to, pass)?;
+        let mut saved = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            inputs.push((x.clone(), rng::position()));
-            x = layer.forward(&x, &bias, saving, p_drop)?;
+            let input = checkpoint.then(|| Saved::Input(x.clone(), rng::position()));
+            let (out, tape) = layer.forward(&x, &bias, pass, p_drop)?;
+            saved.push(input.unwrap_or(Saved::Tape(tape)));
+            x = out;
         }
         let end = rng::position();
+        // Pooling is cheap: candle's autograd carries `grad` to the top layer's output.
         let top = Var::from_tensor(&x)?;
-        let mut g = input_grad(&seeded(&pool(top.as_tensor(), &mask)?)?.backward()?, &top)?;
-        for (layer, (input, (seed, word))) in self.layers.iter().zip(inputs).rev() {
-            rng::restore(seed, word);
-            let input = Var::from_tensor(&input)?;
-            let out = layer.forward(input.as_tensor(), &bias, pass, p_drop)?;
-            let grads = (out * &g)?.sum_all()?.backward()?;
-            collect(&grads)?;
-            g = input_grad(&grads, &input)?;
+        let pooled = pool(top.as_tensor(), &mask)?;
+        let seeded = (pooled.to_dtype(grad.dtype())? * grad)?.sum_all()?.backward()?;
+        let mut g = seeded
+            .get(top.as_tensor())
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg("pooling does not depend on the hidden states".into()))?;
+        for (i, (layer, saved)) in self.layers.iter().zip(saved).enumerate().rev() {
+            let tape = match saved {
+                Saved::Tape(tape) => tape,
+                Saved::Input(input, (seed, word)) => {
+                    rng::restore(seed, word);
+                    layer.forward(&input, &bias, pass, p_drop)?.1
+                }
+            };
+            // The embeddings below the first layer are frozen: no input gradient there.
+            match layer.backward(&tape, &g, i > 0, grads)? {
+                Some(below) => g = below,
+                None => break,
+            }
         }
         rng::restore(end.0, end.1);
         Ok(())
@@ -351,13 +434,6 @@ impl Transformer {
         }
         Ok(())
     }
-}
-
-fn input_grad(grads: &GradStore, input: &Var) -> Result<Tensor> {
-    grads
-        .get(input.as_tensor())
-        .cloned()
-        .ok_or_else(|| candle_core::Error::Msg("a layer's input got no gradient".into()))
 }
 
 /// [CLS] (first token) pooling: [b, t, h] -> [b, h].
