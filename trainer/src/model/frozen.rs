@@ -1,4 +1,5 @@
-//! The frozen base's ops and their gradients with respect to their input, written by hand.
+//! The frozen base's ops and their gradients with respect to their input, written by hand (on
+//! the CPU in f32 through `model::kernels`).
 //!
 //! The encoder's backward pass is written out layer by layer (`Layer::backward`) instead of run
 //! by candle's autograd, which for every op also differentiates the frozen weights (a matmul as
@@ -6,6 +7,7 @@
 //! has no backward for the fused LayerNorm and softmax kernels. Each gradient here is checked
 //! against candle's autograd of the composed op in the tests below.
 
+use super::kernels::{self, Gelu, GeluGrad, Softmax, SoftmaxGrad};
 use candle_core::{D, DType, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, Module};
 
@@ -62,9 +64,38 @@ pub fn layer_norm_grad(layer: &LayerNorm, x: &Tensor, g: &Tensor) -> Result<Tens
     inner.broadcast_div(&sigma)?.to_dtype(dtype)
 }
 
-/// The input gradient of softmax over the last dimension, from its output p: p (g - sum(g p)).
+/// Softmax over the last dimension.
+pub fn softmax(x: &Tensor) -> Result<Tensor> {
+    if !kernels::applies(x) {
+        return candle_nn::ops::softmax_last_dim(x);
+    }
+    x.contiguous()?.apply_op1_no_bwd(&Softmax)
+}
+
+/// The input gradient of [`softmax`] from its output p: p (g - sum(g p)).
 pub fn softmax_grad(p: &Tensor, g: &Tensor) -> Result<Tensor> {
-    p * g.broadcast_sub(&(g * p)?.sum_keepdim(D::Minus1)?)?
+    if !kernels::applies(p) {
+        return p * g.broadcast_sub(&(g * p)?.sum_keepdim(D::Minus1)?)?;
+    }
+    p.contiguous()?.apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGrad)
+}
+
+/// Exact GELU, x Φ(x), the feed-forward activation of BERT and MPNet.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if !kernels::applies(x) {
+        return x.gelu_erf();
+    }
+    x.contiguous()?.apply_op1_no_bwd(&Gelu)
+}
+
+/// The input gradient of [`gelu`] at `x`: g (Φ(x) + x φ(x)).
+pub fn gelu_grad(x: &Tensor, g: &Tensor) -> Result<Tensor> {
+    if !kernels::applies(x) {
+        let cdf = ((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)? * 0.5;
+        let pdf = ((x.sqr()? * -0.5)?.exp()? * (1.0 / (2.0 * std::f64::consts::PI).sqrt()))?;
+        return g * (cdf? + (x * pdf)?)?;
+    }
+    x.contiguous()?.apply_op2_no_bwd(&g.contiguous()?, &GeluGrad)
 }
 
 #[cfg(test)]
@@ -140,9 +171,50 @@ mod tests {
     #[test]
     fn softmax_gradient_matches_autograd() {
         assert_matches(
-            candle_nn::ops::softmax_last_dim,
+            softmax,
             |_, p, g| softmax_grad(p, g),
             |x| candle_nn::ops::softmax(x, D::Minus1),
         );
+    }
+
+    /// Masked attention scores: the padding's f32::MIN gets probability 0 exactly.
+    #[test]
+    fn softmax_of_masked_scores_is_exact_zero_there() {
+        let x = Tensor::new(&[[1f32, 2., f32::MIN, 3.]], &Device::Cpu).unwrap();
+        let p: Vec<f32> = softmax(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let want: Vec<f32> = candle_nn::ops::softmax_last_dim(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(p[2], 0.0);
+        assert!(
+            p.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-7),
+            "{p:?} vs {want:?}"
+        );
+    }
+
+    /// candle's exact GELU and its autograd, from -10 to 10 in steps of 0.01 (past the clamp of
+    /// erf's argument on both sides); the gradient also on the composed path (f64).
+    #[test]
+    fn gelu_and_its_gradient_match_candles_exact_gelu() {
+        let x = (Tensor::arange(-1000f32, 1001., &Device::Cpu).unwrap() / 100.).unwrap();
+        let weights = x.cos().unwrap();
+        let (want, want_grad) = value_and_grad(&x, &weights, |x| x.gelu_erf());
+        let ours = gelu(&x).unwrap();
+        assert!(
+            max_diff(&ours, &want) < 2e-6,
+            "values differ by {}",
+            max_diff(&ours, &want)
+        );
+        let f64_grad = gelu_grad(&x.to_dtype(DType::F64).unwrap(), &weights.to_dtype(DType::F64).unwrap()).unwrap();
+        for grad in [gelu_grad(&x, &weights).unwrap(), f64_grad.to_dtype(DType::F32).unwrap()] {
+            assert!(
+                max_diff(&grad, &want_grad) < 2e-6,
+                "gradients differ by {}",
+                max_diff(&grad, &want_grad)
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 pub mod config;
 pub mod frozen;
-pub mod gelu;
+pub mod kernels;
 pub mod locate;
 pub mod lora;
 pub mod transformer;

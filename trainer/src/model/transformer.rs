@@ -3,7 +3,6 @@
 
 use super::config::{Arch, ModelConfig};
 use super::frozen;
-use super::gelu::{gelu, gelu_grad};
 use super::lora::{LoraLinear, LoraTape, Pass};
 use crate::rng::{self, dropout, dropout_mask, masked};
 use candle_core::backprop::GradStore;
@@ -145,7 +144,7 @@ impl Layer {
         let q = (self.split_heads(&query)? / (self.head_dim as f64).sqrt())?;
         let k = self.split_heads(&frozen::linear(&self.key, x)?)?;
         let v = self.split_heads(&value)?;
-        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?.broadcast_add(bias)?)?;
+        let probs = frozen::softmax(&q.matmul(&k.t()?)?.broadcast_add(bias)?)?;
         let probs_mask = dropout_mask(&probs, p_drop, pass.train)?;
         let context = self.merge_heads(&masked(&probs, probs_mask.as_ref())?.matmul(&v)?)?;
         let attn = frozen::linear(&self.attn_out, &context)?;
@@ -153,7 +152,7 @@ impl Layer {
         let attn_sum = (masked(&attn, attn_mask.as_ref())? + x)?;
         let attn = frozen::layer_norm(&self.attn_norm, &attn_sum)?;
         let ffn_in = frozen::linear(&self.ffn_in, &attn)?;
-        let ffn = frozen::linear(&self.ffn_out, &gelu(&ffn_in)?)?;
+        let ffn = frozen::linear(&self.ffn_out, &frozen::gelu(&ffn_in)?)?;
         let ffn_mask = dropout_mask(&ffn, p_drop, pass.train)?;
         let out_sum = (masked(&ffn, ffn_mask.as_ref())? + &attn)?;
         let out = frozen::layer_norm(&self.out_norm, &out_sum)?;
@@ -179,7 +178,7 @@ impl Layer {
     fn backward(&self, tape: &Tape, g: &Tensor, input_grad: bool, grads: &mut GradStore) -> Result<Option<Tensor>> {
         let g_out_sum = frozen::layer_norm_grad(&self.out_norm, &tape.out_sum, g)?;
         let g_ffn = masked(&g_out_sum, tape.ffn_mask.as_ref())?;
-        let g_ffn_in = gelu_grad(&tape.ffn_in, &frozen::linear_grad(&self.ffn_out, &g_ffn)?)?;
+        let g_ffn_in = frozen::gelu_grad(&tape.ffn_in, &frozen::linear_grad(&self.ffn_out, &g_ffn)?)?;
         let g_attn = (frozen::linear_grad(&self.ffn_in, &g_ffn_in)? + g_out_sum)?;
         let g_attn_sum = frozen::layer_norm_grad(&self.attn_norm, &tape.attn_sum, &g_attn)?;
         let g_attn = masked(&g_attn_sum, tape.attn_mask.as_ref())?;

@@ -1,0 +1,320 @@
+//! f32 CPU kernels for the encoder's element-wise work: GELU, softmax and their gradients.
+//!
+//! candle runs these as chains of ops, each a pass over memory with a fresh buffer, and calls
+//! libm's scalar `exp` and `erf` per element (its softmax and the GELU gradient took a fifth of a
+//! forward + backward pass). Here each is one pass on all threads, and `exp` and `erf` are
+//! branch-free polynomial approximations the compiler vectorizes. Other devices and dtypes use
+//! candle's ops (`model::frozen` dispatches).
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
+use std::f32::consts::{FRAC_1_SQRT_2, LOG2_E, PI};
+
+/// Whether `x` takes these kernels: an f32 tensor on the CPU.
+pub fn applies(x: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32
+}
+
+/// e^x within 2 ulp (Cephes' expf: x = n ln 2 + r, e^r by a degree-6 polynomial, 2^n by the
+/// exponent bits); 0 below -87.3, where e^x leaves the normal f32 range.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let clamped = x.clamp(-87.3, 88.3);
+    let nf = (clamped * LOG2_E + 0.5).floor();
+    // SAFETY: |nf| < 128 after the clamp, in i32's range.
+    let n = unsafe { nf.to_int_unchecked::<i32>() };
+    // ln 2 in two parts, so that r keeps its low bits.
+    let r = clamped - nf * 0.693_359_4 + nf * 2.121_944_4e-4;
+    let p = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ]
+    .iter()
+    .fold(0.0, |acc, c| acc * r + c);
+    let y = p * r * r + r + 1.0;
+    // Wrapping: the tests' build checks overflow, and a check would stop vectorizing.
+    let scale = f32::from_bits((n.wrapping_add(127) << 23) as u32);
+    if x < -87.3 { 0.0 } else { y * scale }
+}
+
+/// Σ f(a_i, b_i) in 16 interleaved partial sums (one running sum would serialize on the adder).
+#[inline(always)]
+fn sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let (a_lanes, b_lanes) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_lanes
+        .remainder()
+        .iter()
+        .zip(b_lanes.remainder())
+        .map(|(&a, &b)| f(a, b))
+        .sum();
+    for (a, b) in a_lanes.zip(b_lanes) {
+        for i in 0..LANES {
+            acc[i] += f(a[i], b[i]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// erf(x): odd rational function of x on [-4, 4] (Eigen's, error about 1e-7; erf is ±1 in f32
+/// beyond).
+#[allow(clippy::excessive_precision)] // Eigen's coefficients as published
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = [
+        -2.726_142_2e-10,
+        2.770_681_4e-8,
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906_3e-4,
+        -2.954_599_8e-3,
+        -1.609_603_3e-2,
+    ]
+    .iter()
+    .fold(0.0, |acc, c| acc * x2 + c);
+    let q = [
+        -1.456_607_2e-5,
+        -2.133_740_6e-4,
+        -1.682_827e-3,
+        -7.373_329e-3,
+        -1.426_474e-2,
+    ]
+    .iter()
+    .fold(0.0, |acc, c| acc * x2 + c);
+    x * p / q
+}
+
+/// Φ(x), the standard normal CDF.
+#[inline(always)]
+fn cdf(x: f32) -> f32 {
+    0.5 * (1.0 + erf(x * FRAC_1_SQRT_2))
+}
+
+/// The contiguous f32 values of a storage (the callers make their operands contiguous).
+fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
+        _ => bail!("expected a contiguous f32 tensor on the CPU"),
+    }
+}
+
+/// Runs `f` compiled for the widest vector unit of this CPU (AVX-512, AVX2 + FMA, else the
+/// SSE2 baseline the crate is built for); `f` and what it calls are inlined into each version.
+#[inline(always)]
+pub fn widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features (checked just above).
+            return unsafe { avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
+/// out_i = f(a_i, b_i).
+#[inline(always)]
+fn map(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = f(a, b);
+    }
+}
+
+/// `f` over aligned elements of `a` and `b`, in parallel.
+fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    const CHUNK: usize = 16 * 1024;
+    let mut out = vec![0f32; a.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(out, (a, b))| {
+            // The closures are all marked to inline: each level's code lands in `widest`'s
+            // vectorized versions (a call through `&F`, say, would stay a call per element).
+            widest(
+                #[inline(always)]
+                || {
+                    map(
+                        out,
+                        a,
+                        b,
+                        #[inline(always)]
+                        |a, b| f(a, b),
+                    )
+                },
+            )
+        });
+    out
+}
+
+/// `f(out_row, a_row, b_row)` over aligned rows of `width` elements, in parallel.
+fn zip_rows(a: &[f32], b: &[f32], width: usize, f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync) -> Vec<f32> {
+    let rows = (16 * 1024 / width.max(1)).max(1) * width.max(1);
+    let mut out = vec![0f32; a.len()];
+    out.par_chunks_mut(rows)
+        .zip(a.par_chunks(rows).zip(b.par_chunks(rows)))
+        .for_each(|(out, (a, b))| {
+            widest(
+                #[inline(always)]
+                || {
+                    for ((out, a), b) in out.chunks_mut(width).zip(a.chunks(width)).zip(b.chunks(width)) {
+                        f(out, a, b);
+                    }
+                },
+            )
+        });
+    out
+}
+
+/// x Φ(x).
+pub struct Gelu;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "gelu-erf-f32"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(storage, layout)?;
+        Ok((
+            CpuStorage::F32(zip_map(
+                x,
+                x,
+                #[inline(always)]
+                |x, _| x * cdf(x),
+            )),
+            layout.shape().clone(),
+        ))
+    }
+}
+
+/// (x, g) -> g (Φ(x) + x φ(x)).
+pub struct GeluGrad;
+
+impl CustomOp2 for GeluGrad {
+    fn name(&self) -> &'static str {
+        "gelu-erf-f32-grad"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let inv_sqrt_2pi = 1.0 / (2.0 * PI).sqrt();
+        let grads = zip_map(
+            values(xs, xl)?,
+            values(gs, gl)?,
+            #[inline(always)]
+            move |x, g| g * (cdf(x) + x * exp(-0.5 * x * x) * inv_sqrt_2pi),
+        );
+        Ok((CpuStorage::F32(grads), xl.shape().clone()))
+    }
+}
+
+/// Softmax over the last dimension.
+pub struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax-last-dim-f32"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(storage, layout)?;
+        let width = layout.shape().dims().last().copied().unwrap_or(1);
+        let probs = zip_rows(
+            x,
+            x,
+            width,
+            #[inline(always)]
+            |out, x, _| {
+                let max = x.iter().fold(f32::MIN, |m, &v| if v > m { v } else { m });
+                map(
+                    out,
+                    x,
+                    x,
+                    #[inline(always)]
+                    move |v, _| exp(v - max),
+                );
+                let scale = 1.0
+                    / sum(
+                        out,
+                        out,
+                        #[inline(always)]
+                        |e, _| e,
+                    );
+                out.iter_mut().for_each(|o| *o *= scale);
+            },
+        );
+        Ok((CpuStorage::F32(probs), layout.shape().clone()))
+    }
+}
+
+/// The softmax's input gradient from its output p and the output's gradient g: p (g - sum(g p)).
+pub struct SoftmaxGrad;
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "softmax-last-dim-f32-grad"
+    }
+
+    fn cpu_fwd(&self, ps: &CpuStorage, pl: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let width = pl.shape().dims().last().copied().unwrap_or(1);
+        let grads = zip_rows(
+            values(ps, pl)?,
+            values(gs, gl)?,
+            width,
+            #[inline(always)]
+            |out, p, g| {
+                let dot = sum(
+                    p,
+                    g,
+                    #[inline(always)]
+                    |p, g| p * g,
+                );
+                map(
+                    out,
+                    p,
+                    g,
+                    #[inline(always)]
+                    move |p, g| p * (g - dot),
+                );
+            },
+        );
+        Ok((CpuStorage::F32(grads), pl.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp_of_libm() {
+        for i in -87_000..=88_000 {
+            let x = i as f32 / 1000.0 + 0.000_37;
+            let (ours, want) = (exp(x), x.exp());
+            assert!(
+                (ours - want).abs() <= 2.0 * f32::EPSILON * want,
+                "exp({x}): {ours} vs {want}"
+            );
+        }
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(f32::MIN), 0.0);
+        assert_eq!(exp(0.0), 1.0);
+    }
+}
