@@ -3,10 +3,12 @@
 # embedded CPU default (frozen MiniLM) over all three curriculum stages, wall time and peak RSS.
 # Usage: bench/fit.sh [lora [anchors [overrides...]] | frozen [overrides...] | all]
 #   bench/fit.sh lora 8 model=mpnet experiment=bench_mpnet   # MPNet, on shards of its tokenizer
+# NAICS_MKL=1 builds with Intel MKL (`--features mkl`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/features.sh
 what=${1:-all}; shift || true
-cargo build --locked --quiet --bins --examples
+cargo build --locked --quiet "${FEATURES[@]}" --bins --examples
 pipeline=${CARGO_TARGET_DIR:-target}/debug/naics-pipeline
 trainer=${CARGO_TARGET_DIR:-target}/debug/naics-trainer
 scripts/fetch_model.sh minilm >/dev/null
@@ -16,7 +18,7 @@ if [ "$what" != frozen ]; then
   # Shards of its own (all positives), so that the main job's shards stay as they were.
   set -- experiment=bench_lora "$@"
   "$pipeline" build-shards -c 03_stage_hard "$@" >/dev/null
-  /usr/bin/time -f "peak RSS %M KiB" cargo run --locked --quiet -p naics-trainer --example bench_fit -- "$anchors" "$@"
+  /usr/bin/time -f "peak RSS %M KiB" cargo run --locked --quiet "${FEATURES[@]}" -p naics-trainer --example bench_fit -- "$anchors" "$@"
 fi
 if [ "$what" != lora ]; then
   source scripts/cpu_default.sh

@@ -14,13 +14,16 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, transfo
 fi
 threads=$(nproc)  # candle uses one thread per core; PyTorch gets as many
 model=data/models/all-MiniLM-L6-v2
-echo "== encoder: candle"
+echo "== encoder: candle (gemm crate)"
 bench/encoder.sh
+# PyTorch multiplies matrices with MKL (or oneDNN); so does candle with `--features mkl`.
+echo "== encoder: candle (MKL)"
+NAICS_MKL=1 bench/encoder.sh
 echo "== encoder: PyTorch"
 "$venv/bin/python" bench/torch_encoder.py "$model" "$threads"
 batches=$(mktemp --suffix .json)
 trap 'rm -f "$batches"' EXIT
-echo "== lora step: candle"
-NAICS_BENCH_BATCHES=$batches bench/fit.sh lora "$@"
+echo "== lora step: candle (MKL)"
+NAICS_MKL=1 NAICS_BENCH_BATCHES=$batches bench/fit.sh lora "$@"
 echo "== lora step: PyTorch (encoder only)"
 "$venv/bin/python" bench/torch_fit.py "$batches" "$threads"

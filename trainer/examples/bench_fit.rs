@@ -20,7 +20,7 @@ use naics_trainer::optim::AdamW;
 use std::time::Instant;
 
 fn main() -> Result<()> {
-    naics_trainer::memory::keep_freed_pages();
+    naics_trainer::cpu::setup();
     let anchors: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(8);
     let mut overrides = vec![
         "model.encoder_mode=lora".to_string(),

@@ -3,6 +3,7 @@
 
 pub mod channels;
 pub mod checkpoint;
+pub mod cpu;
 pub mod device;
 pub mod eval;
 pub mod fetch;

@@ -120,7 +120,7 @@ impl WhichCheckpoint {
 }
 
 fn main() {
-    naics_trainer::memory::keep_freed_pages();
+    naics_trainer::cpu::setup();
     if let Err(err) = run(Cli::parse()) {
         eprintln!("error: {err:#}");
         std::process::exit(1);

@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Never return freed pages to the kernel, and commit arenas up front. Call first thing in `main`.
+/// Never return freed pages to the kernel, and commit arenas up front (`cpu::setup`).
 pub fn keep_freed_pages() {
     // SAFETY: mi_option_set only stores an integer in mimalloc's option table.
     unsafe {
