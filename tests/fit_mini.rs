@@ -353,10 +353,10 @@ async fn lora_replayed_gradients_match_finite_differences() {
 }
 
 /// Activation checkpointing (`model.checkpoint_layers`) recomputes each layer from its saved input
-/// in the backward replay: with dropout on everywhere, the gradients must equal the call-level
-/// replay's.
+/// in the backward replay, and `model.keep_activations` replays nothing: with dropout on
+/// everywhere (index entries included), the gradients must equal the call-level replay's.
 #[tokio::test(flavor = "multi_thread")]
-async fn layer_checkpointing_gives_the_same_gradients() {
+async fn checkpointing_and_kept_activations_give_the_replays_gradients() {
     use candle_core::{DType, Device};
     use naics_common::samples::{Record, SamplesFile};
     use naics_trainer::fit::{Trainer, step_loss};
@@ -370,7 +370,7 @@ async fn layer_checkpointing_gives_the_same_gradients() {
             &[
                 "model.encoder_mode=lora",
                 "model.chunk_tokens=48",
-                "data.queries_per_step=0",
+                "data.queries_per_step=3",
                 checkpoint,
             ],
         );
@@ -385,9 +385,11 @@ async fn layer_checkpointing_gives_the_same_gradients() {
             }
         }
         naics_trainer::rng::seed(7);
-        let parts = vec![trainer.batch_loss(&records, &[], true).unwrap()];
+        let parts = vec![trainer.batch_loss(&records, &trainer.draw_queries(0), true).unwrap()];
         let (loss, _) = step_loss(&parts, &config.loss, config.model.moe.load_balance_coef).unwrap();
         let grads = trainer.backward(&loss, &parts).unwrap();
+        // The stream goes on from the same place whichever way the backward pass went.
+        let after = naics_trainer::rng::position();
         let vars = trainer.varmap.data().lock().unwrap().clone();
         let mut out: Vec<(String, Vec<f32>)> = vars
             .iter()
@@ -398,18 +400,18 @@ async fn layer_checkpointing_gives_the_same_gradients() {
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        (out, after)
     };
-    let replayed = gradients("model.checkpoint_layers=false");
-    let checkpointed = gradients("model.checkpoint_layers=true");
-    assert_eq!(replayed.len(), checkpointed.len());
+    let (replayed, after) = gradients("model.checkpoint_layers=false");
     let largest = replayed.iter().flat_map(|(_, g)| g).fold(0f32, |m, g| m.max(g.abs()));
     assert!(largest > 1e-4, "the adapters get gradients");
-    for ((name, a), (_, b)) in replayed.iter().zip(&checkpointed) {
-        let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(
-            diff <= 1e-5 * largest,
-            "{name}: checkpointed gradient differs by {diff}"
-        );
+    for other in ["model.checkpoint_layers=true", "model.keep_activations=true"] {
+        let (grads, other_after) = gradients(other);
+        assert_eq!(replayed.len(), grads.len());
+        assert_eq!(after, other_after, "{other}: the random stream moved differently");
+        for ((name, a), (_, b)) in replayed.iter().zip(&grads) {
+            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(diff <= 1e-5 * largest, "{other}: {name} differs by {diff}");
+        }
     }
 }

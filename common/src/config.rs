@@ -55,6 +55,11 @@ pub struct ModelConfig {
     /// keeping a whole call's activations (one more forward pass, far less memory).
     #[serde(default)]
     pub checkpoint_layers: bool,
+    /// `lora` mode: keep every call's activations from the step's forward pass for its backward
+    /// pass instead of replaying the calls (one forward pass less, the whole step's activations
+    /// in memory, as PyTorch's autograd keeps them).
+    #[serde(default)]
+    pub keep_activations: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

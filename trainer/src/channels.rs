@@ -11,6 +11,7 @@
 //!   time, with the same dropout masks, pushing each call's share of the gradient into the adapters.
 
 use crate::model::lora::Pass;
+use crate::model::transformer::Forward;
 use crate::model::{Encoder, pool};
 use anyhow::{Context, Result};
 use candle_core::backprop::GradStore;
@@ -38,52 +39,55 @@ pub enum ChannelSource {
         chunk_tokens: usize,
         /// Activation checkpointing per layer in the backward replay (`model.checkpoint_layers`).
         checkpoint_layers: bool,
+        /// Training keeps each call's forward pass instead of replaying it (`model.keep_activations`).
+        keep_activations: bool,
     },
-}
-
-/// The token ids of channel `c` of the codes at positions `call`.
-fn call_ids(tokens: &TokenCache, codes: &[u32], c: usize, call: &[usize]) -> Vec<Vec<u32>> {
-    call.iter()
-        .map(|&i| tokens.ids(c, codes[i] as usize).to_vec())
-        .collect()
 }
 
 /// Codes are encoded in chunks of this many texts, sorted by length to waste little padding.
 const CHUNK: usize = 64;
 
 impl ChannelSource {
-    pub fn vectors(&self, codes: &[u32], train: bool) -> Result<Tensor> {
-        match self {
+    /// The channel vectors [n, 4h] of `codes` and, in `lora` training with `keep_activations`,
+    /// each encoder call's forward pass for [`Self::backprop`] (none otherwise: it replays them).
+    pub fn vectors(&self, codes: &[u32], train: bool) -> Result<(Tensor, Vec<Forward>)> {
+        let mut kept = Vec::new();
+        let vectors = match self {
             ChannelSource::Frozen { table, .. } => {
                 let idx = Tensor::from_vec(codes.to_vec(), codes.len(), table.device())?;
-                Ok(table.index_select(&idx, 0)?)
+                table.index_select(&idx, 0)?
             }
             ChannelSource::Lora { .. } => {
                 if codes.is_empty() {
                     let t = &self.encoder().transformer;
                     let width = CHANNELS.len() * t.config.hidden_size;
-                    return Ok(Tensor::zeros((0, width), t.dtype(), t.device())?);
+                    return Ok((Tensor::zeros((0, width), t.dtype(), t.device())?, kept));
                 }
                 let columns = (0..CHANNELS.len())
                     .map(|c| {
                         in_input_order(codes.len(), &self.calls(codes, c), |call| {
-                            self.encode_call(codes, c, call, train)
+                            let (vectors, forward) = self.encode_call(&self.ids(codes, c, call), c, train)?;
+                            kept.extend(forward);
+                            Ok(vectors)
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
-                Ok(Tensor::cat(&columns, 1)?)
+                Tensor::cat(&columns, 1)?
             }
-        }
+        };
+        Ok((vectors, kept))
     }
 
-    /// `lora` training: replays the calls of `vectors(codes, true)` one at a time (the caller
-    /// restores the random stream to where that pass began, so dropout masks repeat) and adds
-    /// d(sum(vectors * grad))/d(adapters) to `grads`, `grad` being dL/d(vectors).
-    pub fn backprop(&self, codes: &[u32], grad: &Tensor, grads: &mut GradStore) -> Result<()> {
+    /// `lora` training: adds d(sum(vectors * grad))/d(adapters) to `grads`, `grad` being
+    /// dL/d(vectors) of `vectors(codes, true)`, through the `kept` forward passes of its calls
+    /// or, without them, by replaying the calls one at a time (the caller restores the random
+    /// stream to where that pass began, so dropout masks repeat).
+    pub fn backprop(&self, codes: &[u32], grad: &Tensor, kept: &[Forward], grads: &mut GradStore) -> Result<()> {
         // Frozen channel vectors have no adapters behind them.
-        let ChannelSource::Lora { tokens, .. } = self else {
+        let ChannelSource::Lora { .. } = self else {
             return Ok(());
         };
+        let mut kept = kept.iter();
         for c in 0..CHANNELS.len() {
             for call in self.calls(codes, c) {
                 let rows = Tensor::from_vec(
@@ -92,17 +96,24 @@ impl ChannelSource {
                     grad.device(),
                 )?;
                 let g = self.channel_grad(grad, c)?.index_select(&rows, 0)?;
-                self.backprop_call(&call_ids(tokens, codes, c, &call), c, &g, grads)?;
+                self.backprop_call(&self.ids(codes, c, &call), c, &g, kept.next(), grads)?;
             }
         }
         Ok(())
     }
 
     /// [`Self::backprop`] for `text_vectors(ids, true)`.
-    pub fn backprop_texts(&self, ids: &[Vec<u32>], grad: &Tensor, grads: &mut GradStore) -> Result<()> {
+    pub fn backprop_texts(
+        &self,
+        ids: &[Vec<u32>],
+        grad: &Tensor,
+        kept: &[Forward],
+        grads: &mut GradStore,
+    ) -> Result<()> {
         if let ChannelSource::Lora { .. } = self {
+            let mut kept = kept.iter();
             for c in 0..CHANNELS.len() {
-                self.backprop_call(ids, c, &self.channel_grad(grad, c)?, grads)?;
+                self.backprop_call(ids, c, &self.channel_grad(grad, c)?, kept.next(), grads)?;
             }
         }
         Ok(())
@@ -114,9 +125,17 @@ impl ChannelSource {
         Ok(grad.narrow(1, c * h, h)?.contiguous()?)
     }
 
-    /// One encoder call of channel `c` run forward and backward into its adapters, `g` being the
-    /// gradient of its pooled vectors (with `checkpoint_layers`, layer by layer).
-    fn backprop_call(&self, ids: &[Vec<u32>], c: usize, g: &Tensor, grads: &mut GradStore) -> Result<()> {
+    /// One encoder call of channel `c` backward into its adapters, `g` being the gradient of its
+    /// pooled vectors: from its `kept` forward pass, or run forward again (with
+    /// `checkpoint_layers`, layer by layer).
+    fn backprop_call(
+        &self,
+        ids: &[Vec<u32>],
+        c: usize,
+        g: &Tensor,
+        kept: Option<&Forward>,
+        grads: &mut GradStore,
+    ) -> Result<()> {
         let ChannelSource::Lora {
             encoder,
             pooling,
@@ -127,12 +146,20 @@ impl ChannelSource {
             return Ok(());
         };
         let t = &encoder.transformer;
-        let pass = Pass {
-            channel: Some(c),
-            train: true,
-        };
         let pool = |hidden: &Tensor, mask: &Tensor| pool(hidden, mask, *pooling);
-        Ok(t.backprop(ids, 0, pass, *checkpoint_layers, pool, &g.to_device(t.device())?, grads)?)
+        let g = g.to_device(t.device())?;
+        match kept {
+            Some(forward) => t.backward(forward, pool, &g, grads)?,
+            None => t.backprop(ids, 0, Self::pass(c, true), *checkpoint_layers, pool, &g, grads)?,
+        }
+        Ok(())
+    }
+
+    fn pass(c: usize, train: bool) -> Pass {
+        Pass {
+            channel: Some(c),
+            train,
+        }
     }
 
     /// The encoder calls of channel `c` for `codes`: positions into `codes`.
@@ -147,43 +174,54 @@ impl ChannelSource {
         length_calls(&lengths, *chunk_tokens)
     }
 
-    /// Pooled vectors of one call, through channel `c`'s adapter, without its autograd graph.
-    fn encode_call(&self, codes: &[u32], c: usize, call: &[usize], train: bool) -> Result<Tensor> {
+    /// The token ids of channel `c` of the codes at positions `call`.
+    fn ids(&self, codes: &[u32], c: usize, call: &[usize]) -> Vec<Vec<u32>> {
+        let ChannelSource::Lora { tokens, .. } = self else {
+            return Vec::new();
+        };
+        call.iter()
+            .map(|&i| tokens.ids(c, codes[i] as usize).to_vec())
+            .collect()
+    }
+
+    /// Pooled vectors of one encoder call through channel `c`'s adapter, without an autograd
+    /// graph; in training with `keep_activations`, also its forward pass for the backward pass.
+    fn encode_call(&self, ids: &[Vec<u32>], c: usize, train: bool) -> Result<(Tensor, Option<Forward>)> {
         let ChannelSource::Lora {
             encoder,
-            tokens,
             pooling,
+            keep_activations,
             ..
         } = self
         else {
             unreachable!("encoder calls are made in lora mode only")
         };
-        let pass = Pass {
-            channel: Some(c),
-            train,
-        };
-        encoder.embed_ids(&call_ids(tokens, codes, c, call), *pooling, pass)
+        if train && *keep_activations {
+            let forward = encoder.transformer.forward_taped(ids, 0, Self::pass(c, train), false)?;
+            let vectors = pool(&forward.hidden, &forward.mask, *pooling)?;
+            return Ok((vectors, Some(forward)));
+        }
+        Ok((encoder.embed_ids(ids, *pooling, Self::pass(c, train))?, None))
     }
 
     /// Channel vectors of free texts: each text fills all four channels (a query has one text),
-    /// every channel through its own adapter in `lora` mode (no graph: training replays them
-    /// with [`Self::backprop_texts`]).
-    pub fn text_vectors(&self, ids: &[Vec<u32>], train: bool) -> Result<Tensor> {
-        let (encoder, pooling, lora) = match self {
-            ChannelSource::Frozen { encoder, pooling, .. } => (encoder, *pooling, false),
-            ChannelSource::Lora { encoder, pooling, .. } => (encoder, *pooling, true),
-        };
-        let mut per_channel: Vec<Tensor> = Vec::new();
-        for c in 0..CHANNELS.len() {
-            if !lora && c > 0 {
-                per_channel.push(per_channel[0].clone());
-                continue;
+    /// every channel through its own adapter in `lora` mode (no graph; what training keeps for
+    /// [`Self::backprop_texts`] as in [`Self::vectors`]).
+    pub fn text_vectors(&self, ids: &[Vec<u32>], train: bool) -> Result<(Tensor, Vec<Forward>)> {
+        let mut kept = Vec::new();
+        let per_channel = match self {
+            ChannelSource::Frozen { encoder, pooling, .. } => {
+                vec![encoder.embed_ids(ids, *pooling, Pass::default())?; CHANNELS.len()]
             }
-            let channel = if lora { Some(c) } else { None };
-            let pass = Pass { channel, train };
-            per_channel.push(encoder.embed_ids(ids, pooling, pass)?);
-        }
-        Ok(Tensor::cat(&per_channel, 1)?)
+            ChannelSource::Lora { .. } => (0..CHANNELS.len())
+                .map(|c| {
+                    let (vectors, forward) = self.encode_call(ids, c, train)?;
+                    kept.extend(forward);
+                    Ok(vectors)
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        Ok((Tensor::cat(&per_channel, 1)?, kept))
     }
 
     pub fn encoder(&self) -> &Encoder {

@@ -12,6 +12,7 @@ use crate::eval::{self, metrics};
 use crate::head::Head;
 use crate::model::Encoder;
 use crate::model::locate::locate;
+use crate::model::transformer::Forward;
 use crate::moe::{MoeOutput, load_balancing_loss};
 use crate::optim::{self, AdamW};
 use crate::queries::Queries;
@@ -91,6 +92,8 @@ pub struct Replay {
     encoded: Encoded,
     vectors: Var,
     rng: ([u8; 32], u128),
+    /// The encoder calls' forward passes (`model.keep_activations`); none: replay them.
+    kept: Vec<Forward>,
 }
 
 enum Encoded {
@@ -105,16 +108,23 @@ impl Replay {
     fn leaf(
         source: &ChannelSource,
         train: bool,
-        vectors: Tensor,
+        (vectors, kept): (Tensor, Vec<Forward>),
         encoded: Encoded,
         rng: ([u8; 32], u128),
     ) -> Result<(Tensor, Option<Replay>)> {
+        let vectors = vectors.to_dtype(DType::F32)?;
         if !(train && matches!(source, ChannelSource::Lora { .. })) {
             return Ok((vectors, None));
         }
         let vectors = Var::from_tensor(&vectors)?;
         let leaf = vectors.as_tensor().clone();
-        Ok((leaf, Some(Replay { encoded, vectors, rng })))
+        let replay = Replay {
+            encoded,
+            vectors,
+            rng,
+            kept,
+        };
+        Ok((leaf, Some(replay)))
     }
 }
 
@@ -159,6 +169,7 @@ impl Trainer {
                     pooling: config.model.pooling,
                     chunk_tokens: config.model.chunk_tokens,
                     checkpoint_layers: config.model.checkpoint_layers,
+                    keep_activations: config.model.keep_activations,
                 }
             }
         };
@@ -208,7 +219,7 @@ impl Trainer {
         };
         let mut replays = Vec::new();
         let rng_start = rng::position();
-        let channels = self.source.vectors(&distinct, train)?.to_dtype(DType::F32)?;
+        let channels = self.source.vectors(&distinct, train)?;
         let (channels, replay) = Replay::leaf(
             &self.source,
             train,
@@ -243,7 +254,7 @@ impl Trainer {
         let query = match data {
             Some(d) if !query_slots.is_empty() => {
                 let rng_start = rng::position();
-                let vectors = d.queries.vectors(&self.source, picks, train)?.to_dtype(DType::F32)?;
+                let vectors = d.queries.vectors(&self.source, picks, train)?;
                 let encoded = Encoded::Texts(d.queries.ids(picks));
                 let (vectors, replay) = Replay::leaf(&self.source, train, vectors, encoded, rng_start)?;
                 replays.extend(replay);
@@ -286,8 +297,8 @@ impl Trainer {
             };
             rng::restore(replay.rng.0, replay.rng.1);
             match &replay.encoded {
-                Encoded::Codes(codes) => self.source.backprop(codes, &grad, &mut grads)?,
-                Encoded::Texts(ids) => self.source.backprop_texts(ids, &grad, &mut grads)?,
+                Encoded::Codes(codes) => self.source.backprop(codes, &grad, &replay.kept, &mut grads)?,
+                Encoded::Texts(ids) => self.source.backprop_texts(ids, &grad, &replay.kept, &mut grads)?,
             }
         }
         rng::restore(end.0, end.1);

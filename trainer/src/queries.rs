@@ -6,6 +6,7 @@
 //! positive.
 
 use crate::channels::{ChannelSource, VectorCache, encode_sorted, progress};
+use crate::model::transformer::Forward;
 use crate::tables::Codes;
 use anyhow::Result;
 use candle_core::Tensor;
@@ -89,8 +90,9 @@ impl Queries {
     }
 
     /// Channel vectors [q, 4h] of the entries `picks`: each entry's one text in all four
-    /// channels, as for any free-text query.
-    pub fn vectors(&self, source: &ChannelSource, picks: &[usize], train: bool) -> Result<Tensor> {
+    /// channels, as for any free-text query (and what `lora` training keeps, as
+    /// [`ChannelSource::text_vectors`]).
+    pub fn vectors(&self, source: &ChannelSource, picks: &[usize], train: bool) -> Result<(Tensor, Vec<Forward>)> {
         match &self.frozen {
             Some(table) => {
                 let idx = Tensor::from_vec(
@@ -99,7 +101,7 @@ impl Queries {
                     table.device(),
                 )?;
                 let v = table.index_select(&idx, 0)?;
-                Ok(Tensor::cat(&vec![&v; CHANNELS.len()], 1)?)
+                Ok((Tensor::cat(&vec![&v; CHANNELS.len()], 1)?, Vec::new()))
             }
             None => source.text_vectors(&self.ids(picks), train),
         }

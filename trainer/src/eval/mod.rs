@@ -98,7 +98,7 @@ pub fn embed_codes(trainer: &Trainer, n: usize) -> Result<(Tensor, Tensor)> {
     for chunk in all.chunks(512) {
         let out = trainer
             .head
-            .forward(&trainer.source.vectors(chunk, false)?.to_dtype(DType::F32)?, false)?;
+            .forward(&trainer.source.vectors(chunk, false)?.0.to_dtype(DType::F32)?, false)?;
         points.push(out.points.to_device(&Device::Cpu)?);
         tangent.push(out.tangent.to_device(&Device::Cpu)?);
     }
@@ -141,7 +141,7 @@ impl Embedded {
         let mut out = Vec::new();
         for chunk in texts.chunks(256) {
             let ids = self.trainer.source.encoder().tokenize(chunk)?;
-            let channels = self.trainer.source.text_vectors(&ids, false)?.to_dtype(DType::F32)?;
+            let channels = self.trainer.source.text_vectors(&ids, false)?.0.to_dtype(DType::F32)?;
             out.push(
                 self.trainer
                     .head

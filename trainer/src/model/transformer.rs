@@ -221,6 +221,22 @@ struct Tape {
     out_sum: Tensor,
 }
 
+/// A forward pass kept for [`Transformer::backward`]: the last hidden states [b, t, hidden], the
+/// attention mask [b, t], and per layer what its backward pass needs.
+pub struct Forward {
+    pub hidden: Tensor,
+    pub mask: Tensor,
+    bias: Tensor,
+    pass: Pass,
+    saved: Vec<Saved>,
+}
+
+enum Saved {
+    Tape(Tape),
+    /// Activation checkpointing: the layer's input and the random stream's position there.
+    Input(Tensor, ([u8; 32], u128)),
+}
+
 /// MPNet's relative position bias, shared by all layers (T5-style buckets, bidirectional).
 struct RelativeBias {
     table: Embedding,
@@ -341,13 +357,7 @@ impl Transformer {
     }
 
     /// Adds to `grads` the gradient of sum(pool(hidden, mask) * grad) with respect to the
-    /// adapters of `pass`: one forward pass (rows padded to at least `pad_to`), then the layers'
-    /// hand-written backward passes from the top down.
-    ///
-    /// The forward pass keeps every layer's [`Tape`]; with `checkpoint` (activation
-    /// checkpointing) it keeps only each layer's input and the random stream's position there,
-    /// and each layer is recomputed (the same dropout masks) just before its backward pass: one
-    /// more forward pass, for memory that does not grow with depth.
+    /// adapters of `pass`: [`Self::forward_taped`], then [`Self::backward`].
     #[allow(clippy::too_many_arguments)]
     pub fn backprop(
         &self,
@@ -359,10 +369,14 @@ impl Transformer {
         grad: &Tensor,
         grads: &mut GradStore,
     ) -> Result<()> {
-        enum Saved {
-            Tape(Tape),
-            Input(Tensor, ([u8; 32], u128)),
-        }
+        self.backward(&self.forward_taped(ids, pad_to, pass, checkpoint)?, pool, grad, grads)
+    }
+
+    /// A forward pass (rows padded to at least `pad_to`) that keeps what [`Self::backward`]
+    /// needs: every layer's [`Tape`] or, with `checkpoint` (activation checkpointing), only each
+    /// layer's input and the random stream's position there, for memory that does not grow with
+    /// depth (the backward pass then recomputes each layer, with the same dropout masks).
+    pub fn forward_taped(&self, ids: &[Vec<u32>], pad_to: usize, pass: Pass, checkpoint: bool) -> Result<Forward> {
         let p_drop = self.config.hidden_dropout_prob;
         let (mut x, mask, bias) = self.embed(ids, pad_to, pass)?;
         let mut saved = Vec::with_capacity(self.layers.len());
@@ -372,30 +386,52 @@ impl Transformer {
             saved.push(input.unwrap_or(Saved::Tape(tape)));
             x = out;
         }
-        let end = rng::position();
+        Ok(Forward {
+            hidden: x,
+            mask,
+            bias,
+            pass,
+            saved,
+        })
+    }
+
+    /// Adds to `grads` the gradient of sum(pool(hidden, mask) * grad) with respect to the
+    /// adapters of `forward`'s pass: the layers' hand-written backward passes from the top down.
+    pub fn backward(
+        &self,
+        forward: &Forward,
+        pool: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+        grad: &Tensor,
+        grads: &mut GradStore,
+    ) -> Result<()> {
+        // Recomputed layers rewind the random stream; it goes on from here afterwards.
+        let resume = rng::position();
         // Pooling is cheap: candle's autograd carries `grad` to the top layer's output.
-        let top = Var::from_tensor(&x)?;
-        let pooled = pool(top.as_tensor(), &mask)?;
+        let top = Var::from_tensor(&forward.hidden)?;
+        let pooled = pool(top.as_tensor(), &forward.mask)?;
         let seeded = (pooled.to_dtype(grad.dtype())? * grad)?.sum_all()?.backward()?;
         let mut g = seeded
             .get(top.as_tensor())
             .cloned()
             .ok_or_else(|| candle_core::Error::Msg("pooling does not depend on the hidden states".into()))?;
-        for (i, (layer, saved)) in self.layers.iter().zip(saved).enumerate().rev() {
+        for (i, (layer, saved)) in self.layers.iter().zip(&forward.saved).enumerate().rev() {
+            let recomputed;
             let tape = match saved {
                 Saved::Tape(tape) => tape,
                 Saved::Input(input, (seed, word)) => {
-                    rng::restore(seed, word);
-                    layer.forward(&input, &bias, pass, p_drop)?.1
+                    rng::restore(*seed, *word);
+                    let p_drop = self.config.hidden_dropout_prob;
+                    recomputed = layer.forward(input, &forward.bias, forward.pass, p_drop)?.1;
+                    &recomputed
                 }
             };
             // The embeddings below the first layer are frozen: no input gradient there.
-            match layer.backward(&tape, &g, i > 0, grads)? {
+            match layer.backward(tape, &g, i > 0, grads)? {
                 Some(below) => g = below,
                 None => break,
             }
         }
-        rng::restore(end.0, end.1);
+        rng::restore(resume.0, resume.1);
         Ok(())
     }
 
