@@ -7,7 +7,7 @@
 //! has no backward for the fused LayerNorm and softmax kernels. Each gradient here is checked
 //! against candle's autograd of the composed op in the tests below.
 
-use super::kernels::{self, Gelu, GeluGrad, Softmax, SoftmaxGrad};
+use super::kernels::{self, BatchMatmul, Gelu, GeluGrad, Softmax, SoftmaxGrad};
 use candle_core::{D, DType, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, Module};
 
@@ -62,6 +62,19 @@ pub fn layer_norm_grad(layer: &LayerNorm, x: &Tensor, g: &Tensor) -> Result<Tens
         .broadcast_sub(&h.mean_keepdim(D::Minus1)?)?
         .sub(&normed.broadcast_mul(&(&h * &normed)?.mean_keepdim(D::Minus1)?)?)?;
     inner.broadcast_div(&sigma)?.to_dtype(dtype)
+}
+
+/// Attention's batched products [.., m, k] x [.., k, n] (operands contiguous or transposed
+/// views): by [`BatchMatmul`] on the CPU in f32 for sequences up to 64 tokens, by candle's
+/// BLAS call per matrix beyond (MiniLM forward + backward, 2 threads, MKL: [`BatchMatmul`]
+/// 2,860 vs 2,100 tokens/s at 141 x 14 tokens, 2,780 vs 2,420 at 64 x 32, even at 32 x 64,
+/// 2,390 vs 2,800 at 16 x 128).
+pub fn batch_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    const MAX_ROWS: usize = 64;
+    if !kernels::applies(a) || a.dim(D::Minus2)? > MAX_ROWS {
+        return a.matmul(b);
+    }
+    a.apply_op2_no_bwd(b, &BatchMatmul)
 }
 
 /// Softmax over the last dimension.

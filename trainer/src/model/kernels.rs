@@ -299,9 +299,136 @@ impl CustomOp2 for SoftmaxGrad {
     }
 }
 
+/// Batched products of small matrices, [.., m, k] x [.., k, n] -> [.., m, n], each operand
+/// contiguous or a transposed view of a contiguous tensor (attention's q kᵀ, p v and their
+/// gradients). candle (MKL or `gemm`) makes one library call per matrix, whose fixed cost
+/// dominates at short sequences (8 tokens: 3,000 calls of 8 x 32 x 8 per product); here one
+/// task per matrix, the inner loops vectorized.
+pub struct BatchMatmul;
+
+/// A strided operand: its values and whether its last two dimensions are transposed.
+fn operand<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<(&'a [f32], bool)> {
+    let CpuStorage::F32(data) = storage else {
+        bail!("batch matmul: expected f32 on the CPU")
+    };
+    let rank = layout.dims().len();
+    let swapped = layout.transpose(rank - 2, rank - 1)?;
+    let (layout, transposed) = if layout.is_contiguous() {
+        (layout.clone(), false)
+    } else if swapped.is_contiguous() {
+        (swapped, true)
+    } else {
+        bail!("batch matmul: expected a contiguous or transposed operand")
+    };
+    let start = layout.start_offset();
+    Ok((&data[start..start + layout.shape().elem_count()], transposed))
+}
+
+impl CustomOp2 for BatchMatmul {
+    fn name(&self) -> &'static str {
+        "batch-matmul-f32"
+    }
+
+    fn cpu_fwd(&self, a_s: &CpuStorage, a_l: &Layout, b_s: &CpuStorage, b_l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (a_dims, b_dims) = (a_l.dims(), b_l.dims());
+        let rank = a_dims.len();
+        let (m, k, n) = (a_dims[rank - 2], a_dims[rank - 1], b_dims[rank - 1]);
+        if rank < 2 || b_dims.len() != rank || b_dims[rank - 2] != k || a_dims[..rank - 2] != b_dims[..rank - 2] {
+            bail!("batch matmul: shapes {a_dims:?} and {b_dims:?} do not multiply");
+        }
+        let ((a, a_t), (b, b_t)) = (operand(a_s, a_l)?, operand(b_s, b_l)?);
+        let mut out = vec![0f32; a_l.shape().elem_count() / k * n];
+        if m * n > 0 {
+            out.par_chunks_mut(m * n).enumerate().for_each(|(batch, out)| {
+                let (a, b) = (
+                    &a[batch * m * k..(batch + 1) * m * k],
+                    &b[batch * k * n..(batch + 1) * k * n],
+                );
+                widest(
+                    #[inline(always)]
+                    || {
+                        let mut row = vec![0f32; k];
+                        for (i, out) in out.chunks_exact_mut(n).enumerate() {
+                            // Row i of A, gathered when A is stored transposed ([k, m]).
+                            for (l, r) in row.iter_mut().enumerate() {
+                                *r = if a_t { a[l * m + i] } else { a[i * k + l] };
+                            }
+                            if b_t {
+                                // B stored as [n, k]: out_ij = row · B's stored row j.
+                                for (o, b) in out.iter_mut().zip(b.chunks_exact(k)) {
+                                    *o = sum(
+                                        &row,
+                                        b,
+                                        #[inline(always)]
+                                        |x, y| x * y,
+                                    );
+                                }
+                            } else {
+                                for (&r, b) in row.iter().zip(b.chunks_exact(n)) {
+                                    map_in_place(
+                                        out,
+                                        b,
+                                        #[inline(always)]
+                                        move |o, b| o + r * b,
+                                    );
+                                }
+                            }
+                        }
+                    },
+                )
+            });
+        }
+        let mut dims = a_dims.to_vec();
+        dims[rank - 1] = n;
+        Ok((CpuStorage::F32(out), Shape::from(dims)))
+    }
+}
+
+/// out_i = f(out_i, b_i).
+#[inline(always)]
+fn map_in_place(out: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for (o, &b) in out.iter_mut().zip(b) {
+        *o = f(*o, b);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Against candle's matmul, every operand transposed or not, at a short and a long sequence.
+    #[test]
+    fn batch_matmul_matches_candle() {
+        let device = candle_core::Device::Cpu;
+        for (t, d) in [(3usize, 5usize), (37, 32)] {
+            let a = Tensor::randn(0f32, 1., (2, 3, t, d), &device).unwrap();
+            let b = Tensor::randn(0f32, 1., (2, 3, t, d), &device).unwrap();
+            let scores = a.matmul(&b.t().unwrap()).unwrap();
+            for (x, y) in [
+                (a.clone(), b.t().unwrap()),
+                (scores.clone(), b.clone()),
+                (scores.t().unwrap(), a.clone()),
+                (scores.t().unwrap(), scores.clone()),
+            ] {
+                let want = x.matmul(&y).unwrap();
+                let ours = x.apply_op2_no_bwd(&y, &BatchMatmul).unwrap();
+                assert_eq!(ours.dims(), want.dims());
+                let diff: f32 = (ours - &want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap();
+                let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+                assert!(
+                    diff <= 1e-6 * scale * t as f32,
+                    "t {t}: differs by {diff} (largest {scale})"
+                );
+            }
+        }
+    }
 
     #[test]
     fn exp_is_within_two_ulp_of_libm() {

@@ -144,9 +144,9 @@ impl Layer {
         let q = (self.split_heads(&query)? / (self.head_dim as f64).sqrt())?;
         let k = self.split_heads(&frozen::linear(&self.key, x)?)?;
         let v = self.split_heads(&value)?;
-        let probs = frozen::softmax(&q.matmul(&k.t()?)?.broadcast_add(bias)?)?;
+        let probs = frozen::softmax(&frozen::batch_matmul(&q, &k.t()?)?.broadcast_add(bias)?)?;
         let probs_mask = dropout_mask(&probs, p_drop, pass.train)?;
-        let context = self.merge_heads(&masked(&probs, probs_mask.as_ref())?.matmul(&v)?)?;
+        let context = self.merge_heads(&frozen::batch_matmul(&masked(&probs, probs_mask.as_ref())?, &v)?)?;
         let attn = frozen::linear(&self.attn_out, &context)?;
         let attn_mask = dropout_mask(&attn, p_drop, pass.train)?;
         let attn_sum = (masked(&attn, attn_mask.as_ref())? + x)?;
@@ -184,11 +184,14 @@ impl Layer {
         let g_attn = masked(&g_attn_sum, tape.attn_mask.as_ref())?;
         let g_context = self.split_heads(&frozen::linear_grad(&self.attn_out, &g_attn)?)?;
         let dropped = masked(&tape.probs, tape.probs_mask.as_ref())?;
-        let g_v = dropped.t()?.matmul(&g_context)?;
-        let g_probs = masked(&g_context.matmul(&tape.v.t()?)?, tape.probs_mask.as_ref())?;
+        let g_v = frozen::batch_matmul(&dropped.t()?, &g_context)?;
+        let g_probs = masked(
+            &frozen::batch_matmul(&g_context, &tape.v.t()?)?,
+            tape.probs_mask.as_ref(),
+        )?;
         let g_scores = frozen::softmax_grad(&tape.probs, &g_probs)?;
-        let g_q = (g_scores.matmul(&tape.k)? / (self.head_dim as f64).sqrt())?;
-        let g_k = g_scores.t()?.matmul(&tape.q)?;
+        let g_q = (frozen::batch_matmul(&g_scores, &tape.k)? / (self.head_dim as f64).sqrt())?;
+        let g_k = frozen::batch_matmul(&g_scores.t()?, &tape.q)?;
         let g_x_query = self
             .query
             .backward(tape.query.as_ref(), &self.merge_heads(&g_q)?, input_grad, grads)?;
