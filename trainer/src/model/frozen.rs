@@ -77,12 +77,13 @@ pub fn batch_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.apply_op2_no_bwd(b, &BatchMatmul)
 }
 
-/// Softmax over the last dimension.
-pub fn softmax(x: &Tensor) -> Result<Tensor> {
-    if !kernels::applies(x) {
-        return candle_nn::ops::softmax_last_dim(x);
+/// Softmax over the last dimension of `x + bias` (`bias` broadcast to x's shape).
+pub fn softmax(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let bias = bias.broadcast_as(x.shape())?;
+    if !kernels::applies(x) || bias.stride().last() != Some(&1) {
+        return candle_nn::ops::softmax_last_dim(&(x + bias)?);
     }
-    x.contiguous()?.apply_op1_no_bwd(&Softmax)
+    x.contiguous()?.apply_op2_no_bwd(&bias, &Softmax)
 }
 
 /// The input gradient of [`softmax`] from its output p: p (g - sum(g p)).
@@ -183,29 +184,40 @@ mod tests {
 
     #[test]
     fn softmax_gradient_matches_autograd() {
+        let no_bias = Tensor::zeros(8, DType::F32, &Device::Cpu).unwrap();
         assert_matches(
-            softmax,
+            |x| softmax(x, &no_bias),
             |_, p, g| softmax_grad(p, g),
             |x| candle_nn::ops::softmax(x, D::Minus1),
         );
     }
 
-    /// Masked attention scores: the padding's f32::MIN gets probability 0 exactly.
+    /// Attention's scores plus a padding mask [b, 1, 1, t] or a position bias [1, heads, t, t],
+    /// as candle's softmax of the sum; the padding's f32::MIN gets probability 0 exactly.
     #[test]
-    fn softmax_of_masked_scores_is_exact_zero_there() {
-        let x = Tensor::new(&[[1f32, 2., f32::MIN, 3.]], &Device::Cpu).unwrap();
-        let p: Vec<f32> = softmax(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let want: Vec<f32> = candle_nn::ops::softmax_last_dim(&x)
+    fn softmax_adds_a_broadcast_bias() {
+        let scores = rand(&[2, 3, 4, 4]);
+        let mut padding = vec![0f32; 8];
+        padding[3] = f32::MIN;
+        let padding = Tensor::from_vec(padding, (2, 1, 1, 4), &Device::Cpu).unwrap();
+        for bias in [padding, rand(&[1, 3, 4, 4]), rand(&[2, 3, 4, 4])] {
+            let ours = softmax(&scores, &bias).unwrap();
+            let want = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias).unwrap()).unwrap();
+            assert!(max_diff(&ours, &want) < 1e-6, "differs by {}", max_diff(&ours, &want));
+        }
+        let masked = softmax(
+            &scores,
+            &Tensor::from_vec(vec![0., 0., 0., f32::MIN], 4, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let last: Vec<f32> = masked
+            .narrow(3, 3, 1)
             .unwrap()
             .flatten_all()
             .unwrap()
             .to_vec1()
             .unwrap();
-        assert_eq!(p[2], 0.0);
-        assert!(
-            p.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-7),
-            "{p:?} vs {want:?}"
-        );
+        assert!(last.iter().all(|&p| p == 0.0));
     }
 
     /// candle's exact GELU and its autograd, from -10 to 10 in steps of 0.01 (past the clamp of

@@ -164,18 +164,22 @@ fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32>
     out
 }
 
-/// `f(out_row, a_row, b_row)` over aligned rows of `width` elements, in parallel.
-fn zip_rows(a: &[f32], b: &[f32], width: usize, f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync) -> Vec<f32> {
-    let rows = (16 * 1024 / width.max(1)).max(1) * width.max(1);
+/// `f(row, out_row, a_row, b_row)` over aligned rows of `width` elements, in parallel.
+fn zip_rows(a: &[f32], b: &[f32], width: usize, f: impl Fn(usize, &mut [f32], &[f32], &[f32]) + Sync) -> Vec<f32> {
+    let width = width.max(1);
+    let task_rows = (16 * 1024 / width).max(1);
+    let chunk = task_rows * width;
     let mut out = vec![0f32; a.len()];
-    out.par_chunks_mut(rows)
-        .zip(a.par_chunks(rows).zip(b.par_chunks(rows)))
-        .for_each(|(out, (a, b))| {
+    out.par_chunks_mut(chunk)
+        .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
+        .enumerate()
+        .for_each(|(task, (out, (a, b)))| {
             widest(
                 #[inline(always)]
                 || {
-                    for ((out, a), b) in out.chunks_mut(width).zip(a.chunks(width)).zip(b.chunks(width)) {
-                        f(out, a, b);
+                    let rows = out.chunks_mut(width).zip(a.chunks(width)).zip(b.chunks(width));
+                    for (i, ((out, a), b)) in rows.enumerate() {
+                        f(task * task_rows + i, out, a, b);
                     }
                 },
             )
@@ -225,31 +229,55 @@ impl CustomOp2 for GeluGrad {
     }
 }
 
-/// Softmax over the last dimension.
+/// Softmax over the last dimension of x + bias, the bias broadcast to x's shape (attention's
+/// padding mask and position bias, added in the same pass).
 pub struct Softmax;
 
-impl CustomOp1 for Softmax {
+impl CustomOp2 for Softmax {
     fn name(&self) -> &'static str {
         "softmax-last-dim-f32"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = values(storage, layout)?;
-        let width = layout.shape().dims().last().copied().unwrap_or(1);
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(xs, xl)?;
+        let (CpuStorage::F32(bias), [leading @ .., 1]) = (bs, bl.stride()) else {
+            bail!("softmax: expected an f32 bias with contiguous rows")
+        };
+        if bl.dims() != xl.dims() {
+            bail!(
+                "softmax: bias of shape {:?} for scores of shape {:?}",
+                bl.dims(),
+                xl.dims()
+            );
+        }
+        let dims = xl.dims();
+        let width = dims.last().copied().unwrap_or(1);
+        // Where row r of the bias starts: r spelled out in x's leading dimensions, times the
+        // bias's strides (0 along broadcast dimensions).
+        let row_start = |mut r: usize| {
+            let mut start = bl.start_offset();
+            for (&dim, &stride) in dims[..dims.len() - 1].iter().zip(leading).rev() {
+                start += (r % dim) * stride;
+                r /= dim;
+            }
+            start
+        };
         let probs = zip_rows(
             x,
             x,
             width,
             #[inline(always)]
-            |out, x, _| {
-                let max = x.iter().fold(f32::MIN, |m, &v| if v > m { v } else { m });
+            |r, out, x, _| {
+                let start = row_start(r);
                 map(
                     out,
                     x,
-                    x,
+                    &bias[start..start + width],
                     #[inline(always)]
-                    move |v, _| exp(v - max),
+                    |v, b| v + b,
                 );
+                let max = out.iter().fold(f32::MIN, |m, &v| if v > m { v } else { m });
+                out.iter_mut().for_each(|o| *o = exp(*o - max));
                 let scale = 1.0
                     / sum(
                         out,
@@ -260,7 +288,7 @@ impl CustomOp1 for Softmax {
                 out.iter_mut().for_each(|o| *o *= scale);
             },
         );
-        Ok((CpuStorage::F32(probs), layout.shape().clone()))
+        Ok((CpuStorage::F32(probs), xl.shape().clone()))
     }
 }
 
@@ -279,7 +307,7 @@ impl CustomOp2 for SoftmaxGrad {
             values(gs, gl)?,
             width,
             #[inline(always)]
-            |out, p, g| {
+            |_, out, p, g| {
                 let dot = sum(
                     p,
                     g,

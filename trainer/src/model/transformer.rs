@@ -144,7 +144,7 @@ impl Layer {
         let q = (self.split_heads(&query)? / (self.head_dim as f64).sqrt())?;
         let k = self.split_heads(&frozen::linear(&self.key, x)?)?;
         let v = self.split_heads(&value)?;
-        let probs = frozen::softmax(&frozen::batch_matmul(&q, &k.t()?)?.broadcast_add(bias)?)?;
+        let probs = frozen::softmax(&frozen::batch_matmul(&q, &k.t()?)?, bias)?;
         let probs_mask = dropout_mask(&probs, p_drop, pass.train)?;
         let context = self.merge_heads(&frozen::batch_matmul(&masked(&probs, probs_mask.as_ref())?, &v)?)?;
         let attn = frozen::linear(&self.attn_out, &context)?;
