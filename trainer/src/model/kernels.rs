@@ -140,6 +140,7 @@ fn map(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
 }
 
 /// `f` over aligned elements of `a` and `b`, in parallel.
+#[allow(clippy::redundant_closure)] // the closure calls `f` itself; `&f` would not inline
 fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     const CHUNK: usize = 16 * 1024;
     let mut out = vec![0f32; a.len()];
