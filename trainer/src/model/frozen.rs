@@ -7,7 +7,7 @@
 //! has no backward for the fused LayerNorm and softmax kernels. Each gradient here is checked
 //! against candle's autograd of the composed op in the tests below.
 
-use super::kernels::{self, BatchMatmul, Gelu, GeluGrad, Softmax, SoftmaxGrad};
+use super::kernels::{self, BatchMatmul, Gelu, GeluGrad, LayerNormGrad, Softmax, SoftmaxGrad};
 use candle_core::{D, DType, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, Module};
 
@@ -51,6 +51,14 @@ pub fn layer_norm(layer: &LayerNorm, x: &Tensor) -> Result<Tensor> {
 /// The input gradient of [`layer_norm`] at `x`: with x̂ the normalized input, σ its standard
 /// deviation and h = g γ, (h - mean(h) - x̂ mean(h x̂)) / σ. Computed in f32 at least.
 pub fn layer_norm_grad(layer: &LayerNorm, x: &Tensor, g: &Tensor) -> Result<Tensor> {
+    if kernels::applies(x) {
+        let gamma = layer.weight().to_dtype(DType::F32)?.to_vec1()?;
+        let op = LayerNormGrad {
+            gamma,
+            eps: layer.eps() as f32,
+        };
+        return x.contiguous()?.apply_op2_no_bwd(&g.contiguous()?, &op);
+    }
     let dtype = g.dtype();
     let work = if dtype == DType::F64 { DType::F64 } else { DType::F32 };
     let (x, g) = (x.to_dtype(work)?, g.to_dtype(work)?);

@@ -293,6 +293,73 @@ impl CustomOp2 for Softmax {
     }
 }
 
+/// LayerNorm's input gradient from its input x and the output's gradient g (γ and ε its own):
+/// with x̂ the normalized row, σ its standard deviation and h = g γ,
+/// (h - mean(h) - x̂ mean(h x̂)) / σ.
+pub struct LayerNormGrad {
+    pub gamma: Vec<f32>,
+    pub eps: f32,
+}
+
+impl CustomOp2 for LayerNormGrad {
+    fn name(&self) -> &'static str {
+        "layer-norm-f32-grad"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let width = self.gamma.len();
+        if xl.dims().last() != Some(&width) {
+            bail!("layer norm gradient: rows of {:?} for a norm over {width}", xl.dims());
+        }
+        let (gamma, eps, n) = (&self.gamma[..], self.eps, width as f32);
+        let grads = zip_rows(
+            values(xs, xl)?,
+            values(gs, gl)?,
+            width,
+            #[inline(always)]
+            |_, out, x, g| {
+                let mean = sum(
+                    x,
+                    x,
+                    #[inline(always)]
+                    |x, _| x,
+                ) / n;
+                let var = sum(
+                    x,
+                    x,
+                    #[inline(always)]
+                    move |x, _| (x - mean) * (x - mean),
+                ) / n;
+                let inv_sigma = 1.0 / (var + eps).sqrt();
+                // out holds h = g γ first.
+                map(
+                    out,
+                    g,
+                    gamma,
+                    #[inline(always)]
+                    |g, gamma| g * gamma,
+                );
+                let mean_h = sum(
+                    out,
+                    out,
+                    #[inline(always)]
+                    |h, _| h,
+                ) / n;
+                let mean_hx = sum(
+                    out,
+                    x,
+                    #[inline(always)]
+                    move |h, x| h * (x - mean) * inv_sigma,
+                ) / n;
+                for (o, &x) in out.iter_mut().zip(x) {
+                    *o = (*o - mean_h - (x - mean) * inv_sigma * mean_hx) * inv_sigma;
+                }
+            },
+        );
+        Ok((CpuStorage::F32(grads), xl.shape().clone()))
+    }
+}
+
 /// The softmax's input gradient from its output p and the output's gradient g: p (g - sum(g p)).
 pub struct SoftmaxGrad;
 
