@@ -1,10 +1,11 @@
-//! f32 CPU kernels for the encoder's element-wise work: GELU, softmax and their gradients.
+//! f32 CPU kernels for the encoder's element-wise work (GELU, softmax with attention's bias,
+//! their gradients, LayerNorm's gradient) and attention's batched products of short sequences.
 //!
-//! candle runs these as chains of ops, each a pass over memory with a fresh buffer, and calls
-//! libm's scalar `exp` and `erf` per element (its softmax and the GELU gradient took a fifth of a
-//! forward + backward pass). Here each is one pass on all threads, and `exp` and `erf` are
-//! branch-free polynomial approximations the compiler vectorizes. Other devices and dtypes use
-//! candle's ops (`model::frozen` dispatches).
+//! candle runs the element-wise work as chains of ops, each a pass over memory with a fresh
+//! buffer, and calls libm's scalar `exp` and `erf` per element (its softmax and the GELU gradient
+//! took a fifth of a forward + backward pass). Here each is one pass on all threads, and `exp` and
+//! `erf` are branch-free polynomial approximations the compiler vectorizes. Other devices and
+//! dtypes use candle's ops (`model::frozen` dispatches).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
@@ -19,7 +20,9 @@ pub fn applies(x: &Tensor) -> bool {
 /// exponent bits); 0 below -87.3, where e^x leaves the normal f32 range.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let clamped = x.clamp(-87.3, 88.3);
+    // `max` and `min` take NaN to a bound, so that the cast below is always defined; NaN comes
+    // back out at the end.
+    let clamped = x.max(-87.3).min(88.3);
     let nf = (clamped * LOG2_E + 0.5).floor();
     // SAFETY: |nf| < 128 after the clamp, in i32's range.
     let n = unsafe { nf.to_int_unchecked::<i32>() };
@@ -38,7 +41,13 @@ pub fn exp(x: f32) -> f32 {
     let y = p * r * r + r + 1.0;
     // Wrapping: the tests' build checks overflow, and a check would stop vectorizing.
     let scale = f32::from_bits((n.wrapping_add(127) << 23) as u32);
-    if x < -87.3 { 0.0 } else { y * scale }
+    if x < -87.3 {
+        0.0
+    } else if x.is_nan() {
+        x
+    } else {
+        y * scale
+    }
 }
 
 /// Σ f(a_i, b_i) in 16 interleaved partial sums (one running sum would serialize on the adder).
@@ -539,5 +548,7 @@ mod tests {
         assert_eq!(exp(-100.0), 0.0);
         assert_eq!(exp(f32::MIN), 0.0);
         assert_eq!(exp(0.0), 1.0);
+        assert!(exp(f32::NAN).is_nan());
+        assert_eq!(exp(f32::INFINITY), exp(88.3));
     }
 }
