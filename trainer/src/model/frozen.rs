@@ -14,6 +14,12 @@ use candle_nn::{LayerNorm, Linear, Module};
 /// `x W^T + b` as one matrix product over all rows ([.., in] -> [.., out]): candle's `Linear`
 /// broadcasts the weight over the batch and multiplies batch by batch.
 pub fn linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "mkl")]
+    if let (true, Some(bias)) = (kernels::applies(x), layer.bias()) {
+        return x
+            .contiguous()?
+            .apply_op3_no_bwd(layer.weight(), bias, &kernels::MklLinear);
+    }
     let y = rows(x)?.matmul(&layer.weight().t()?)?;
     let y = match layer.bias() {
         Some(bias) => y.broadcast_add(bias)?,
