@@ -5,10 +5,12 @@
 //!   model weights, tokenizer, token ids and pooling. Steps then only gather rows.
 //! - `lora`: each step encodes the batch's distinct codes, each channel through its own adapter
 //!   set over the one shared base, in calls of similar-length texts (`model.chunk_tokens` padded
-//!   tokens at most). The vectors come back detached: keeping the autograd graph of every layer
-//!   of every call alive until the backward pass is what outgrows memory. Instead the loss is
-//!   backpropagated to the vectors, and [`ChannelSource::backprop`] replays the calls one at a
-//!   time, with the same dropout masks, pushing each call's share of the gradient into the adapters.
+//!   tokens at most). The vectors come back without a graph; the loss is backpropagated to them,
+//!   and [`ChannelSource::backprop`] carries each call's share of the gradient into the adapters
+//!   through the encoder's hand-written backward pass: by default replaying the calls one at a
+//!   time (same dropout masks), so that one call's activations are alive at a time; with
+//!   `model.keep_activations`, from each call's forward pass kept since the step's encoding (one
+//!   forward pass less, every call's activations alive until the backward pass).
 
 use crate::model::lora::Pass;
 use crate::model::transformer::Forward;
