@@ -81,8 +81,8 @@ pub fn layer_norm_grad(layer: &LayerNorm, x: &Tensor, g: &Tensor) -> Result<Tens
 /// Attention's batched products [.., m, k] x [.., k, n] (operands contiguous or transposed
 /// views): by [`BatchMatmul`] on the CPU in f32 for sequences up to 64 tokens, by candle's
 /// BLAS call per matrix beyond (MiniLM forward + backward, 2 threads, MKL: [`BatchMatmul`]
-/// 2,860 vs 2,100 tokens/s at 141 x 14 tokens, 2,780 vs 2,420 at 64 x 32, even at 32 x 64,
-/// 2,390 vs 2,800 at 16 x 128).
+/// 3,040 vs 2,100 tokens/s at 141 x 14 tokens, 2,810 vs 2,730 at 32 x 64, 2,440 vs 2,680 at
+/// 16 x 128).
 pub fn batch_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     const MAX_ROWS: usize = 64;
     if !kernels::applies(a) || a.dim(D::Minus2)? > MAX_ROWS {

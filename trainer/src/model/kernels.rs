@@ -453,31 +453,31 @@ impl CustomOp2 for BatchMatmul {
                 widest(
                     #[inline(always)]
                     || {
-                        let mut row = vec![0f32; k];
-                        for (i, out) in out.chunks_exact_mut(n).enumerate() {
-                            // Row i of A, gathered when A is stored transposed ([k, m]).
-                            for (l, r) in row.iter_mut().enumerate() {
-                                *r = if a_t { a[l * m + i] } else { a[i * k + l] };
+                        // B as [k, n] rows: transposed into a buffer when stored as [n, k], so
+                        // that every product is row += a_il B_l (vectorized over n).
+                        let transposed;
+                        let b = if b_t {
+                            let mut t = vec![0f32; k * n];
+                            for (j, stored) in b.chunks_exact(k).enumerate() {
+                                for (l, &v) in stored.iter().enumerate() {
+                                    t[l * n + j] = v;
+                                }
                             }
-                            if b_t {
-                                // B stored as [n, k]: out_ij = row · B's stored row j.
-                                for (o, b) in out.iter_mut().zip(b.chunks_exact(k)) {
-                                    *o = sum(
-                                        &row,
-                                        b,
-                                        #[inline(always)]
-                                        |x, y| x * y,
-                                    );
-                                }
-                            } else {
-                                for (&r, b) in row.iter().zip(b.chunks_exact(n)) {
-                                    map_in_place(
-                                        out,
-                                        b,
-                                        #[inline(always)]
-                                        move |o, b| o + r * b,
-                                    );
-                                }
+                            transposed = t;
+                            &transposed[..]
+                        } else {
+                            b
+                        };
+                        for (i, out) in out.chunks_exact_mut(n).enumerate() {
+                            for (l, b) in b.chunks_exact(n).enumerate() {
+                                // A(i, l), read across when A is stored transposed ([k, m]).
+                                let r = if a_t { a[l * m + i] } else { a[i * k + l] };
+                                map_in_place(
+                                    out,
+                                    b,
+                                    #[inline(always)]
+                                    move |o, b| o + r * b,
+                                );
                             }
                         }
                     },
