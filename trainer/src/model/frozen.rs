@@ -129,6 +129,7 @@ pub fn gelu_grad(x: &Tensor, g: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::max_diff;
     use candle_core::{Device, Var};
 
     fn rand(shape: &[usize]) -> Tensor {
@@ -141,10 +142,6 @@ mod tests {
         let value = op(var.as_tensor()).unwrap();
         let grads = (&value * weights).unwrap().sum_all().unwrap().backward().unwrap();
         (value, grads.get(var.as_tensor()).unwrap().clone())
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
     }
 
     /// `ours` and its hand-written gradient (from the input, the output and the output's

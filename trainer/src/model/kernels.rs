@@ -149,30 +149,26 @@ fn map(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
     }
 }
 
-/// `f` over aligned elements of `a` and `b`, in parallel.
+/// `f` over aligned elements of `a` and `b`, in parallel: [`zip_rows`] over rows of 16K.
 #[allow(clippy::redundant_closure)] // the closure calls `f` itself; `&f` would not inline
 fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    const CHUNK: usize = 16 * 1024;
-    let mut out = vec![0f32; a.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(out, (a, b))| {
-            // The closures are all marked to inline: each level's code lands in `widest`'s
-            // vectorized versions (a call through `&F`, say, would stay a call per element).
-            widest(
+    // The closures are all marked to inline: each level's code lands in `widest`'s vectorized
+    // versions (a call through `&F`, say, would stay a call per element).
+    zip_rows(
+        a,
+        b,
+        16 * 1024,
+        #[inline(always)]
+        |_, out, a, b| {
+            map(
+                out,
+                a,
+                b,
                 #[inline(always)]
-                || {
-                    map(
-                        out,
-                        a,
-                        b,
-                        #[inline(always)]
-                        |a, b| f(a, b),
-                    )
-                },
+                |a, b| f(a, b),
             )
-        });
-    out
+        },
+    )
 }
 
 /// `f(row, out_row, a_row, b_row)` over aligned rows of `width` elements, in parallel.
@@ -589,6 +585,7 @@ impl candle_core::CustomOp3 for MklLinear {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::max_diff;
 
     /// Against candle's matmul, every operand transposed or not, at a short and a long sequence.
     #[test]
@@ -607,14 +604,7 @@ mod tests {
                 let want = x.matmul(&y).unwrap();
                 let ours = x.apply_op2_no_bwd(&y, &BatchMatmul).unwrap();
                 assert_eq!(ours.dims(), want.dims());
-                let diff: f32 = (ours - &want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar()
-                    .unwrap();
+                let diff = max_diff(&ours, &want);
                 let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
                 assert!(
                     diff <= 1e-6 * scale * t as f32,
@@ -633,14 +623,7 @@ mod tests {
         let b = Tensor::randn(0f32, 1., 3, &device).unwrap();
         let want = x.broadcast_matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap();
         let ours = x.apply_op3_no_bwd(&w, &b, &MklLinear).unwrap();
-        let diff: f32 = (ours - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = max_diff(&ours, &want);
         assert!(diff < 1e-5, "differs by {diff}");
     }
 

@@ -36,6 +36,12 @@ pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Re
     }
 }
 
+/// The largest absolute difference between two f32 tensors of one shape (the kernels' tests).
+#[cfg(test)]
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+}
+
 /// What to run when a model folder is incomplete.
 fn fix_hint(folder: &Path) -> String {
     let name = folder
