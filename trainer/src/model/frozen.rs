@@ -7,7 +7,7 @@
 //! has no backward for the fused LayerNorm and softmax kernels. Each gradient here is checked
 //! against candle's autograd of the composed op in the tests below.
 
-use super::kernels::{self, BatchMatmul, Gelu, GeluGrad, LayerNormGrad, Softmax, SoftmaxGrad};
+use super::kernels::{self, AttentionProbs, BatchMatmul, Gelu, GeluGrad, LayerNormGrad, SoftmaxGrad};
 use candle_core::{D, DType, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, Module};
 
@@ -78,29 +78,31 @@ pub fn layer_norm_grad(layer: &LayerNorm, x: &Tensor, g: &Tensor) -> Result<Tens
     inner.broadcast_div(&sigma)?.to_dtype(dtype)
 }
 
-/// Attention's batched products [.., m, k] x [.., k, n] (operands contiguous or transposed
-/// views): by [`BatchMatmul`] on the CPU in f32 for sequences up to 64 tokens, by candle's
-/// BLAS call per matrix beyond (MiniLM forward + backward, 2 threads, MKL: [`BatchMatmul`]
-/// 3,040 vs 2,100 tokens/s at 141 x 14 tokens, 2,810 vs 2,730 at 32 x 64, 2,440 vs 2,680 at
-/// 16 x 128).
-pub fn batch_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    const MAX_ROWS: usize = 64;
-    if !kernels::applies(a) || a.dim(D::Minus2)? > MAX_ROWS {
-        return a.matmul(b);
+/// scale A B over batches of matrices [.., m, k] x [.., k, n] (attention's p v and its
+/// gradients): on the CPU in f32 by [`BatchMatmul`], which reads transposed and head-split views
+/// without copying them.
+pub fn batch_matmul(a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    if kernels::applies(a) {
+        return a.apply_op2_no_bwd(b, &BatchMatmul { scale: scale as f32 });
     }
-    a.apply_op2_no_bwd(b, &BatchMatmul)
+    let product = a.contiguous()?.matmul(&b.contiguous()?)?;
+    if scale == 1.0 { Ok(product) } else { product * scale }
 }
 
-/// Softmax over the last dimension of `x + bias` (`bias` broadcast to x's shape).
-pub fn softmax(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let bias = bias.broadcast_as(x.shape())?;
-    if !kernels::applies(x) || bias.stride().last() != Some(&1) {
-        return candle_nn::ops::softmax_last_dim(&(x + bias)?);
+/// Attention's probabilities: softmax over the last dimension of scale q kᵀ + bias, from q
+/// [.., t, d], `k_t` (kᵀ, [.., d, t]) and `bias` broadcast to the scores' shape (on the CPU in
+/// f32 by [`AttentionProbs`], the scores never stored).
+pub fn attention_probs(q: &Tensor, k_t: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor> {
+    let mut dims = q.dims().to_vec();
+    *dims.last_mut().expect("matrices") = k_t.dim(D::Minus1)?;
+    let bias = bias.broadcast_as(dims)?;
+    if kernels::applies(q) && bias.stride().last() == Some(&1) {
+        return q.apply_op3_no_bwd(k_t, &bias, &AttentionProbs { scale: scale as f32 });
     }
-    x.contiguous()?.apply_op2_no_bwd(&bias, &Softmax)
+    candle_nn::ops::softmax_last_dim(&(batch_matmul(q, k_t, scale)? + bias)?)
 }
 
-/// The input gradient of [`softmax`] from its output p: p (g - sum(g p)).
+/// The input gradient of the softmax (of [`attention_probs`]) from its output p: p (g - sum(g p)).
 pub fn softmax_grad(p: &Tensor, g: &Tensor) -> Result<Tensor> {
     if !kernels::applies(p) {
         return p * g.broadcast_sub(&(g * p)?.sum_keepdim(D::Minus1)?)?;
@@ -195,34 +197,34 @@ mod tests {
 
     #[test]
     fn softmax_gradient_matches_autograd() {
-        let no_bias = Tensor::zeros(8, DType::F32, &Device::Cpu).unwrap();
         assert_matches(
-            |x| softmax(x, &no_bias),
+            |x| candle_nn::ops::softmax_last_dim(x),
             |_, p, g| softmax_grad(p, g),
             |x| candle_nn::ops::softmax(x, D::Minus1),
         );
     }
 
-    /// Attention's scores plus a padding mask [b, 1, 1, t] or a position bias [1, heads, t, t],
-    /// as candle's softmax of the sum; the padding's f32::MIN gets probability 0 exactly.
+    /// Against candle's softmax of the scaled scores plus a padding mask [b, 1, 1, t], a position
+    /// bias [1, heads, t, t] or a full one, q's heads split out of each row; the padding's
+    /// f32::MIN gets probability 0 exactly.
     #[test]
-    fn softmax_adds_a_broadcast_bias() {
-        let scores = rand(&[2, 3, 4, 4]);
-        let mut padding = vec![0f32; 8];
-        padding[3] = f32::MIN;
-        let padding = Tensor::from_vec(padding, (2, 1, 1, 4), &Device::Cpu).unwrap();
-        for bias in [padding, rand(&[1, 3, 4, 4]), rand(&[2, 3, 4, 4])] {
-            let ours = softmax(&scores, &bias).unwrap();
+    fn attention_probs_add_a_broadcast_bias() {
+        let q = rand(&[2, 5, 3, 4]).transpose(1, 2).unwrap();
+        let k = rand(&[2, 3, 5, 4]);
+        let mut padding = vec![0f32; 10];
+        padding[4] = f32::MIN;
+        let padding = Tensor::from_vec(padding, (2, 1, 1, 5), &Device::Cpu).unwrap();
+        let scores = (q.contiguous().unwrap().matmul(&k.t().unwrap()).unwrap() * 0.5).unwrap();
+        for bias in [padding.clone(), rand(&[1, 3, 5, 5]), rand(&[2, 3, 5, 5])] {
+            let ours = attention_probs(&q, &k.t().unwrap(), &bias, 0.5).unwrap();
             let want = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias).unwrap()).unwrap();
             assert!(max_diff(&ours, &want) < 1e-6, "differs by {}", max_diff(&ours, &want));
         }
-        let masked = softmax(
-            &scores,
-            &Tensor::from_vec(vec![0., 0., 0., f32::MIN], 4, &Device::Cpu).unwrap(),
-        )
-        .unwrap();
+        let masked = attention_probs(&q, &k.t().unwrap(), &padding, 0.5).unwrap();
         let last: Vec<f32> = masked
-            .narrow(3, 3, 1)
+            .get(0)
+            .unwrap()
+            .narrow(2, 4, 1)
             .unwrap()
             .flatten_all()
             .unwrap()

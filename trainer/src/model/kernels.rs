@@ -7,7 +7,7 @@
 //! `erf` are branch-free polynomial approximations the compiler vectorizes. Other devices and
 //! dtypes use candle's ops (`model::frozen` dispatches).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 use std::f32::consts::{FRAC_1_SQRT_2, LOG2_E, PI};
 
@@ -236,69 +236,6 @@ impl CustomOp2 for GeluGrad {
     }
 }
 
-/// Softmax over the last dimension of x + bias, the bias broadcast to x's shape (attention's
-/// padding mask and position bias, added in the same pass).
-pub struct Softmax;
-
-impl CustomOp2 for Softmax {
-    fn name(&self) -> &'static str {
-        "softmax-last-dim-f32"
-    }
-
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = values(xs, xl)?;
-        let (CpuStorage::F32(bias), [leading @ .., 1]) = (bs, bl.stride()) else {
-            bail!("softmax: expected an f32 bias with contiguous rows")
-        };
-        if bl.dims() != xl.dims() {
-            bail!(
-                "softmax: bias of shape {:?} for scores of shape {:?}",
-                bl.dims(),
-                xl.dims()
-            );
-        }
-        let dims = xl.dims();
-        let width = dims.last().copied().unwrap_or(1);
-        // Where row r of the bias starts: r spelled out in x's leading dimensions, times the
-        // bias's strides (0 along broadcast dimensions).
-        let row_start = |mut r: usize| {
-            let mut start = bl.start_offset();
-            for (&dim, &stride) in dims[..dims.len() - 1].iter().zip(leading).rev() {
-                start += (r % dim) * stride;
-                r /= dim;
-            }
-            start
-        };
-        let probs = zip_rows(
-            x,
-            x,
-            width,
-            #[inline(always)]
-            |r, out, x, _| {
-                let start = row_start(r);
-                map(
-                    out,
-                    x,
-                    &bias[start..start + width],
-                    #[inline(always)]
-                    |v, b| v + b,
-                );
-                let max = out.iter().fold(f32::MIN, |m, &v| if v > m { v } else { m });
-                out.iter_mut().for_each(|o| *o = exp(*o - max));
-                let scale = 1.0
-                    / sum(
-                        out,
-                        out,
-                        #[inline(always)]
-                        |e, _| e,
-                    );
-                out.iter_mut().for_each(|o| *o *= scale);
-            },
-        );
-        Ok((CpuStorage::F32(probs), xl.shape().clone()))
-    }
-}
-
 /// LayerNorm's input gradient from its input x and the output's gradient g (γ and ε its own):
 /// with x̂ the normalized row, σ its standard deviation and h = g γ,
 /// (h - mean(h) - x̂ mean(h x̂)) / σ.
@@ -401,29 +338,125 @@ impl CustomOp2 for SoftmaxGrad {
     }
 }
 
-/// Batched products of small matrices, [.., m, k] x [.., k, n] -> [.., m, n], each operand
-/// contiguous or a transposed view of a contiguous tensor (attention's q kᵀ, p v and their
-/// gradients). candle (MKL or `gemm`) makes one library call per matrix, whose fixed cost
-/// dominates at short sequences (8 tokens: 3,000 calls of 8 x 32 x 8 per product); here one
-/// task per matrix, the inner loops vectorized.
-pub struct BatchMatmul;
+/// Where each entry of `dims` (row-major order) starts, at `strides` from `start` (stride 0
+/// along broadcast dimensions).
+fn offsets(start: usize, dims: &[usize], strides: &[usize]) -> Vec<usize> {
+    (0..dims.iter().product())
+        .map(|mut entry: usize| {
+            let mut offset = start;
+            for (&dim, &stride) in dims.iter().zip(strides).rev() {
+                offset += (entry % dim) * stride;
+                entry /= dim;
+            }
+            offset
+        })
+        .collect()
+}
 
-/// A strided operand: its values and whether its last two dimensions are transposed.
-fn operand<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<(&'a [f32], bool)> {
-    let CpuStorage::F32(data) = storage else {
-        bail!("batch matmul: expected f32 on the CPU")
-    };
-    let rank = layout.dims().len();
-    let swapped = layout.transpose(rank - 2, rank - 1)?;
-    let (layout, transposed) = if layout.is_contiguous() {
-        (layout.clone(), false)
-    } else if swapped.is_contiguous() {
-        (swapped, true)
-    } else {
-        bail!("batch matmul: expected a contiguous or transposed operand")
-    };
-    let start = layout.start_offset();
-    Ok((&data[start..start + layout.shape().elem_count()], transposed))
+/// A batch of matrices as a layout stores them: where each starts, and the strides of its rows
+/// and columns. Any view candle makes without copying works: transposes, and attention's heads
+/// split out of each token's row.
+struct Matrices<'a> {
+    data: &'a [f32],
+    starts: Vec<usize>,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Matrices<'a> {
+    fn new(storage: &'a CpuStorage, layout: &Layout) -> Result<Self> {
+        let (CpuStorage::F32(data), [leading @ .., rows, cols], [lead_strides @ .., row_stride, col_stride]) =
+            (storage, layout.dims(), layout.stride())
+        else {
+            bail!(
+                "attention product: expected f32 matrices on the CPU, got {:?}",
+                layout.dims()
+            )
+        };
+        let starts = offsets(layout.start_offset(), leading, lead_strides);
+        // The products below read through raw pointers: every element must be in the buffer.
+        let last = rows.saturating_sub(1) * row_stride + cols.saturating_sub(1) * col_stride;
+        if rows * cols > 0 && starts.iter().any(|start| start + last >= data.len()) {
+            bail!("attention product: layout {layout:?} reaches past its buffer")
+        }
+        Ok(Matrices {
+            data,
+            starts,
+            rows: *rows,
+            cols: *cols,
+            row_stride: *row_stride,
+            col_stride: *col_stride,
+        })
+    }
+}
+
+/// scale A B for each pair of matrices, in parallel over the batch (one single-threaded `gemm`
+/// call per pair: a library call per matrix that splits each small product across threads
+/// costs more than the product at attention's sizes, 32 x 128 x 128), then `finish(pair, out)`
+/// on each result while it is still in cache.
+fn batch_product(
+    a: &Matrices,
+    b: &Matrices,
+    scale: f32,
+    finish: impl Fn(usize, &mut [f32]) + Sync,
+) -> Result<Vec<f32>> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k || a.starts.len() != b.starts.len() {
+        bail!(
+            "attention product: {} matrices of {m} x {k} and {} of {} x {n} do not multiply",
+            a.starts.len(),
+            b.starts.len(),
+            b.rows
+        );
+    }
+    let mut out = vec![0f32; a.starts.len() * m * n];
+    if m * n == 0 {
+        return Ok(out);
+    }
+    out.par_chunks_mut(m * n).enumerate().for_each(|(pair, out)| {
+        // SAFETY: `out` holds m x n values; a and b hold their matrices at the strides given
+        // (checked in `Matrices::new`).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.data[a.starts[pair]..].as_ptr(),
+                a.col_stride as isize,
+                a.row_stride as isize,
+                b.data[b.starts[pair]..].as_ptr(),
+                b.col_stride as isize,
+                b.row_stride as isize,
+                0.0,
+                scale,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        };
+        finish(pair, out);
+    });
+    Ok(out)
+}
+
+/// The shape of A B: A's with B's column count last.
+fn product_shape(a: &Layout, cols: usize) -> Shape {
+    let mut dims = a.dims().to_vec();
+    *dims.last_mut().expect("matrices") = cols;
+    Shape::from(dims)
+}
+
+/// scale A B over batches of matrices [.., m, k] x [.., k, n]: attention's p v and its
+/// gradients, operands in any layout [`Matrices`] reads.
+pub struct BatchMatmul {
+    pub scale: f32,
 }
 
 impl CustomOp2 for BatchMatmul {
@@ -432,66 +465,77 @@ impl CustomOp2 for BatchMatmul {
     }
 
     fn cpu_fwd(&self, a_s: &CpuStorage, a_l: &Layout, b_s: &CpuStorage, b_l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (a_dims, b_dims) = (a_l.dims(), b_l.dims());
-        let rank = a_dims.len();
-        let (m, k, n) = (a_dims[rank - 2], a_dims[rank - 1], b_dims[rank - 1]);
-        if rank < 2 || b_dims.len() != rank || b_dims[rank - 2] != k || a_dims[..rank - 2] != b_dims[..rank - 2] {
-            bail!("batch matmul: shapes {a_dims:?} and {b_dims:?} do not multiply");
-        }
-        let ((a, a_t), (b, b_t)) = (operand(a_s, a_l)?, operand(b_s, b_l)?);
-        let mut out = vec![0f32; a_l.shape().elem_count() / k * n];
-        if m * n > 0 {
-            out.par_chunks_mut(m * n).enumerate().for_each(|(batch, out)| {
-                let (a, b) = (
-                    &a[batch * m * k..(batch + 1) * m * k],
-                    &b[batch * k * n..(batch + 1) * k * n],
-                );
-                widest(
-                    #[inline(always)]
-                    || {
-                        // B as [k, n] rows: transposed into a buffer when stored as [n, k], so
-                        // that every product is row += a_il B_l (vectorized over n).
-                        let transposed;
-                        let b = if b_t {
-                            let mut t = vec![0f32; k * n];
-                            for (j, stored) in b.chunks_exact(k).enumerate() {
-                                for (l, &v) in stored.iter().enumerate() {
-                                    t[l * n + j] = v;
-                                }
-                            }
-                            transposed = t;
-                            &transposed[..]
-                        } else {
-                            b
-                        };
-                        for (i, out) in out.chunks_exact_mut(n).enumerate() {
-                            for (l, b) in b.chunks_exact(n).enumerate() {
-                                // A(i, l), read across when A is stored transposed ([k, m]).
-                                let r = if a_t { a[l * m + i] } else { a[i * k + l] };
-                                map_in_place(
-                                    out,
-                                    b,
-                                    #[inline(always)]
-                                    move |o, b| o + r * b,
-                                );
-                            }
-                        }
-                    },
-                )
-            });
-        }
-        let mut dims = a_dims.to_vec();
-        dims[rank - 1] = n;
-        Ok((CpuStorage::F32(out), Shape::from(dims)))
+        let (a, b) = (Matrices::new(a_s, a_l)?, Matrices::new(b_s, b_l)?);
+        let out = batch_product(&a, &b, self.scale, |_, _| {})?;
+        Ok((CpuStorage::F32(out), product_shape(a_l, b.cols)))
     }
 }
 
-/// out_i = f(out_i, b_i).
-#[inline(always)]
-fn map_in_place(out: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
-    for (o, &b) in out.iter_mut().zip(b) {
-        *o = f(*o, b);
+/// Attention's probabilities, softmax(scale q kᵀ + bias) over the last dimension, from q, kᵀ
+/// and the bias broadcast to the scores' shape (padding mask and MPNet's position bias): each
+/// matrix of scores goes through the softmax while in cache instead of as a tensor of its own
+/// (at 32 x 128 tokens, 25 MB a layer written and read again).
+pub struct AttentionProbs {
+    pub scale: f32,
+}
+
+impl CustomOp3 for AttentionProbs {
+    fn name(&self) -> &'static str {
+        "attention-probs-f32"
     }
+
+    fn cpu_fwd(
+        &self,
+        q_s: &CpuStorage,
+        q_l: &Layout,
+        k_s: &CpuStorage,
+        k_l: &Layout,
+        bias_s: &CpuStorage,
+        bias_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, k) = (Matrices::new(q_s, q_l)?, Matrices::new(k_s, k_l)?);
+        let shape = product_shape(q_l, k.cols);
+        let (CpuStorage::F32(bias), [leading @ .., 1]) = (bias_s, bias_l.stride()) else {
+            bail!("attention probabilities: expected an f32 bias with contiguous rows")
+        };
+        if bias_l.dims() != shape.dims() {
+            bail!("attention probabilities: bias {:?} for scores {shape:?}", bias_l.dims());
+        }
+        let width = k.cols;
+        let rows = q.rows;
+        let bias_rows = offsets(bias_l.start_offset(), &shape.dims()[..shape.rank() - 1], leading);
+        if bias_rows.iter().any(|&start| start + width > bias.len()) {
+            bail!("attention probabilities: bias layout {bias_l:?} reaches past its buffer")
+        }
+        let probs = batch_product(&q, &k, self.scale, |pair, scores| {
+            widest(
+                #[inline(always)]
+                || {
+                    for (r, row) in scores.chunks_exact_mut(width).enumerate() {
+                        let start = bias_rows[pair * rows + r];
+                        softmax_in_place(row, &bias[start..start + width]);
+                    }
+                },
+            )
+        })?;
+        Ok((CpuStorage::F32(probs), shape))
+    }
+}
+
+/// row <- softmax(row + bias).
+#[inline(always)]
+fn softmax_in_place(row: &mut [f32], bias: &[f32]) {
+    row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+    let max = row.iter().fold(f32::MIN, |m, &v| if v > m { v } else { m });
+    row.iter_mut().for_each(|v| *v = exp(*v - max));
+    let scale = 1.0
+        / sum(
+            row,
+            row,
+            #[inline(always)]
+            |e, _| e,
+        );
+    row.iter_mut().for_each(|v| *v *= scale);
 }
 
 /// `x Wᵀ + b` by one MKL call (`--features mkl`) into a buffer the bias rows fill (beta = 1).
@@ -521,7 +565,7 @@ unsafe extern "C" {
 }
 
 #[cfg(feature = "mkl")]
-impl candle_core::CustomOp3 for MklLinear {
+impl CustomOp3 for MklLinear {
     fn name(&self) -> &'static str {
         "mkl-linear-f32"
     }
@@ -587,22 +631,26 @@ mod tests {
     use super::*;
     use crate::model::max_diff;
 
-    /// Against candle's matmul, every operand transposed or not, at a short and a long sequence.
+    /// Against candle's matmul, scaled, the operands contiguous, transposed, or heads split out
+    /// of each row ([b, t, heads, d] viewed as [b, heads, t, d]), at a short and a long sequence.
     #[test]
     fn batch_matmul_matches_candle() {
         let device = candle_core::Device::Cpu;
-        for (t, d) in [(3usize, 5usize), (37, 32)] {
-            let a = Tensor::randn(0f32, 1., (2, 3, t, d), &device).unwrap();
+        for (t, d) in [(3usize, 5usize), (37, 32), (141, 32)] {
+            let a = Tensor::randn(0f32, 1., (2, t, 3, d), &device)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap();
             let b = Tensor::randn(0f32, 1., (2, 3, t, d), &device).unwrap();
-            let scores = a.matmul(&b.t().unwrap()).unwrap();
+            let scores = a.contiguous().unwrap().matmul(&b.t().unwrap()).unwrap();
             for (x, y) in [
                 (a.clone(), b.t().unwrap()),
                 (scores.clone(), b.clone()),
                 (scores.t().unwrap(), a.clone()),
                 (scores.t().unwrap(), scores.clone()),
             ] {
-                let want = x.matmul(&y).unwrap();
-                let ours = x.apply_op2_no_bwd(&y, &BatchMatmul).unwrap();
+                let want = (x.contiguous().unwrap().matmul(&y.contiguous().unwrap()).unwrap() * 0.5).unwrap();
+                let ours = x.apply_op2_no_bwd(&y, &BatchMatmul { scale: 0.5 }).unwrap();
                 assert_eq!(ours.dims(), want.dims());
                 let diff = max_diff(&ours, &want);
                 let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();

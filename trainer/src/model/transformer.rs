@@ -121,12 +121,15 @@ impl Layer {
         })
     }
 
-    /// [b, t, hidden] -> [b, heads, t, head_dim]
+    /// [b, t, hidden] -> [b, heads, t, head_dim], a view (attention's products read it as is).
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        x.reshape((b, t, self.heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()
+        x.reshape((b, t, self.heads, self.head_dim))?.transpose(1, 2)
+    }
+
+    /// Attention's scale of q kᵀ, 1/sqrt(head_dim).
+    fn scale(&self) -> f64 {
+        1.0 / (self.head_dim as f64).sqrt()
     }
 
     /// [b, heads, t, head_dim] -> [b, t, hidden]
@@ -140,13 +143,12 @@ impl Layer {
     fn forward(&self, x: &Tensor, bias: &Tensor, pass: Pass, p_drop: f32) -> Result<(Tensor, Tape)> {
         let (query, query_tape) = self.query.forward(x, pass)?;
         let (value, value_tape) = self.value.forward(x, pass)?;
-        // Scaled before the product: [b, heads, t, head_dim] is smaller than the [.., t, t] scores.
-        let q = (self.split_heads(&query)? / (self.head_dim as f64).sqrt())?;
+        let q = self.split_heads(&query)?;
         let k = self.split_heads(&frozen::linear(&self.key, x)?)?;
         let v = self.split_heads(&value)?;
-        let probs = frozen::softmax(&frozen::batch_matmul(&q, &k.t()?)?, bias)?;
+        let probs = frozen::attention_probs(&q, &k.t()?, bias, self.scale())?;
         let probs_mask = dropout_mask(&probs, p_drop, pass.train)?;
-        let context = self.merge_heads(&frozen::batch_matmul(&masked(&probs, probs_mask.as_ref())?, &v)?)?;
+        let context = self.merge_heads(&frozen::batch_matmul(&masked(&probs, probs_mask.as_ref())?, &v, 1.0)?)?;
         let attn = frozen::linear(&self.attn_out, &context)?;
         let attn_mask = dropout_mask(&attn, p_drop, pass.train)?;
         let attn_sum = (masked(&attn, attn_mask.as_ref())? + x)?;
@@ -184,14 +186,14 @@ impl Layer {
         let g_attn = masked(&g_attn_sum, tape.attn_mask.as_ref())?;
         let g_context = self.split_heads(&frozen::linear_grad(&self.attn_out, &g_attn)?)?;
         let dropped = masked(&tape.probs, tape.probs_mask.as_ref())?;
-        let g_v = frozen::batch_matmul(&dropped.t()?, &g_context)?;
+        let g_v = frozen::batch_matmul(&dropped.t()?, &g_context, 1.0)?;
         let g_probs = masked(
-            &frozen::batch_matmul(&g_context, &tape.v.t()?)?,
+            &frozen::batch_matmul(&g_context, &tape.v.t()?, 1.0)?,
             tape.probs_mask.as_ref(),
         )?;
         let g_scores = frozen::softmax_grad(&tape.probs, &g_probs)?;
-        let g_q = (frozen::batch_matmul(&g_scores, &tape.k)? / (self.head_dim as f64).sqrt())?;
-        let g_k = frozen::batch_matmul(&g_scores.t()?, &tape.q)?;
+        let g_q = frozen::batch_matmul(&g_scores, &tape.k, self.scale())?;
+        let g_k = frozen::batch_matmul(&g_scores.t()?, &tape.q, self.scale())?;
         let g_x_query = self
             .query
             .backward(tape.query.as_ref(), &self.merge_heads(&g_q)?, input_grad, grads)?;
@@ -206,9 +208,9 @@ impl Layer {
     }
 }
 
-/// What a layer's backward pass needs from its forward pass: attention's heads (q scaled) and
-/// probabilities, the sums before each LayerNorm, the feed-forward's pre-activation, the dropout
-/// masks, and the adapters' own.
+/// What a layer's backward pass needs from its forward pass: attention's heads (views of the
+/// projections) and probabilities, the sums before each LayerNorm, the feed-forward's
+/// pre-activation, the dropout masks, and the adapters' own.
 struct Tape {
     query: Option<LoraTape>,
     value: Option<LoraTape>,
