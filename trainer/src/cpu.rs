@@ -1,10 +1,18 @@
 //! Process-wide CPU settings, applied first thing in `main` (and in the benchmarks).
 
-/// The allocator keeps what it frees (`memory`); with `--features mkl`, MKL's OpenMP threads go
-/// to sleep 1 ms after a matrix product instead of 200: spinning, they took the cores from the
-/// element-wise kernels that run between products (forward + backward 12 % slower).
+/// The allocator keeps what it frees (`memory`). Threads that wait for work sleep soon instead of
+/// spinning, taking the cores from the other pools' threads: candle's element-wise pool spins
+/// 25,000 rounds after each op unless `CANDLE_BARRIER_POOL_SPIN_LIMIT` says otherwise (here 1,000
+/// unless set: a `lora` step 11.5 -> 9.5 s), and with `--features mkl` MKL's OpenMP threads
+/// sleep 1 ms after a matrix product instead of 200 (forward + backward 12 % faster).
 pub fn setup() {
     crate::memory::keep_freed_pages();
+    const SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(SPIN).is_none() {
+        // SAFETY: no other thread runs yet (`setup` comes first in `main`), so none reads the
+        // environment while it changes; candle reads it when its pool starts, on first use.
+        unsafe { std::env::set_var(SPIN, "1000") };
+    }
     #[cfg(feature = "mkl")]
     {
         unsafe extern "C" {
