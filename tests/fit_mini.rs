@@ -352,61 +352,68 @@ async fn lora_replayed_gradients_match_finite_differences() {
     }
 }
 
+/// The adapters' gradients from one `lora` step with dropout on everywhere (index entries
+/// included), the base in `dtype`, sorted by name; where the random stream ends; the loss.
+type Gradients = (Vec<(String, Vec<f32>)>, ([u8; 32], u128), f32);
+
+fn lora_gradients(dir: &Path, dtype: candle_core::DType, overrides: &[&str]) -> Gradients {
+    use candle_core::Device;
+    use naics_common::samples::{Record, SamplesFile};
+    use naics_trainer::fit::{Trainer, step_loss};
+
+    let file = SamplesFile::open(&dir.join("shards/03_stage_hard/train-e000.samples"), None).unwrap();
+    let records: Vec<Record> = (0..4.min(file.len())).map(|i| file.get(i)).collect();
+    let base = [
+        "model.encoder_mode=lora",
+        "model.chunk_tokens=48",
+        "data.queries_per_step=3",
+    ];
+    let loaded = config(dir, &[&base[..], overrides].concat());
+    let config = &loaded.config;
+    let mut trainer = Trainer::new(config, &Device::Cpu, dtype).unwrap();
+    trainer.load_training_data().unwrap();
+    for (name, var) in trainer.varmap.data().lock().unwrap().iter() {
+        if name.starts_with("lora.") && name.ends_with(".b") {
+            var.set(&var.as_tensor().ones_like().unwrap().affine(0.05, 0.0).unwrap())
+                .unwrap();
+        }
+    }
+    naics_trainer::rng::seed(7);
+    let parts = vec![trainer.batch_loss(&records, &trainer.draw_queries(0), true).unwrap()];
+    let (loss, _) = step_loss(&parts, &config.loss, config.model.moe.load_balance_coef).unwrap();
+    let grads = trainer.backward(&loss, &parts).unwrap();
+    // The stream goes on from the same place whichever way the backward pass went.
+    let after = naics_trainer::rng::position();
+    let vars = trainer.varmap.data().lock().unwrap().clone();
+    let mut out: Vec<(String, Vec<f32>)> = vars
+        .iter()
+        .filter(|(name, _)| name.starts_with("lora."))
+        .map(|(name, var)| {
+            // Master weights and their gradients stay f32 whatever the base computes in.
+            let g = grads.get(var.as_tensor()).expect(name);
+            assert_eq!(
+                (var.dtype(), g.dtype()),
+                (candle_core::DType::F32, candle_core::DType::F32)
+            );
+            (name.clone(), g.flatten_all().unwrap().to_vec1().unwrap())
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    (out, after, loss.to_scalar().unwrap())
+}
+
 /// Activation checkpointing (`model.checkpoint_layers`) recomputes each layer from its saved input
 /// in the backward replay, and `model.keep_activations` replays nothing: with dropout on
 /// everywhere (index entries included), the gradients must equal the call-level replay's.
 #[tokio::test(flavor = "multi_thread")]
 async fn checkpointing_and_kept_activations_give_the_replays_gradients() {
-    use candle_core::{DType, Device};
-    use naics_common::samples::{Record, SamplesFile};
-    use naics_trainer::fit::{Trainer, step_loss};
-
     let dir = prepared().await;
-    let file = SamplesFile::open(&dir.path().join("shards/03_stage_hard/train-e000.samples"), None).unwrap();
-    let records: Vec<Record> = (0..4.min(file.len())).map(|i| file.get(i)).collect();
-    let gradients = |checkpoint: &str| {
-        let loaded = config(
-            dir.path(),
-            &[
-                "model.encoder_mode=lora",
-                "model.chunk_tokens=48",
-                "data.queries_per_step=3",
-                checkpoint,
-            ],
-        );
-        let config = &loaded.config;
-        naics_trainer::rng::seed(3);
-        let mut trainer = Trainer::new(config, &Device::Cpu, DType::F32).unwrap();
-        trainer.load_training_data().unwrap();
-        for (name, var) in trainer.varmap.data().lock().unwrap().iter() {
-            if name.starts_with("lora.") && name.ends_with(".b") {
-                var.set(&var.as_tensor().ones_like().unwrap().affine(0.05, 0.0).unwrap())
-                    .unwrap();
-            }
-        }
-        naics_trainer::rng::seed(7);
-        let parts = vec![trainer.batch_loss(&records, &trainer.draw_queries(0), true).unwrap()];
-        let (loss, _) = step_loss(&parts, &config.loss, config.model.moe.load_balance_coef).unwrap();
-        let grads = trainer.backward(&loss, &parts).unwrap();
-        // The stream goes on from the same place whichever way the backward pass went.
-        let after = naics_trainer::rng::position();
-        let vars = trainer.varmap.data().lock().unwrap().clone();
-        let mut out: Vec<(String, Vec<f32>)> = vars
-            .iter()
-            .filter(|(name, _)| name.starts_with("lora."))
-            .map(|(name, var)| {
-                let g = grads.get(var.as_tensor()).expect(name);
-                (name.clone(), g.flatten_all().unwrap().to_vec1().unwrap())
-            })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        (out, after)
-    };
-    let (replayed, after) = gradients("model.checkpoint_layers=false");
+    let gradients = |how: &str| lora_gradients(dir.path(), candle_core::DType::F32, &[how]);
+    let (replayed, after, _) = gradients("model.checkpoint_layers=false");
     let largest = replayed.iter().flat_map(|(_, g)| g).fold(0f32, |m, g| m.max(g.abs()));
     assert!(largest > 1e-4, "the adapters get gradients");
     for other in ["model.checkpoint_layers=true", "model.keep_activations=true"] {
-        let (grads, other_after) = gradients(other);
+        let (grads, other_after, _) = gradients(other);
         assert_eq!(replayed.len(), grads.len());
         assert_eq!(after, other_after, "{other}: the random stream moved differently");
         for ((name, a), (_, b)) in replayed.iter().zip(&grads) {
@@ -414,4 +421,26 @@ async fn checkpointing_and_kept_activations_give_the_replays_gradients() {
             assert!(diff <= 1e-5 * largest, "{other}: {name} differs by {diff}");
         }
     }
+}
+
+/// The whole step in bf16 compute (the GPU's, `--features cuda`; candle runs it on the CPU too):
+/// master weights and their gradients stay f32 (checked in `lora_gradients`), and the loss and
+/// the gradients are f32's within bf16's precision. All four experts take every row here: with
+/// top-2 routing, bf16's rounding can flip a near-tie between two experts and with it the loss.
+#[tokio::test(flavor = "multi_thread")]
+async fn bf16_compute_trains_f32_master_weights() {
+    use candle_core::DType;
+    let dir = prepared().await;
+    let gradients = |dtype| lora_gradients(dir.path(), dtype, &["model.moe.top_k=4"]);
+    let ((f32_grads, _, f32_loss), (bf16_grads, _, bf16_loss)) = (gradients(DType::F32), gradients(DType::BF16));
+    let flat = |grads: &[(String, Vec<f32>)]| grads.iter().flat_map(|(_, g)| g.clone()).collect::<Vec<f32>>();
+    let (a, b) = (flat(&f32_grads), flat(&bf16_grads));
+    let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(x, y)| (x * y) as f64).sum::<f64>();
+    let cosine = dot(&a, &b) / (dot(&a, &a) * dot(&b, &b)).sqrt();
+    assert!(dot(&a, &a) > 1e-8, "the adapters get gradients");
+    assert!(
+        (bf16_loss - f32_loss).abs() < 0.01 * f32_loss,
+        "loss {bf16_loss} vs {f32_loss}"
+    );
+    assert!(cosine > 0.99, "gradients' cosine {cosine}");
 }
