@@ -1,5 +1,6 @@
-//! f32 CPU kernels for the encoder's element-wise work (GELU, softmax with attention's bias,
-//! their gradients, LayerNorm's gradient) and attention's batched products of short sequences.
+//! f32 CPU kernels for the encoder's element-wise work (GELU, its gradient, the softmax's and
+//! LayerNorm's gradients) and attention's batched products (the softmax with attention's bias
+//! applied to each matrix of scores as it comes out of its product).
 //!
 //! candle runs the element-wise work as chains of ops, each a pass over memory with a fresh
 //! buffer, and calls libm's scalar `exp` and `erf` per element (its softmax and the GELU gradient
