@@ -403,7 +403,7 @@ fn open_shards(config: &Config) -> Result<(Vec<SamplesFile>, SamplesFile)> {
 
 pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
     let config = &loaded.config;
-    let (device, dtype) = device::best();
+    let (device, dtype) = device::best(&config.training.trainer.precision)?;
     let (train_files, validation) = open_shards(config)?;
     let mut trainer = Trainer::new(config, &device, dtype)?;
     trainer.load_training_data()?;

@@ -136,7 +136,8 @@ fn run(cli: Cli) -> Result<()> {
             max_length,
             texts,
         } => {
-            let (device, dtype) = device::best();
+            // f32 everywhere, as sentence-transformers' `encode`: how a user checks a model.
+            let (device, dtype) = device::best("32")?;
             let folder = naics_trainer::model::locate::locate(&model, None)?;
             let encoder = Encoder::load(&folder, max_length, &device, dtype)?;
             let pooling = match pooling {

@@ -42,7 +42,7 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
             .with_context(|| format!("{stem}.json: the checkpoint's sidecar is missing"))?,
     )?;
     let config: Config = serde_json::from_value(sidecar["config"].clone()).context("checkpoint sidecar: config")?;
-    let (device, dtype) = crate::device::best();
+    let (device, dtype) = crate::device::best(&config.training.trainer.precision)?;
     let trainer = Trainer::new(&config, &device, dtype)?;
     trainer
         .varmap
