@@ -210,7 +210,7 @@ impl Loaded {
 pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> Result<Loaded> {
     let root_path = conf_dir.join("config.yaml");
     let mut root = read_yaml(&root_path)
-        .with_context(|| format!("run from the repository root, or pass --conf with the folder holding config.yaml"))?;
+        .context("run from the repository root, or pass --conf with the folder holding config.yaml")?;
     let mut choices = default_choices(&root, &root_path)?;
     if let Some(name) = curriculum {
         set_choice(&mut choices, "curriculum", name);

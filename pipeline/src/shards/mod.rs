@@ -220,7 +220,7 @@ fn strings(batch: &arrow::array::RecordBatch, i: usize) -> Result<StringArray> {
         .clone())
 }
 
-fn column<'a, T: 'static>(batch: &'a arrow::array::RecordBatch, i: usize) -> Result<&'a T> {
+fn column<T: 'static>(batch: &arrow::array::RecordBatch, i: usize) -> Result<&T> {
     batch
         .column(i)
         .as_any()

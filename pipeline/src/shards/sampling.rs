@@ -89,7 +89,7 @@ impl BucketSpec {
             .zip(percentages)
             .map(|(&b, &p)| (b, (k as f64 * p + 1e-9).floor() as usize, p))
             .collect();
-        targets.sort_by(|a, b| b.0.cmp(&a.0));
+        targets.sort_by_key(|t| std::cmp::Reverse(t.0));
         let assigned: usize = targets.iter().map(|t| t.1).sum();
         let receivers: Vec<usize> = (0..targets.len()).filter(|&i| targets[i].2 > 0.0).collect();
         for r in 0..k.saturating_sub(assigned) {

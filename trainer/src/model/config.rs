@@ -56,7 +56,7 @@ impl ModelConfig {
                 config.hidden_act
             );
         }
-        if config.hidden_size % config.num_attention_heads != 0 {
+        if !config.hidden_size.is_multiple_of(config.num_attention_heads) {
             bail!(
                 "{}: hidden_size {} is not a multiple of num_attention_heads {}",
                 path.display(),
