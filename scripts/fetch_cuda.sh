@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Fetches a CUDA compiler for building `--features cuda` on a machine without the CUDA toolkit:
-# NVIDIA ships nvcc, its front end (nvvm), the runtime headers and libcu++ on PyPI.
+# Fetches a CUDA compiler, to check that `--features cuda` compiles on a machine without the CUDA
+# toolkit: NVIDIA ships nvcc, its front end (nvvm), the runtime headers and libcu++ on PyPI.
 #
 #   scripts/fetch_cuda.sh [DIR]    # default data/cuda; prints the CUDA_ROOT to build with
 #   cuda=$(scripts/fetch_cuda.sh)
 #   CUDA_ROOT=$cuda PATH=$cuda/bin:$PATH CUDA_COMPUTE_CAP=90 \
-#     cargo build --release --features naics-trainer/cuda
+#     cargo check --features naics-trainer/cuda --all-targets
 #
 # CUDA 13.4, the newest that candle 0.11's cudarc knows. CUDA_COMPUTE_CAP is the GPU's compute
-# capability (90: H100/H200; `nvidia-smi --query-gpu=compute_cap --format=csv`), needed where no
-# GPU is present to ask. Downloads the pinned wheels with pip (into $NAICS_MODEL_CACHE, default
-# ~/.cache/naics-models, so repeat runs are offline), verifies their sha256 and unpacks them into
-# DIR (about 350 MB). The built program loads the driver (libcuda) at run time.
+# capability (90: H100/H200), needed where no GPU is present to ask. A full build also links the
+# CUDA libraries (driver, runtime, cuBLAS, cuRAND, NVRTC), which are not fetched here: a GPU
+# machine's toolkit has them. Downloads the pinned wheels with pip (into $NAICS_MODEL_CACHE,
+# default ~/.cache/naics-models, so repeat runs are offline), verifies their sha256 and unpacks
+# them into DIR (about 350 MB).
 set -euo pipefail
 
 VERSION=13.4.92
