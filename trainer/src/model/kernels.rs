@@ -359,6 +359,8 @@ fn offsets(start: usize, dims: &[usize], strides: &[usize]) -> Vec<usize> {
 /// split out of each token's row.
 struct Matrices<'a> {
     data: &'a [f32],
+    /// The leading (batch) dimensions, and where each matrix starts.
+    batch: Vec<usize>,
     starts: Vec<usize>,
     rows: usize,
     cols: usize,
@@ -384,6 +386,7 @@ impl<'a> Matrices<'a> {
         }
         Ok(Matrices {
             data,
+            batch: leading.to_vec(),
             starts,
             rows: *rows,
             cols: *cols,
@@ -404,11 +407,11 @@ fn batch_product(
     finish: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Result<Vec<f32>> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    if b.rows != k || a.starts.len() != b.starts.len() {
+    if b.rows != k || a.batch != b.batch {
         bail!(
-            "attention product: {} matrices of {m} x {k} and {} of {} x {n} do not multiply",
-            a.starts.len(),
-            b.starts.len(),
+            "attention product: {:?} matrices of {m} x {k} and {:?} of {} x {n} do not multiply",
+            a.batch,
+            b.batch,
             b.rows
         );
     }
@@ -660,6 +663,18 @@ mod tests {
                     "t {t}: differs by {diff} (largest {scale})"
                 );
             }
+        }
+    }
+
+    /// Batches that do not pair up, or matrices that do not multiply, are errors.
+    #[test]
+    fn batch_matmul_refuses_mismatched_shapes() {
+        let device = candle_core::Device::Cpu;
+        let a = Tensor::zeros((2, 3, 4, 5), DType::F32, &device).unwrap();
+        for b in [(3, 2, 5, 4), (2, 3, 4, 4)] {
+            let b = Tensor::zeros(b, DType::F32, &device).unwrap();
+            let err = a.apply_op2_no_bwd(&b, &BatchMatmul { scale: 1.0 }).unwrap_err();
+            assert!(err.to_string().contains("do not multiply"), "{err}");
         }
     }
 
