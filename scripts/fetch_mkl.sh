@@ -5,8 +5,8 @@
 #   scripts/fetch_mkl.sh [DIR]    # default data/mkl; prints the MKLROOT to build with
 #   MKLROOT=$(scripts/fetch_mkl.sh) cargo build --release --features mkl
 #
-# Downloads the pinned wheels with pip (into $NAICS_MODEL_CACHE, default ~/.cache/naics-models,
-# so repeat runs are offline), verifies their sha256 and unpacks the four static libraries
+# Downloads the pinned wheels with pip (scripts/wheels.sh: cached in $NAICS_MODEL_CACHE, so repeat
+# runs are offline), verifies their sha256 and unpacks the four static libraries
 # (LP64 interface, Intel threading, core, OpenMP runtime) and the headers into DIR. About 650 MB.
 # candle's build (intel-mkl-src) finds them through $MKLROOT.
 set -euo pipefail
@@ -18,24 +18,14 @@ declare -A SHA=(
   [intel_openmp]=2308a1a3e74718a9cd8cccf218c34d8cd80b43d3b89dfbb01b38dee205c50980
 )
 dir=${1:-data/mkl}
-cache=${NAICS_MODEL_CACHE:-${HOME:-/tmp}/.cache/naics-models}
 libs="libmkl_intel_lp64.a libmkl_intel_thread.a libmkl_core.a libiomp5.a"
+source "$(dirname "$0")/wheels.sh"
+exit_if_installed "$dir" "$VERSION"
 
-if [ -f "$dir/VERSION" ] && [ "$(cat "$dir/VERSION")" = "$VERSION" ]; then
-  realpath "$dir"
-  exit 0
-fi
-
-mkdir -p "$cache"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for package in mkl_static mkl_include intel_openmp; do
-  wheel="$cache/$package-$VERSION-py2.py3-none-manylinux_2_28_x86_64.whl"
-  [ -f "$wheel" ] ||
-    python3 -m pip download --no-deps --quiet --dest "$cache" "${package//_/-}==$VERSION" >&2
-  echo "${SHA[$package]}  $wheel" | sha256sum --check --status ||
-    { echo "error: $wheel does not have sha256 ${SHA[$package]}; delete it and retry" >&2; exit 1; }
-  python3 -m zipfile -e "$wheel" "$work/unpacked"
+  unpack_wheel "$package-$VERSION-py2.py3-none-manylinux_2_28_x86_64" "${SHA[$package]}" "$work/unpacked"
 done
 
 # Only what the link needs: the libraries are copied one by one, the headers as a folder.
@@ -47,8 +37,5 @@ for lib in $libs; do
   cp "$found" "$dir.tmp/lib/"
 done
 cp -r "$(dirname "$(find "$work/unpacked" -name mkl.h | head -n 1)")" "$dir.tmp/include"
-echo "$VERSION" > "$dir.tmp/VERSION"
-rm -rf "$dir"
-mv "$dir.tmp" "$dir"
 echo "MKL $VERSION: installed in $dir" >&2
-realpath "$dir"
+install_as "$dir" "$VERSION"
