@@ -21,10 +21,7 @@ if [ "$what" != frozen ]; then
   /usr/bin/time -f "peak RSS %M KiB" cargo run --locked --quiet "${FEATURES[@]}" -p naics-trainer --example bench_fit -- "$anchors" "$@"
 fi
 if [ "$what" != lora ]; then
-  source scripts/cpu_default.sh
-  for stage in 01_stage_easy 02_stage_medium 03_stage_hard; do
-    "$pipeline" build-shards -c "$stage" "${SHARD_OVERRIDES[@]}" >/dev/null
-  done
+  "$pipeline" build-shards -c all profile=cpu_default >/dev/null
   rm -rf data/shards/cache checkpoints/0*_stage_* outputs/0*_stage_*
-  /usr/bin/time -f "frozen -c all (cache included): %e s, peak RSS %M KiB" "$trainer" fit -c all "${FIT_OVERRIDES[@]}" "$@"
+  /usr/bin/time -f "frozen -c all (cache included): %e s, peak RSS %M KiB" "$trainer" fit -c all profile=cpu_default "$@"
 fi

@@ -1,36 +1,28 @@
 //! The encoder against the reference libraries' test vectors (Hugging Face transformers, fp32):
 //! token ids exactly, hidden states and pooled vectors within 1e-4, for every sentence.
 
+#[path = "common/testvectors.rs"]
+mod testvectors;
+
 use candle_core::{DType, Device};
 use naics_common::config::Pooling;
 use naics_trainer::model::Encoder;
 use naics_trainer::model::lora::Pass;
-use serde_json::Value;
 use std::path::PathBuf;
+use testvectors::{TestVectors, floats};
 
 const TOLERANCE: f32 = 1e-4;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn load(model: &str) -> (Encoder, Value) {
-    let folder = repo().join("data/models").join(model);
+fn load(model: &str) -> (Encoder, TestVectors) {
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/models")
+        .join(model);
     assert!(
         folder.join("model.safetensors").exists(),
         "fetch the model first: naics-trainer fetch-model (.ci/run does)"
     );
     let encoder = Encoder::load(&folder, 512, &Device::Cpu, DType::F32).unwrap();
-    let path = repo().join("tests/fixtures/testvectors").join(format!("{model}.json"));
-    (encoder, serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap())
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
+    (encoder, TestVectors::load(model))
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -40,25 +32,16 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 fn check(model: &str, batched: &[usize]) {
     let (encoder, vectors) = load(model);
-    let sentences = vectors["sentences"].as_array().unwrap();
-    let texts: Vec<String> = sentences
-        .iter()
-        .map(|s| s["text"].as_str().unwrap().to_string())
-        .collect();
+    let sentences = vectors.sentences();
+    let texts = vectors.texts();
     let ids = encoder.tokenize(&texts).unwrap();
-    for (s, got) in sentences.iter().zip(&ids) {
-        let expected: Vec<u32> = s["input_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        assert_eq!(got, &expected, "token ids of {:?}", s["text"]);
+    for ((text, got), expected) in texts.iter().zip(&ids).zip(vectors.input_ids()) {
+        assert_eq!(got, &expected, "token ids of {text:?}");
     }
     // Every sentence alone: last hidden states of sentence 1, [CLS] and mean vectors of all.
     let (hidden, _) = encoder.transformer.forward(&ids[..1], Pass::default()).unwrap();
     let hidden: Vec<Vec<f32>> = hidden.squeeze(0).unwrap().to_vec2().unwrap();
-    let expected = vectors["first_sentence_hidden"].as_array().unwrap();
+    let expected = vectors.0["first_sentence_hidden"].as_array().unwrap();
     assert_eq!(hidden.len(), expected.len());
     for (row, exp) in hidden.iter().zip(expected) {
         let d = max_diff(row, &floats(exp));

@@ -1,6 +1,6 @@
 //! `naics-trainer fit` end to end on the hand-made mini tree: pipeline tables and shards, then
-//! frozen-mode training with the real MiniLM. (Registered with naics-pipeline's tests so that the
-//! trainer itself never links DataFusion.)
+//! frozen-mode training with the real MiniLM. (In the `naics-tests` package, so that neither
+//! program's crate depends on the other: the trainer never links DataFusion.)
 
 mod common;
 
@@ -8,7 +8,7 @@ use common::fixtures;
 use naics_common::config::Loaded;
 use naics_pipeline::ingest::{self, IngestPaths};
 use naics_pipeline::session::{DEFAULT_MEMORY_LIMIT, DataDir};
-use naics_trainer::fit::{FitOptions, fit};
+use naics_trainer::train::{FitOptions, fit};
 use std::path::Path;
 
 fn config(dir: &Path, extra: &[&str]) -> Loaded {
@@ -259,7 +259,10 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
 async fn lora_replayed_gradients_match_finite_differences() {
     use candle_core::{DType, Device, Tensor};
     use naics_common::samples::{Record, SamplesFile};
-    use naics_trainer::fit::{Trainer, step_loss};
+    use naics_trainer::model::Embedder;
+    use naics_trainer::train::TrainingData;
+    use naics_trainer::train::loss::{batch_loss, step_loss};
+    use naics_trainer::train::replay::backward;
 
     let dir = prepared().await;
     let loaded = config(
@@ -277,9 +280,10 @@ async fn lora_replayed_gradients_match_finite_differences() {
         ],
     );
     let config = &loaded.config;
-    let mut trainer = Trainer::new(config, &Device::Cpu, DType::F32).unwrap();
-    trainer.load_training_data().unwrap();
-    let vars = trainer.varmap.data().lock().unwrap().clone();
+    let model = Embedder::new(config, &Device::Cpu, DType::F32).unwrap();
+    let data = TrainingData::load(&model).unwrap();
+    let picks = data.queries.draw(config.data.seed, 0, config.data.queries_per_step);
+    let vars = model.varmap.data().lock().unwrap().clone();
     // B starts at zero (A's gradient would vanish): give every adapter a small B.
     for (name, var) in &vars {
         if name.starts_with("lora.") && name.ends_with(".b") {
@@ -296,16 +300,16 @@ async fn lora_replayed_gradients_match_finite_differences() {
     let records: Vec<Record> = (0..4.min(file.len())).map(|i| file.get(i)).collect();
     // The base's own dropout stays on in training: every evaluation starts the stream afresh, and
     // the replay must reproduce the masks of its forward pass.
-    let loss_and_parts = |trainer: &Trainer| {
-        naics_trainer::rng::seed(7);
-        let parts = vec![trainer.batch_loss(&records, &trainer.draw_queries(0), true).unwrap()];
+    let loss_and_parts = || {
+        naics_trainer::model::rng::seed(7);
+        let parts = vec![batch_loss(&model, &data, &records, &picks, true).unwrap()];
         assert!(parts[0].query.is_some());
         let (loss, _) = step_loss(&parts, &config.loss, config.model.moe.load_balance_coef).unwrap();
         (loss, parts)
     };
-    let (loss, parts) = loss_and_parts(&trainer);
-    let grads = trainer.backward(&loss, &parts).unwrap();
-    let value = |trainer: &Trainer| loss_and_parts(trainer).0.to_scalar::<f32>().unwrap() as f64;
+    let (loss, parts) = loss_and_parts();
+    let grads = backward(&model, &loss, &parts).unwrap();
+    let value = || loss_and_parts().0.to_scalar::<f32>().unwrap() as f64;
 
     // The three adapter tensors with the largest gradients (small ones drown in f32 rounding),
     // each checked at its largest entry by central differences.
@@ -340,7 +344,7 @@ async fn lora_replayed_gradients_match_finite_differences() {
             v[k] += delta as f32;
             var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
                 .unwrap();
-            value(&trainer)
+            value()
         };
         let eps = 1e-3;
         let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
@@ -359,7 +363,10 @@ type Gradients = (Vec<(String, Vec<f32>)>, ([u8; 32], u128), f32);
 fn lora_gradients(dir: &Path, dtype: candle_core::DType, overrides: &[&str]) -> Gradients {
     use candle_core::Device;
     use naics_common::samples::{Record, SamplesFile};
-    use naics_trainer::fit::{Trainer, step_loss};
+    use naics_trainer::model::Embedder;
+    use naics_trainer::train::TrainingData;
+    use naics_trainer::train::loss::{batch_loss, step_loss};
+    use naics_trainer::train::replay::backward;
 
     let file = SamplesFile::open(&dir.join("shards/03_stage_hard/train-e000.samples"), None).unwrap();
     let records: Vec<Record> = (0..4.min(file.len())).map(|i| file.get(i)).collect();
@@ -370,21 +377,22 @@ fn lora_gradients(dir: &Path, dtype: candle_core::DType, overrides: &[&str]) -> 
     ];
     let loaded = config(dir, &[&base[..], overrides].concat());
     let config = &loaded.config;
-    let mut trainer = Trainer::new(config, &Device::Cpu, dtype).unwrap();
-    trainer.load_training_data().unwrap();
-    for (name, var) in trainer.varmap.data().lock().unwrap().iter() {
+    let model = Embedder::new(config, &Device::Cpu, dtype).unwrap();
+    let data = TrainingData::load(&model).unwrap();
+    let picks = data.queries.draw(config.data.seed, 0, config.data.queries_per_step);
+    for (name, var) in model.varmap.data().lock().unwrap().iter() {
         if name.starts_with("lora.") && name.ends_with(".b") {
             var.set(&var.as_tensor().ones_like().unwrap().affine(0.05, 0.0).unwrap())
                 .unwrap();
         }
     }
-    naics_trainer::rng::seed(7);
-    let parts = vec![trainer.batch_loss(&records, &trainer.draw_queries(0), true).unwrap()];
+    naics_trainer::model::rng::seed(7);
+    let parts = vec![batch_loss(&model, &data, &records, &picks, true).unwrap()];
     let (loss, _) = step_loss(&parts, &config.loss, config.model.moe.load_balance_coef).unwrap();
-    let grads = trainer.backward(&loss, &parts).unwrap();
+    let grads = backward(&model, &loss, &parts).unwrap();
     // The stream goes on from the same place whichever way the backward pass went.
-    let after = naics_trainer::rng::position();
-    let vars = trainer.varmap.data().lock().unwrap().clone();
+    let after = naics_trainer::model::rng::position();
+    let vars = model.varmap.data().lock().unwrap().clone();
     let mut out: Vec<(String, Vec<f32>)> = vars
         .iter()
         .filter(|(name, _)| name.starts_with("lora."))

@@ -2,8 +2,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use naics_trainer::lorentz::{distance, exp_map0, info_nce, inner, log_map0, pairwise, to_poincare};
-use naics_trainer::moe::{Moe, load_balancing_loss};
+use naics_trainer::model::fusion::{Moe, load_balancing_loss};
+use naics_trainer::model::lorentz::{distance, exp_map0, inner, log_map0, pairwise, to_poincare};
+use naics_trainer::train::loss::info_nce;
 
 fn t2(rows: &[&[f32]]) -> Tensor {
     let cols = rows[0].len();
@@ -179,7 +180,7 @@ fn load_balancing_loss_by_hand_and_over_the_global_batch() {
     let got = load_balancing_loss(&[&a, &b]).unwrap().to_scalar::<f32>().unwrap();
     assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
     // Uniform gate, perfectly balanced routing: the loss is top_k.
-    let uniform = naics_trainer::moe::MoeOutput {
+    let uniform = naics_trainer::model::fusion::MoeOutput {
         output: Tensor::zeros((4, 6), DType::F32, &Device::Cpu).unwrap(),
         importance: Tensor::new(&[0.25f32, 0.25, 0.25, 0.25], &Device::Cpu).unwrap(),
         load: vec![0.5; 4],

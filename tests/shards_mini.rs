@@ -3,13 +3,15 @@
 
 mod common;
 
+use common::testvectors::TestVectors;
 use common::{fixtures, repo, rows};
 use naics_common::config::Loaded;
 use naics_common::format::sha256;
+use naics_common::layout::samples_file;
 use naics_common::samples::{SamplesFile, Split};
 use naics_common::tokens::TokenCache;
 use naics_pipeline::session::{self, DEFAULT_MEMORY_LIMIT, DataDir};
-use naics_pipeline::shards::{self, samples_file, tokenize};
+use naics_pipeline::shards::{self, tokenize};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -26,7 +28,7 @@ fn config(dir: &Path, extra: &[&str]) -> Loaded {
     let base = [
         "data.val_fraction=0.2",
         "curriculum.k_negatives=4",
-        "curriculum.epochs=2",
+        "curriculum.sampled_epochs=2",
     ];
     common::config(dir, "03_stage_hard", &[&base[..], extra].concat())
 }
@@ -144,27 +146,16 @@ async fn rebuilds_are_deterministic_and_tokens_are_reused() {
 
 #[test]
 fn token_ids_match_the_reference_tokenizer() {
-    let vectors: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("testvectors/all-MiniLM-L6-v2.json")).unwrap()).unwrap();
+    let vectors = TestVectors::load("all-MiniLM-L6-v2");
     let (tok, sha) = tokenize::load_tokenizer(&model_dir().join("tokenizer.json"), 512).unwrap();
     assert_eq!(
         naics_common::format::hex(&sha),
-        vectors["tokenizer_json_sha256"].as_str().unwrap()
+        vectors.0["tokenizer_json_sha256"].as_str().unwrap()
     );
-    let sentences = vectors["sentences"].as_array().unwrap();
-    assert_eq!(sentences.len(), 12);
-    let texts: Vec<String> = sentences
-        .iter()
-        .map(|s| s["text"].as_str().unwrap().to_string())
-        .collect();
+    let texts = vectors.texts();
+    assert_eq!(texts.len(), 12);
     let ids = tokenize::encode(&tok, &texts).unwrap();
-    for (s, got) in sentences.iter().zip(ids) {
-        let expected: Vec<u32> = s["input_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        assert_eq!(got, expected, "{}", s["text"]);
+    for ((text, got), expected) in texts.iter().zip(ids).zip(vectors.input_ids()) {
+        assert_eq!(got, expected, "{text}");
     }
 }

@@ -2,8 +2,11 @@
 //! style, then `key=value` overrides, then checked into typed structs.
 //!
 //! Semantics a Hydra user expects: `-c NAME` selects `conf/curriculum/NAME.yaml` and names the
-//! experiment; `GROUP=NAME` selects another file of a group (`model=mpnet`); `a.b.c=value`
-//! replaces one existing key, the value parsed as YAML (`0.5`, `[5, 6]`, `null`, `text`).
+//! experiment (`-c all`: every stage of `conf/curriculum/`, in name order); `GROUP=NAME` selects
+//! another file of a group (`model=mpnet`); `profile=NAME` applies the `key: value` overrides of
+//! `conf/profile/NAME.yaml` (as Hydra's experiment configs do); `a.b.c=value` replaces one
+//! existing key, the value parsed as YAML (`0.5`, `[5, 6]`, `null`, `text`). Command-line
+//! overrides come last, so they win over a profile's.
 //! Unknown keys, wrong types and missing files are errors naming the key and the nearest valid one.
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -13,6 +16,12 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 pub const GROUPS: [&str; 5] = ["data", "model", "loss", "training", "curriculum"];
+
+/// The group of override sets: `profile=NAME` reads `conf/profile/NAME.yaml`.
+pub const PROFILE: &str = "profile";
+
+/// `-c all`: every curriculum stage.
+pub const ALL_STAGES: &str = "all";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -134,11 +143,56 @@ pub struct SchedulerConfig {
 #[serde(deny_unknown_fields)]
 pub struct TrainerConfig {
     pub max_epochs: usize,
-    pub precision: String,
+    pub precision: Precision,
     pub val_every_n_steps: Option<usize>,
     pub patience: usize,
     /// What selects the best checkpoints and drives early stopping.
     pub monitor: Monitor,
+}
+
+/// The compute dtype (`training.trainer.precision`): `auto` is bf16 on a GPU (f32 master
+/// weights) and f32 on the CPU; `32` and `bf16` force one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::F32 => "32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl Serialize for Precision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// From `auto`, `bf16` or `32` (a YAML number as written, or a string).
+impl<'de> Deserialize<'de> for Precision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(d)?;
+        let text = match &value {
+            serde_yaml::Value::String(s) => s.clone(),
+            serde_yaml::Value::Number(n) => n.to_string(),
+            other => format!("{other:?}"),
+        };
+        match text.as_str() {
+            "auto" => Ok(Precision::Auto),
+            "32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{text}` is not one of auto, 32, bf16"
+            ))),
+        }
+    }
 }
 
 /// A validation loss (lower is better) or a hierarchy metric over all codes (higher is better).
@@ -184,7 +238,9 @@ pub struct CurriculumConfig {
     pub difficulty_buckets: Vec<u8>,
     pub bucket_percentages: Vec<f64>,
     pub k_negatives: usize,
-    pub epochs: usize,
+    /// Training shards drawn (`train-e000.samples`, ...), each with fresh negatives; `fit` cycles
+    /// through them, one per epoch.
+    pub sampled_epochs: usize,
 }
 
 /// A loaded configuration: the typed values and the resolved tree they came from.
@@ -216,12 +272,15 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
         set_choice(&mut choices, "curriculum", name);
     }
     let mut key_overrides = Vec::new();
+    let mut profile = None;
     for o in overrides {
         let (key, value) = o
             .split_once('=')
             .ok_or_else(|| anyhow!("override `{o}` must look like key=value"))?;
         if GROUPS.contains(&key) {
             set_choice(&mut choices, key, value);
+        } else if key == PROFILE {
+            profile = Some(value.to_string());
         } else {
             key_overrides.push((key.to_string(), value.to_string()));
         }
@@ -234,8 +293,23 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
             read_yaml(&group_file(conf_dir, group, name)?)?,
         );
     }
+    if let Some(name) = profile {
+        let path = group_file(conf_dir, PROFILE, &name)?;
+        let entries = read_yaml(&path)?;
+        let entries = entries
+            .as_mapping()
+            .with_context(|| format!("{}: expected a mapping of `key: value` overrides", path.display()))?;
+        for (key, value) in entries {
+            let key = key
+                .as_str()
+                .with_context(|| format!("{}: keys must be dotted names like data.batch_size", path.display()))?;
+            set_key(&mut root, key, value.clone()).with_context(|| format!("in {}", path.display()))?;
+        }
+    }
     for (key, value) in key_overrides {
-        apply_override(&mut root, &key, &value)?;
+        let parsed =
+            serde_yaml::from_str(&value).with_context(|| format!("override `{key}={value}`: not a YAML value"))?;
+        set_key(&mut root, &key, parsed)?;
     }
     let curriculum_name = choices
         .iter()
@@ -251,6 +325,30 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
         .map_err(|e| anyhow!("configuration key `{}`: {}", e.path(), e.inner()))?;
     validate(&config)?;
     Ok(Loaded { config, tree: root })
+}
+
+/// The curriculum stages `-c all` runs, in order: the files of `conf_dir/curriculum/` by name.
+pub fn stages(conf_dir: &Path) -> Result<Vec<String>> {
+    let dir = conf_dir.join("curriculum");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".yaml").map(str::to_string))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        bail!("{}: no curriculum stages (NAME.yaml files)", dir.display());
+    }
+    Ok(names)
+}
+
+/// The stages `-c NAME` names: every stage for `all`, else NAME alone.
+pub fn selected_stages(conf_dir: &Path, curriculum: &str) -> Result<Vec<String>> {
+    if curriculum == ALL_STAGES {
+        stages(conf_dir)
+    } else {
+        Ok(vec![curriculum.to_string()])
+    }
 }
 
 fn read_yaml(path: &Path) -> Result<Value> {
@@ -321,8 +419,8 @@ fn group_file(conf_dir: &Path, group: &str, name: &str) -> Result<PathBuf> {
     }
 }
 
-/// Replaces the existing key `dotted` by `raw` parsed as YAML.
-fn apply_override(root: &mut Value, dotted: &str, raw: &str) -> Result<()> {
+/// Replaces the existing key `dotted` by `value`.
+fn set_key(root: &mut Value, dotted: &str, value: Value) -> Result<()> {
     let mut all = Vec::new();
     dotted_keys(root, "", &mut all);
     let unknown = || match nearest(dotted, &all) {
@@ -336,7 +434,7 @@ fn apply_override(root: &mut Value, dotted: &str, raw: &str) -> Result<()> {
             .and_then(|m| m.get_mut(part))
             .ok_or_else(unknown)?;
     }
-    *node = serde_yaml::from_str(raw).with_context(|| format!("override `{dotted}={raw}`: not a YAML value"))?;
+    *node = value;
     Ok(())
 }
 

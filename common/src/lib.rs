@@ -1,9 +1,10 @@
-//! What the two programs share, and nothing heavy: the configuration, the shard format and the
+//! What the two programs share, and nothing heavy: the configuration, where files live, the shard format and the
 //! token cache. DataFusion stays out of the trainer's build by living only in naics-pipeline.
 
 pub mod atomic;
 pub mod config;
 pub mod format;
+pub mod layout;
 pub mod samples;
 pub mod tokenizer;
 pub mod tokens;

@@ -1,6 +1,6 @@
 //! Composition, overrides and every error of the configuration, on the repository's conf/.
 
-use naics_common::config::{EncoderMode, load};
+use naics_common::config::{EncoderMode, Precision, load, selected_stages, stages};
 use std::path::{Path, PathBuf};
 
 fn conf() -> PathBuf {
@@ -140,4 +140,79 @@ fn unknown_keys_in_a_file_are_errors() {
         e.contains("loss.temprature") || e.contains("unknown field `temprature`"),
         "{e}"
     );
+}
+
+#[test]
+fn the_stage_list_is_the_curriculum_folder_in_name_order() {
+    let all = ["01_stage_easy", "02_stage_medium", "03_stage_hard"];
+    assert_eq!(stages(&conf()).unwrap(), all);
+    assert_eq!(selected_stages(&conf(), "all").unwrap(), all);
+    assert_eq!(
+        selected_stages(&conf(), "02_stage_medium").unwrap(),
+        ["02_stage_medium"]
+    );
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::create_dir(empty.path().join("curriculum")).unwrap();
+    let e = format!("{:#}", stages(empty.path()).unwrap_err());
+    assert!(e.contains("no curriculum stages"), "{e}");
+}
+
+#[test]
+fn a_profile_applies_its_keys_and_the_command_line_wins() {
+    let c = load(&conf(), None, &overrides(&["profile=cpu_default"]))
+        .unwrap()
+        .config;
+    assert_eq!(c.curriculum.max_positives, Some(8));
+    assert_eq!(c.data.batch_size, 128);
+    assert_eq!(c.training.trainer.max_epochs, 2);
+    assert_eq!(c.training.scheduler.warmup_steps, 50);
+    let c = load(&conf(), None, &overrides(&["data.batch_size=7", "profile=cpu_default"]))
+        .unwrap()
+        .config;
+    assert_eq!(c.data.batch_size, 7, "a command-line override wins wherever it stands");
+    let e = error(None, &["profile=cpu_defualt"]);
+    assert!(e.contains("nearest: `cpu_default`"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(conf()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() && entry.file_name() != "profile" {
+            let to = dir.path().join(entry.file_name());
+            std::fs::create_dir(&to).unwrap();
+            for f in std::fs::read_dir(entry.path()).unwrap() {
+                let f = f.unwrap();
+                std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+            }
+        }
+    }
+    std::fs::copy(conf().join("config.yaml"), dir.path().join("config.yaml")).unwrap();
+    std::fs::create_dir(dir.path().join("profile")).unwrap();
+    std::fs::write(dir.path().join("profile/bad.yaml"), "data.batch_sise: 3\n").unwrap();
+    let e = format!(
+        "{:#}",
+        load(dir.path(), None, &overrides(&["profile=bad"])).unwrap_err()
+    );
+    assert!(
+        e.contains("profile/bad.yaml") && e.contains("nearest valid key: `data.batch_size`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn precision_is_auto_32_or_bf16() {
+    let p = |v: &str| {
+        load(&conf(), None, &overrides(&[&format!("training.trainer.precision={v}")]))
+            .map(|l| l.config.training.trainer.precision)
+    };
+    assert_eq!(p("auto").unwrap(), Precision::Auto);
+    assert_eq!(p("32").unwrap(), Precision::F32);
+    assert_eq!(p("bf16").unwrap(), Precision::Bf16);
+    let e = format!("{:#}", p("16-mixed").unwrap_err());
+    assert!(
+        e.contains("training.trainer.precision") && e.contains("16-mixed") && e.contains("auto, 32, bf16"),
+        "{e}"
+    );
+    // Written back as it was read, so that a checkpoint's configuration loads again.
+    let loaded = load(&conf(), None, &overrides(&["training.trainer.precision=32"])).unwrap();
+    let json = serde_json::to_value(&loaded.config).unwrap();
+    assert_eq!(json["training"]["trainer"]["precision"], "32");
 }

@@ -1,6 +1,6 @@
 //! naics-pipeline: NAICS 2022 from the Census files to the training shards, over Apache
 //! DataFusion. The data's path: [`ingest`] (xlsx/CSV -> `naics_codes.parquet`), [`build`] (the
-//! SQL stages under `sql/` -> tree relations), then the sampler that writes shards. [`session`]
+//! SQL stages under `sql/build/` -> tree relations), then the sampler that writes shards. [`session`]
 //! sees every table, and [`shell`] is the SQL shell over it.
 
 pub use naics_common::atomic;

@@ -19,7 +19,7 @@ struct Cli {
     #[arg(long, global = true, default_value = "data")]
     data: PathBuf,
     /// Folder of the trainer's outputs, searched for embeddings to register in `sql`.
-    #[arg(long, global = true, default_value = "outputs")]
+    #[arg(long, global = true, default_value = naics_common::layout::OUTPUTS_DIR)]
     outputs: PathBuf,
     /// Memory DataFusion may use before spilling to disk, in MiB.
     #[arg(long, global = true, default_value_t = session::DEFAULT_MEMORY_LIMIT >> 20)]
@@ -48,7 +48,7 @@ enum Command {
         #[arg(long, default_value_t = 0.1)]
         holdout_fraction: f64,
     },
-    /// Compute the tree relations (sql/*.sql) into DATA/tables/.
+    /// Compute the tree relations (sql/build/*.sql) into DATA/tables/.
     Build {
         /// Also write every triplet as Parquet, partitioned by hardness (about 10^9 rows).
         #[arg(long)]
@@ -56,7 +56,8 @@ enum Command {
     },
     /// Sample the curriculum's pairs and negatives and write the trainer's shards.
     BuildShards {
-        /// Curriculum stage (conf/curriculum/NAME.yaml); also names the experiment.
+        /// Curriculum stage (conf/curriculum/NAME.yaml); also names the experiment. `all`: every
+        /// stage of conf/curriculum/, in name order.
         #[arg(short = 'c', long)]
         curriculum: Option<String>,
         /// Folder holding config.yaml and its groups.
@@ -130,7 +131,7 @@ async fn run(cli: Cli) -> Result<()> {
             for (table, rows, took) in summary {
                 println!("{table:>16}: {rows:>13} rows in {:>6.2}s", took.as_secs_f64());
             }
-            println!("wrote {}", data.0.join("tables").display());
+            println!("wrote {}", data.tables().display());
         }
         Command::BuildShards {
             curriculum,
@@ -138,27 +139,36 @@ async fn run(cli: Cli) -> Result<()> {
             print_config,
             overrides,
         } => {
-            let loaded = naics_common::config::load(&conf, curriculum.as_deref(), &overrides)?;
-            if print_config {
-                print!("{}", loaded.to_yaml());
-                return Ok(());
+            let stages = match curriculum {
+                Some(c) => naics_common::config::selected_stages(&conf, &c)?
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+                None => vec![None],
+            };
+            for stage in stages {
+                let loaded = naics_common::config::load(&conf, stage.as_deref(), &overrides)?;
+                if print_config {
+                    print!("{}", loaded.to_yaml());
+                    continue;
+                }
+                let started = Instant::now();
+                let s = naics_pipeline::shards::run(&loaded).await?;
+                let sampled: u64 = s.stats.sampled.iter().sum();
+                println!(
+                    "build-shards: {} train pairs x {} epoch(s), {} validation pairs, {} negatives sampled \
+                     ({} borrowed from easier buckets, {} filled from any), token cache {}, in {:.2}s",
+                    s.train_pairs,
+                    s.epochs,
+                    s.validation_pairs,
+                    sampled,
+                    s.stats.borrowed,
+                    s.stats.filled,
+                    if s.tokens_rebuilt { "rebuilt" } else { "unchanged" },
+                    started.elapsed().as_secs_f64()
+                );
+                println!("wrote {}", s.out_dir.display());
             }
-            let started = Instant::now();
-            let s = naics_pipeline::shards::run(&loaded).await?;
-            let sampled: u64 = s.stats.sampled.iter().sum();
-            println!(
-                "build-shards: {} train pairs x {} epoch(s), {} validation pairs, {} negatives sampled \
-                 ({} borrowed from easier buckets, {} filled from any), token cache {}, in {:.2}s",
-                s.train_pairs,
-                s.epochs,
-                s.validation_pairs,
-                sampled,
-                s.stats.borrowed,
-                s.stats.filled,
-                if s.tokens_rebuilt { "rebuilt" } else { "unchanged" },
-                started.elapsed().as_secs_f64()
-            );
-            println!("wrote {}", s.out_dir.display());
         }
         Command::Sql {
             query,

@@ -8,33 +8,14 @@ use arrow::datatypes::DataType;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use naics_common::layout;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Memory DataFusion may hold before it spills sorts and aggregations to disk.
 pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
 
-/// Where the tables of a data folder live.
-#[derive(Debug, Clone)]
-pub struct DataDir(pub PathBuf);
-
-impl DataDir {
-    pub fn table(&self, name: &str) -> PathBuf {
-        self.0.join("tables").join(format!("{name}.parquet"))
-    }
-    pub fn codes(&self) -> PathBuf {
-        self.0.join(crate::ingest::CODES_TABLE)
-    }
-    pub fn holdout(&self) -> PathBuf {
-        self.0.join(crate::ingest::HOLDOUT_TABLE)
-    }
-    pub fn materialized_triplets(&self) -> PathBuf {
-        self.0.join("tables").join("triplets")
-    }
-    pub fn shards(&self) -> PathBuf {
-        self.0.join("shards")
-    }
-}
+pub use naics_common::layout::DataDir;
 
 pub fn new_context(memory_limit: usize) -> Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
@@ -77,10 +58,10 @@ pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result
             .await
             .with_context(|| format!("registering {}", path.display()))?;
     }
-    for (name, path) in experiment_files(&data.shards(), "samples.parquet") {
+    for (name, path) in experiment_files(&data.shards(), layout::SAMPLES_TABLE) {
         register_parquet(&ctx, &format!("samples_{name}"), &path).await?;
     }
-    for (name, path) in experiment_files(outputs, "embeddings.parquet") {
+    for (name, path) in experiment_files(outputs, layout::EMBEDDINGS_FILE) {
         register_parquet(&ctx, &format!("embeddings_{name}"), &path).await?;
     }
     Ok(ctx)

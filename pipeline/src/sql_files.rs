@@ -1,6 +1,8 @@
-//! The pipeline's SQL, one file per stage under `sql/` at the repository root, compiled into the
-//! binary so that it runs from anywhere. `{{hardness}}` in a file is replaced by the expression
-//! in `sql/hardness.sql`, the one definition of hardness.
+//! The pipeline's SQL, every file of `sql/` at the repository root compiled into the binary here
+//! (so that it runs from anywhere), in two numbered sets: `sql/build/` the stages of `build`, in
+//! order, with the `triplets` view; `sql/shards/` the queries of `build-shards`, in the order it
+//! runs them. `{{hardness}}` in a file is replaced by the expression in `sql/build/hardness.sql`,
+//! the one definition of hardness.
 
 /// A table the `build` command computes and stores as `tables/{name}.parquet`, in this order.
 pub struct Stage {
@@ -11,28 +13,35 @@ pub struct Stage {
 pub const STAGES: [Stage; 5] = [
     Stage {
         name: "ancestors",
-        sql: include_str!("../../sql/01_ancestors.sql"),
+        sql: include_str!("../../sql/build/01_ancestors.sql"),
     },
     Stage {
         name: "exclusions",
-        sql: include_str!("../../sql/02_exclusions.sql"),
+        sql: include_str!("../../sql/build/02_exclusions.sql"),
     },
     Stage {
         name: "distances",
-        sql: include_str!("../../sql/03_distances.sql"),
+        sql: include_str!("../../sql/build/03_distances.sql"),
     },
     Stage {
         name: "positives",
-        sql: include_str!("../../sql/04_positives.sql"),
+        sql: include_str!("../../sql/build/04_positives.sql"),
     },
     Stage {
         name: "hardness_rules",
-        sql: include_str!("../../sql/05_hardness_rules.sql"),
+        sql: include_str!("../../sql/build/05_hardness_rules.sql"),
     },
 ];
 
-const HARDNESS: &str = include_str!("../../sql/hardness.sql");
-const TRIPLETS_VIEW: &str = include_str!("../../sql/triplets.sql");
+const HARDNESS: &str = include_str!("../../sql/build/hardness.sql");
+const TRIPLETS_VIEW: &str = include_str!("../../sql/build/triplets.sql");
+
+/// `build-shards`: the four channel texts of every code, for the token cache.
+pub const CODE_TEXTS: &str = include_str!("../../sql/shards/01_code_texts.sql");
+/// `build-shards`: a stage's (anchor, positive) pairs; `{{filters}}` is its WHERE clause.
+pub const CURRICULUM_PAIRS: &str = include_str!("../../sql/shards/02_curriculum_pairs.sql");
+/// `build-shards`: every anchor's candidate negatives.
+pub const SHARD_INPUTS: &str = include_str!("../../sql/shards/03_shard_inputs.sql");
 
 impl Stage {
     pub fn query(&self) -> String {

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod testvectors;
+
 use arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
 use naics_common::config::{Loaded, load};

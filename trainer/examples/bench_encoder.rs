@@ -10,7 +10,7 @@ use naics_trainer::model::{Encoder, pool};
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
-    naics_trainer::cpu::setup();
+    naics_trainer::setup::cpu::setup();
     let folder = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "data/models/all-MiniLM-L6-v2".into());

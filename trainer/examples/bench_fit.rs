@@ -12,36 +12,36 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use naics_common::config::{Pooling, load};
 use naics_common::format::CHANNELS;
-use naics_common::samples::{Record, SamplesFile};
-use naics_trainer::channels::ChannelSource;
-use naics_trainer::fit::{Trainer, step_loss};
+use naics_common::layout::{self, TOKENS_FILE};
+use naics_common::samples::{Record, SamplesFile, Split};
+use naics_common::tokens::TokenCache;
 use naics_trainer::model::lora::Pass;
-use naics_trainer::model::pool;
-use naics_trainer::optim::AdamW;
+use naics_trainer::model::{Embedder, pool};
+use naics_trainer::train::TrainingData;
+use naics_trainer::train::loss::{batch_loss, step_loss};
+use naics_trainer::train::optim::AdamW;
+use naics_trainer::train::replay::backward;
 use std::time::Instant;
 
 fn main() -> Result<()> {
-    naics_trainer::cpu::setup();
+    naics_trainer::setup::cpu::setup();
     let anchors: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(8);
     let mut overrides = vec![
         "model.encoder_mode=lora".to_string(),
         format!("data.batch_size={anchors}"),
-        // The query anchors are a separate cost; this compares the code encoding designs.
+        // The query anchors and the tree term are separate costs; this compares the code
+        // encoding designs.
         "data.queries_per_step=0".to_string(),
+        "loss.tree_weight=0".to_string(),
     ];
     overrides.extend(std::env::args().skip(2));
     let loaded = load("conf".as_ref(), Some("03_stage_hard"), &overrides)?;
     let config = &loaded.config;
-    let trainer = Trainer::new(config, &Device::Cpu, DType::F32)?;
-    let file = SamplesFile::open(
-        &config
-            .data
-            .shards_dir
-            .join(&config.experiment)
-            .join("train-e000.samples"),
-        None,
-    )?;
-    let mut optimizer = AdamW::new(&trainer.varmap, 0.01)?;
+    let model = Embedder::new(config, &Device::Cpu, DType::F32)?;
+    let data = TrainingData::load(&model)?;
+    let shards = layout::experiment_shards(&config.data.shards_dir, &config.experiment);
+    let file = SamplesFile::open(&shards.join(layout::samples_file(Split::Train, 0)), None)?;
+    let mut optimizer = AdamW::new(&model.varmap, 0.01)?;
     let steps: usize = std::env::var("NAICS_BENCH_STEPS")
         .ok()
         .map(|s| s.parse())
@@ -59,9 +59,9 @@ fn main() -> Result<()> {
         let codes: std::collections::BTreeSet<u32> = records.iter().flat_map(|r| r.codes()).collect();
         distinct += codes.len();
         batches.push(codes);
-        let parts = vec![trainer.batch_loss(&records, &[], true)?];
+        let parts = vec![batch_loss(&model, &data, &records, &[], true)?];
         let (loss, ..) = step_loss(&parts, &config.loss, 0.01)?;
-        optimizer.step(&trainer.backward(&loss, &parts)?, 1e-4)?;
+        optimizer.step(&backward(&model, &loss, &parts)?, 1e-4)?;
     }
     let dynamic = started.elapsed().as_secs_f64() / steps as f64;
     println!(
@@ -84,15 +84,8 @@ fn main() -> Result<()> {
     // The original design on the same first batch: all 8 x 18 occurrences, every text padded to
     // 512 tokens. Measured on 8 rows of one channel (forward + backward through the LoRA
     // adapters), then scaled to all anchors x 18 rows x 4 channels: the cost is linear in rows.
-    let ChannelSource::Lora {
-        encoder,
-        tokens,
-        chunk_tokens,
-        ..
-    } = &trainer.source
-    else {
-        unreachable!("lora mode")
-    };
+    let encoder = model.channels.encoder();
+    let tokens = TokenCache::open(&shards.join(TOKENS_FILE), None)?;
     let records: Vec<Record> = (0..8).map(|i| file.get(i)).collect();
     let rows: Vec<Vec<u32>> = records[0]
         .codes()
@@ -135,7 +128,8 @@ fn main() -> Result<()> {
                     .collect()
             })
             .collect();
-        let json = serde_json::json!({"model": config.model.path, "chunk_tokens": chunk_tokens, "steps": steps});
+        let json =
+            serde_json::json!({"model": config.model.path, "chunk_tokens": config.model.chunk_tokens, "steps": steps});
         std::fs::write(&path, json.to_string())?;
     }
     Ok(())

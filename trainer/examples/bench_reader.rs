@@ -1,15 +1,16 @@
 //! The trainer-side shard reader: time to gather one batch's token ids (32 anchors x 18 codes x
 //! 4 channels) from the memory-mapped samples and token cache. Run with `bench/reader.sh`.
 
-use naics_common::samples::SamplesFile;
+use naics_common::layout::{self, TOKENS_FILE};
+use naics_common::samples::{SamplesFile, Split};
 use naics_common::tokens::TokenCache;
 use std::path::Path;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
-    let dir = Path::new("data/shards/03_stage_hard");
-    let samples = SamplesFile::open(&dir.join("train-e000.samples"), None)?;
-    let tokens = TokenCache::open(&dir.join("tokens.bin"), None)?;
+    let dir = layout::experiment_shards(Path::new("data/shards"), "03_stage_hard");
+    let samples = SamplesFile::open(&dir.join(layout::samples_file(Split::Train, 0)), None)?;
+    let tokens = TokenCache::open(&dir.join(TOKENS_FILE), None)?;
     let (batch, rounds) = (32usize, 2000usize);
     let mut total_ids = 0usize;
     let started = Instant::now();

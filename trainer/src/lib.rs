@@ -1,21 +1,15 @@
 //! naics-trainer: the multi-channel encoder over a pretrained transformer (BERT or MPNet, with
 //! per-channel LoRA), and the commands that use it. CPU by default; CUDA with `--features cuda`.
+//!
+//! Modules in the order data flows, each depending only on those above it: process set-up;
+//! the pipeline's tables and the measures and charts over them; the model (encoder -> channel
+//! vectors -> MoE fusion -> Lorentz head, as one `Embedder`); then what uses the model, training
+//! and evaluation, which never depend on each other.
 
-pub mod channels;
-pub mod checkpoint;
-pub mod cpu;
-pub mod device;
-pub mod eval;
-pub mod fetch;
-pub mod fit;
-pub mod head;
-pub mod lorentz;
-pub mod memory;
-pub mod model;
-pub mod moe;
-pub mod optim;
-pub mod plots;
-pub mod queries;
-pub mod rng;
+pub mod setup;
 pub mod tables;
-pub mod tree_loss;
+pub mod metrics;
+pub mod plots;
+pub mod model;
+pub mod train;
+pub mod eval;

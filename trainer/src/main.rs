@@ -2,14 +2,13 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use naics_common::config::Pooling;
-use naics_trainer::fit::{self, FitOptions};
+use naics_common::config::{Pooling, Precision, selected_stages, stages};
+use naics_common::layout;
+use naics_trainer::eval;
 use naics_trainer::model::Encoder;
-use naics_trainer::{device, eval, fetch};
-
-/// The curriculum stages `-c all` runs, in order.
-const STAGES: [&str; 3] = ["01_stage_easy", "02_stage_medium", "03_stage_hard"];
-use std::path::PathBuf;
+use naics_trainer::setup::{device, fetch};
+use naics_trainer::train::{self, FitOptions};
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -47,8 +46,8 @@ enum Command {
         #[arg(required = true)]
         texts: Vec<String>,
     },
-    /// Train on the shards of `naics-pipeline build-shards`; `-c all` runs the three curriculum
-    /// stages in order, each from the previous stage's best checkpoint.
+    /// Train on the shards of `naics-pipeline build-shards`; `-c all` runs every curriculum stage
+    /// of conf/curriculum/ in name order, each from the previous stage's best checkpoint.
     Fit {
         #[arg(short = 'c', long, default_value = "01_stage_easy")]
         curriculum: String,
@@ -97,30 +96,33 @@ struct WhichCheckpoint {
     /// A checkpoint's weights file; default: the best checkpoint of the experiment.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// The experiment whose best checkpoint is used when --checkpoint is not given.
-    #[arg(short = 'c', long, default_value = "03_stage_hard")]
-    experiment: String,
+    /// The experiment whose best checkpoint is used when --checkpoint is not given; default: the
+    /// last curriculum stage of conf/curriculum/.
+    #[arg(short = 'c', long)]
+    experiment: Option<String>,
 }
 
 impl WhichCheckpoint {
     fn path(&self) -> Result<PathBuf> {
-        match &self.checkpoint {
-            Some(p) => Ok(p.clone()),
-            None => naics_trainer::checkpoint::best(&PathBuf::from("checkpoints").join(&self.experiment))?
-                .map(|(p, _)| p)
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "no checkpoint in checkpoints/{}: run `naics-trainer fit -c {}` first",
-                        self.experiment,
-                        self.experiment
-                    )
-                }),
+        if let Some(p) = &self.checkpoint {
+            return Ok(p.clone());
         }
+        let experiment = match &self.experiment {
+            Some(e) => e.clone(),
+            None => stages(Path::new("conf"))?.pop().expect("stages() is never empty"),
+        };
+        let dir = layout::checkpoints(&experiment);
+        train::checkpoint::best(&dir)?.map(|(p, _)| p).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no checkpoint in {}: run `naics-trainer fit -c {experiment}` first",
+                dir.display()
+            )
+        })
     }
 }
 
 fn main() {
-    naics_trainer::cpu::setup();
+    naics_trainer::setup::cpu::setup();
     if let Err(err) = run(Cli::parse()) {
         eprintln!("error: {err:#}");
         std::process::exit(1);
@@ -137,7 +139,7 @@ fn run(cli: Cli) -> Result<()> {
             texts,
         } => {
             // f32 everywhere, as sentence-transformers' `encode`: how a user checks a model.
-            let (device, dtype) = device::best("32")?;
+            let (device, dtype) = device::best(Precision::F32)?;
             let folder = naics_trainer::model::locate::locate(&model, None)?;
             let encoder = Encoder::load(&folder, max_length, &device, dtype)?;
             let pooling = match pooling {
@@ -152,14 +154,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { which } => {
             let checkpoint = which.path()?;
             let e = eval::load(&checkpoint)?;
-            let out = eval::outputs_dir(&e.config, "outputs".as_ref());
+            let out = layout::outputs(&e.config.experiment);
             let report = eval::report::evaluate(&e, &checkpoint, &out)?;
             print!("{}", report.table());
             println!("wrote {}/eval.json, poincare.png, distances.png", out.display());
         }
         Command::Embed { which } => {
             let e = eval::load(&which.path()?)?;
-            let path = eval::outputs_dir(&e.config, "outputs".as_ref()).join("embeddings.parquet");
+            let path = layout::outputs(&e.config.experiment).join(layout::EMBEDDINGS_FILE);
             let rows = eval::export::write(&e, &path)?;
             println!("wrote {rows} code embeddings to {}", path.display());
         }
@@ -181,13 +183,8 @@ fn run(cli: Cli) -> Result<()> {
             print_config,
             overrides,
         } => {
-            let stages: Vec<String> = if curriculum == "all" {
-                STAGES.iter().map(|s| s.to_string()).collect()
-            } else {
-                vec![curriculum]
-            };
             let mut init: Option<PathBuf> = None;
-            for stage in stages {
+            for stage in selected_stages(&conf, &curriculum)? {
                 let loaded = naics_common::config::load(&conf, Some(&stage), &overrides)?;
                 if print_config {
                     print!("{}", loaded.to_yaml());
@@ -196,11 +193,11 @@ fn run(cli: Cli) -> Result<()> {
                 let options = FitOptions {
                     resume,
                     init: init.take(),
-                    checkpoints: "checkpoints".into(),
-                    outputs: "outputs".into(),
+                    checkpoints: layout::CHECKPOINTS_DIR.into(),
+                    outputs: layout::OUTPUTS_DIR.into(),
                 };
                 let started = std::time::Instant::now();
-                let s = fit::fit(&loaded, &options)?;
+                let s = train::fit(&loaded, &options)?;
                 println!(
                     "fit {stage}: {} steps{}, best {} {:.4} at {}, in {:.0}s",
                     s.steps,

@@ -1,9 +1,12 @@
 //! The pipeline's Parquet tables the trainer reads, with the parquet crate alone (DataFusion
-//! stays in naics-pipeline): codes, tree distances and held-out index entries.
+//! stays in naics-pipeline): codes, tree distances and held-out index entries. Where they are:
+//! `naics_common::layout`.
 
 use anyhow::{Context, Result, bail};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int32Type};
+use candle_core::{Device, Tensor};
+use naics_common::layout::DataDir;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::HashMap;
 use std::path::Path;
@@ -72,7 +75,7 @@ impl Codes {
     pub fn read(data_dir: &Path) -> Result<Codes> {
         let (mut code, mut title, mut level, mut sector, mut parent_code) = (vec![], vec![], vec![], vec![], vec![]);
         let (mut description, mut examples) = (vec![], vec![]);
-        for b in read(&data_dir.join("naics_codes.parquet"))? {
+        for b in read(&DataDir(data_dir.to_path_buf()).codes())? {
             code.extend(strings(&b, "code")?.into_iter().flatten());
             title.extend(strings(&b, "title")?.into_iter().flatten());
             description.extend(strings(&b, "description")?.into_iter().map(Option::unwrap_or_default));
@@ -121,7 +124,7 @@ impl Codes {
 pub fn tree_distances(data_dir: &Path, n: usize) -> Result<Vec<f64>> {
     let mut m = vec![0.0; n * n];
     let mut rows = 0;
-    for b in read(&data_dir.join("tables/distances.parquet"))? {
+    for b in read(&DataDir(data_dir.to_path_buf()).table("distances"))? {
         let (i, j) = (ints(&b, "idx_i")?, ints(&b, "idx_j")?);
         let d = b
             .column_by_name("distance")
@@ -141,12 +144,57 @@ pub fn tree_distances(data_dir: &Path, n: usize) -> Result<Vec<f64>> {
     Ok(m)
 }
 
+/// The pipeline's tree distances of all codes, dense n x n.
+pub struct TreeDistances {
+    n: usize,
+    pub matrix: Vec<f64>,
+}
+
+impl TreeDistances {
+    pub fn load(data_dir: &Path, n: usize) -> Result<Self> {
+        Ok(TreeDistances {
+            n,
+            matrix: tree_distances(data_dir, n)?,
+        })
+    }
+
+    /// The [m, m] tree distances among `codes`.
+    pub fn among(&self, codes: &[u32], device: &Device) -> Result<Tensor> {
+        let m = codes.len();
+        let values: Vec<f32> = codes
+            .iter()
+            .flat_map(|&i| {
+                codes
+                    .iter()
+                    .map(move |&j| self.matrix[i as usize * self.n + j as usize] as f32)
+            })
+            .collect();
+        Ok(Tensor::from_vec(values, (m, m), device)?)
+    }
+}
+
 /// Held-out index entries (code, text).
 pub fn holdout(data_dir: &Path) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    for b in read(&data_dir.join("naics_index_holdout.parquet"))? {
+    for b in read(&DataDir(data_dir.to_path_buf()).holdout())? {
         let (c, t) = (strings(&b, "code")?, strings(&b, "text")?);
         out.extend(c.into_iter().zip(t).filter_map(|(c, t)| Some((c?, t?))));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn among_gathers_the_submatrix() {
+        let n = 3;
+        let tree = TreeDistances {
+            n,
+            matrix: vec![0.0, 1.0, 2.0, 1.0, 0.0, 3.0, 2.0, 3.0, 0.0],
+        };
+        let sub = tree.among(&[2, 0], &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(sub, vec![vec![0.0, 2.0], vec![2.0, 0.0]]);
+    }
 }

@@ -9,6 +9,7 @@ mod write;
 use crate::error::input_error;
 use anyhow::Result;
 use codes::TreeCode;
+use naics_common::layout::{CODES_TABLE, HOLDOUT_TABLE};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,9 +19,6 @@ pub const CODES_FILE: &str = "2-6 digit_2022_Codes.xlsx";
 pub const DESCRIPTIONS_FILE: &str = "2022_NAICS_Descriptions.xlsx";
 pub const INDEX_FILE: &str = "2022_NAICS_Index_File.xlsx";
 pub const CROSS_REFERENCES_FILE: &str = "2022_NAICS_Cross_References_by_code.csv";
-
-pub const CODES_TABLE: &str = "naics_codes.parquet";
-pub const HOLDOUT_TABLE: &str = "naics_index_holdout.parquet";
 
 /// Where ingest reads and writes.
 #[derive(Debug, Clone)]

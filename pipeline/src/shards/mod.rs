@@ -14,12 +14,14 @@ pub mod tokenize;
 
 use crate::atomic::write_atomically;
 use crate::session::{self, DataDir};
+use crate::sql_files;
 use anyhow::{Context, Result, bail};
 use arrow::array::{Array, BooleanArray, Float64Array, Int32Array, StringArray};
 use datafusion::prelude::SessionContext;
 use indicatif::{ProgressBar, ProgressStyle};
 use naics_common::config::Loaded;
 use naics_common::format::hex;
+use naics_common::layout::{self, MANIFEST_FILE, TOKENS_FILE, samples_file};
 use naics_common::samples::{self, Sample, SamplesMeta, Split};
 use naics_common::tokens::{self, TokenCache};
 use rand::SeedableRng;
@@ -28,17 +30,6 @@ use rand_chacha::ChaCha8Rng;
 use sampling::{BucketSpec, DrawStats, HardnessRules, NegativePool};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-
-pub const TOKENS_FILE: &str = "tokens.bin";
-pub const MANIFEST_FILE: &str = "manifest.json";
-
-/// The samples file of a training epoch or of the validation split.
-pub fn samples_file(split: Split, epoch: usize) -> String {
-    match split {
-        Split::Train => format!("train-e{epoch:03}.samples"),
-        Split::Validation => "validation.samples".to_string(),
-    }
-}
 
 #[derive(Debug)]
 pub struct ShardSummary {
@@ -53,7 +44,7 @@ pub struct ShardSummary {
 pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
     let config = &loaded.config;
     let data = DataDir(config.data.dir.clone());
-    let out_dir = config.data.shards_dir.join(&config.experiment);
+    let out_dir = layout::experiment_shards(&config.data.shards_dir, &config.experiment);
     let ctx = open_tables(&data).await?;
     let cur = &config.curriculum;
 
@@ -94,13 +85,13 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
         config_hash: loaded.hash(),
     };
 
-    let bar = ProgressBar::new(((train.len() * cur.epochs) + validation.len()) as u64);
+    let bar = ProgressBar::new(((train.len() * cur.sampled_epochs) + validation.len()) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} pairs sampled {per_sec} {msg}").expect("template"),
     );
     let mut stats = DrawStats::default();
     let mut all: Vec<(Split, usize, Vec<Sample>)> = Vec::new();
-    for epoch in 0..cur.epochs {
+    for epoch in 0..cur.sampled_epochs {
         bar.set_message(format!("epoch {epoch}"));
         let samples = sample_epoch(
             &pool,
@@ -134,7 +125,7 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
         files.push(json!({"file": name, "split": format!("{split:?}").to_lowercase(), "epoch": epoch, "records": samples.len()}));
     }
     let table = samples_table::batch(&all, &codes(&ctx).await?)?;
-    crate::parquet_io::write_batch(&out_dir.join("samples.parquet"), &table)?;
+    crate::parquet_io::write_batch(&out_dir.join(layout::SAMPLES_TABLE), &table)?;
 
     let manifest = json!({
         "format_version": naics_common::format::VERSION,
@@ -144,7 +135,7 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
         "config_hash": hex(&loaded.hash()),
         "seed": config.data.seed,
         "k_negatives": cur.k_negatives,
-        "epochs": cur.epochs,
+        "epochs": cur.sampled_epochs,
         "pairs": {"train": train.len(), "validation": validation.len()},
         "anchors": {"train": split::anchors(&train), "validation": split::anchors(&validation)},
         "files": files,
@@ -161,7 +152,7 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
         out_dir,
         train_pairs: train.len(),
         validation_pairs: validation.len(),
-        epochs: cur.epochs,
+        epochs: cur.sampled_epochs,
         tokens_rebuilt,
         stats,
     })
@@ -203,7 +194,7 @@ async fn open_tables(data: &DataDir) -> Result<SessionContext> {
             );
         }
     }
-    session::open(data, Path::new("outputs"), session::DEFAULT_MEMORY_LIMIT).await
+    session::open(data, Path::new(layout::OUTPUTS_DIR), session::DEFAULT_MEMORY_LIMIT).await
 }
 
 async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow::array::RecordBatch>> {
@@ -230,7 +221,7 @@ fn column<T: 'static>(batch: &arrow::array::RecordBatch, i: usize) -> Result<&T>
 
 async fn code_texts(ctx: &SessionContext) -> Result<tokenize::CodeTexts> {
     let mut texts: tokenize::CodeTexts = Default::default();
-    for batch in query(ctx, include_str!("../../../sql/code_texts.sql")).await? {
+    for batch in query(ctx, sql_files::CODE_TEXTS).await? {
         for (c, channel) in texts.iter_mut().enumerate() {
             let col = strings(&batch, c + 1)?;
             channel.extend((0..col.len()).map(|r| {
@@ -254,7 +245,7 @@ async fn codes(ctx: &SessionContext) -> Result<Vec<String>> {
     Ok(codes)
 }
 
-/// The WHERE clause of `sql/curriculum_pairs.sql` for this stage.
+/// The WHERE clause of `sql/shards/02_curriculum_pairs.sql` for this stage.
 fn pair_filters(loaded: &Loaded) -> String {
     let cur = &loaded.config.curriculum;
     let list = |levels: &[u8]| levels.iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
@@ -272,7 +263,7 @@ fn pair_filters(loaded: &Loaded) -> String {
 }
 
 async fn curriculum_pairs(ctx: &SessionContext, loaded: &Loaded) -> Result<Vec<(u32, u32, f64)>> {
-    let sql = include_str!("../../../sql/curriculum_pairs.sql").replace("{{filters}}", &pair_filters(loaded));
+    let sql = sql_files::CURRICULUM_PAIRS.replace("{{filters}}", &pair_filters(loaded));
     let mut pairs = Vec::new();
     for batch in query(ctx, &sql).await? {
         let (a, p, d) = (
@@ -287,7 +278,7 @@ async fn curriculum_pairs(ctx: &SessionContext, loaded: &Loaded) -> Result<Vec<(
 
 async fn negative_pool(ctx: &SessionContext, codes: usize) -> Result<NegativePool> {
     let mut rows = Vec::new();
-    for batch in query(ctx, include_str!("../../../sql/shard_inputs.sql")).await? {
+    for batch in query(ctx, sql_files::SHARD_INPUTS).await? {
         let (i, j) = (column::<Int32Array>(&batch, 0)?, column::<Int32Array>(&batch, 1)?);
         let (d, e) = (column::<Float64Array>(&batch, 2)?, column::<BooleanArray>(&batch, 3)?);
         rows.extend((0..batch.num_rows()).map(|r| (i.value(r) as u32, j.value(r) as u32, d.value(r), e.value(r))));

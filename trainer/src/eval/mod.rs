@@ -5,25 +5,24 @@
 //! channels: channel vectors -> MoE -> projection -> exponential map.
 
 pub mod export;
-pub mod metrics;
 pub mod plots;
 pub mod report;
 
-use crate::fit::Trainer;
-use crate::lorentz;
-use crate::model::transformer;
-use crate::tables::{self, Codes};
+use crate::model::lorentz::{self, distance_rows};
+use crate::model::{Embedder, transformer};
+use crate::tables::Codes;
 use anyhow::{Context, Result};
 use candle_core::{D, DType, Device, Tensor};
 use naics_common::config::{Config, Pooling};
 use naics_common::format::{hex, sha256};
+use naics_common::layout;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A trained model loaded from a checkpoint, and the embedding of every code.
 pub struct Embedded {
     pub config: Config,
-    pub trainer: Trainer,
+    pub model: Embedder,
     pub codes: Codes,
     /// [n, d + 1] on the hyperboloid, CPU f32.
     pub points: Tensor,
@@ -42,18 +41,18 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
             .with_context(|| format!("{stem}.json: the checkpoint's sidecar is missing"))?,
     )?;
     let config: Config = serde_json::from_value(sidecar["config"].clone()).context("checkpoint sidecar: config")?;
-    let (device, dtype) = crate::device::best(&config.training.trainer.precision)?;
-    let trainer = Trainer::new(&config, &device, dtype)?;
-    trainer
+    let (device, dtype) = crate::setup::device::best(config.training.trainer.precision)?;
+    let model = Embedder::new(&config, &device, dtype)?;
+    model
         .varmap
         .clone()
         .load(checkpoint)
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let codes = Codes::read(&config.data.dir)?;
-    let (points, tangent) = cached_points(&trainer, checkpoint, &config, codes.len())?;
+    let (points, tangent) = cached_points(&model, checkpoint, &config, codes.len())?;
     Ok(Embedded {
         config,
-        trainer,
+        model,
         codes,
         points,
         tangent,
@@ -63,12 +62,9 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
 /// The codes' points and tangent vectors for `checkpoint`, computed once and then read from
 /// `{shards_dir}/cache/points-{key}.safetensors` (keyed by the checkpoint's weights), so that
 /// `search` after the first call loads without encoding anything.
-fn cached_points(trainer: &Trainer, checkpoint: &Path, config: &Config, n: usize) -> Result<(Tensor, Tensor)> {
+fn cached_points(model: &Embedder, checkpoint: &Path, config: &Config, n: usize) -> Result<(Tensor, Tensor)> {
     let weights = std::fs::read(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
-    let path = config
-        .data
-        .shards_dir
-        .join("cache")
+    let path = layout::cache_dir(&config.data.shards_dir)
         .join(format!("points-{}.safetensors", &hex(&sha256(&weights))[..16]));
     if path.exists() {
         let mut t = candle_core::safetensors::load(&path, &Device::Cpu)?;
@@ -78,7 +74,7 @@ fn cached_points(trainer: &Trainer, checkpoint: &Path, config: &Config, n: usize
             return Ok((points, tangent));
         }
     }
-    let (points, tangent) = embed_codes(trainer, n)?;
+    let (points, tangent) = model.embed_codes(n)?;
     let tensors = std::collections::HashMap::from([
         ("points".to_string(), points.clone()),
         ("tangent".to_string(), tangent.clone()),
@@ -88,44 +84,6 @@ fn cached_points(trainer: &Trainer, checkpoint: &Path, config: &Config, n: usize
     }
     naics_common::atomic::write_atomically(&path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?;
     Ok((points, tangent))
-}
-
-/// Points [n, d + 1] and tangent vectors [n, d] of the codes 0..n, on the CPU in f32.
-pub fn embed_codes(trainer: &Trainer, n: usize) -> Result<(Tensor, Tensor)> {
-    let mut points = Vec::new();
-    let mut tangent = Vec::new();
-    let all: Vec<u32> = (0..n as u32).collect();
-    for chunk in all.chunks(512) {
-        let out = trainer
-            .head
-            .forward(&trainer.source.vectors(chunk, false)?.0.to_dtype(DType::F32)?, false)?;
-        points.push(out.points.to_device(&Device::Cpu)?);
-        tangent.push(out.tangent.to_device(&Device::Cpu)?);
-    }
-    Ok((Tensor::cat(&points, 0)?, Tensor::cat(&tangent, 0)?))
-}
-
-/// Lorentz distances [q, t] from the points `queries` to the points `targets`, by the precise
-/// (broadcast) formula, in slices of 64 queries.
-fn distances(queries: &Tensor, targets: &Tensor, c: f64) -> Result<Vec<Vec<f32>>> {
-    let targets = targets.unsqueeze(0)?;
-    let mut rows = Vec::new();
-    for start in (0..queries.dim(0)?).step_by(64) {
-        let q = queries
-            .narrow(0, start, 64.min(queries.dim(0)? - start))?
-            .unsqueeze(1)?;
-        rows.extend(lorentz::distance(&q, &targets, c)?.to_vec2::<f32>()?);
-    }
-    Ok(rows)
-}
-
-/// The full n x n Lorentz distance matrix of `points`, row-major.
-pub fn distance_matrix_of(points: &Tensor, c: f64) -> Result<Vec<f64>> {
-    Ok(distances(points, points, c)?
-        .into_iter()
-        .flatten()
-        .map(|d| d as f64)
-        .collect())
 }
 
 impl Embedded {
@@ -138,19 +96,7 @@ impl Embedded {
         if texts.is_empty() {
             return Ok(Tensor::zeros((0, self.points.dim(1)?), DType::F32, &Device::Cpu)?);
         }
-        let mut out = Vec::new();
-        for chunk in texts.chunks(256) {
-            let ids = self.trainer.source.encoder().tokenize(chunk)?;
-            let channels = self.trainer.source.text_vectors(&ids, false)?.0.to_dtype(DType::F32)?;
-            out.push(
-                self.trainer
-                    .head
-                    .forward(&channels, false)?
-                    .points
-                    .to_device(&Device::Cpu)?,
-            );
-        }
-        Ok(Tensor::cat(&out, 0)?)
+        self.model.text_points(texts)
     }
 
     /// Lorentz distances [q, n] from query points to the codes `columns`.
@@ -160,7 +106,11 @@ impl Embedded {
             columns.len(),
             &Device::Cpu,
         )?;
-        distances(queries, &self.points.index_select(&idx, 0)?, self.curvature())
+        Ok(distance_rows(
+            queries,
+            &self.points.index_select(&idx, 0)?,
+            self.curvature(),
+        )?)
     }
 }
 
@@ -206,7 +156,7 @@ pub fn retrieval(codes: &Codes, candidates: &[usize], truth: &[usize], rows: &[V
 /// The baseline a user would otherwise pick: the frozen base model's mean-pooled, normalized
 /// vectors and cosine similarity, codes as "title. description".
 pub fn baseline_rows(e: &Embedded, candidates: &[usize], queries: &[String]) -> Result<Vec<Vec<f32>>> {
-    let encoder = e.trainer.source.encoder();
+    let encoder = e.model.channels.encoder();
     let embed = |texts: &[String]| -> Result<Tensor> {
         let mut parts = Vec::new();
         for chunk in texts.chunks(128) {
@@ -235,7 +185,7 @@ pub fn poincare(e: &Embedded) -> Result<Tensor> {
 
 /// The full n x n Lorentz distance matrix of the codes.
 pub fn distance_matrix(e: &Embedded) -> Result<Vec<f64>> {
-    distance_matrix_of(&e.points, e.curvature())
+    Ok(lorentz::distance_matrix(&e.points, e.curvature())?)
 }
 
 /// Manifold check: max |<x, x>_L + 1/c| over codes.
@@ -243,10 +193,6 @@ pub fn manifold_error(e: &Embedded) -> Result<f64> {
     let m = lorentz::inner(&e.points, &e.points)?;
     let err = (m + 1.0 / e.curvature())?.abs()?.max(D::Minus1)?;
     Ok(err.to_scalar::<f32>()? as f64)
-}
-
-pub fn outputs_dir(config: &Config, outputs: &Path) -> PathBuf {
-    outputs.join(&config.experiment)
 }
 
 /// One search hit: the code, its distance to the query, and the path from its sector down.

@@ -1,7 +1,9 @@
 //! The `eval` report: every metric on all codes, held-out retrieval against the frozen-model
 //! baseline, the two pictures, `eval.json` and a printed table.
 
-use super::{Embedded, Retrieval, metrics as m, plots, tables};
+use super::{Embedded, Retrieval, plots};
+use crate::metrics as m;
+use crate::tables;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;

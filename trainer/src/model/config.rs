@@ -1,4 +1,5 @@
-//! The model's `config.json`, as Hugging Face writes it, for the two architectures we run.
+//! The transformer's `config.json`, as Hugging Face writes it, for the two architectures we run
+//! (`TransformerConfig`; the YAML group `model` is `naics_common::config::ModelConfig`).
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -14,7 +15,7 @@ pub enum Arch {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct ModelConfig {
+pub struct TransformerConfig {
     pub model_type: String,
     pub vocab_size: usize,
     pub hidden_size: usize,
@@ -42,11 +43,11 @@ fn default_buckets() -> usize {
     32
 }
 
-impl ModelConfig {
+impl TransformerConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}: is this a model folder?", path.display()))?;
-        let config: ModelConfig =
+        let config: TransformerConfig =
             serde_json::from_str(&text).with_context(|| format!("{}: not a model config.json", path.display()))?;
         config.arch().with_context(|| path.display().to_string())?;
         if config.hidden_act != "gelu" {

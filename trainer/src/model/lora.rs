@@ -2,7 +2,7 @@
 //! with one (A, B) pair per channel. B starts at zero, so an untrained adapter changes nothing.
 
 use super::frozen::{self, rows, unrows};
-use crate::rng::{self, masked};
+use super::rng::{self, masked};
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder};

@@ -1,131 +1,31 @@
-//! The text encoder: a pretrained BERT or MPNet from a Hugging Face model folder, with one LoRA
-//! adapter set per channel over ONE shared frozen base (the base weights are memory-mapped once;
-//! adapters are small trainable tensors of their own).
+//! The model, in the order data flows through it: a pretrained encoder (weights located and
+//! loaded, the transformer and its LoRA adapters on f32 CPU kernels) gives each code four channel
+//! vectors; the MoE fuses them, the head projects and maps them onto the hyperboloid; the
+//! [`Embedder`] is all of it as one type, the thing `train` fits and `eval` measures.
 
+// The encoder.
 pub mod config;
-pub mod frozen;
-pub mod kernels;
 pub mod locate;
+pub mod rng;
+pub mod kernels;
+pub mod frozen;
 pub mod lora;
 pub mod transformer;
+pub mod encoder;
+// Codes and texts to channel vectors.
+pub mod cache;
+pub mod channels;
+// Channel vectors to points.
+pub mod fusion;
+pub mod lorentz;
+pub mod head;
+pub mod embedder;
 
-use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
-use config::ModelConfig;
-use lora::Pass;
-use naics_common::config::{LoraConfig, Pooling};
-use std::path::{Path, PathBuf};
-use tokenizers::Tokenizer;
-pub use transformer::Transformer;
-
-/// The files a model folder must hold.
-pub const MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
-
-pub struct Encoder {
-    pub transformer: Transformer,
-    pub tokenizer: Tokenizer,
-    pub folder: PathBuf,
-}
-
-/// One vector per row of the last hidden states [b, t, h] (mask [b, t]).
-pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
-    match pooling {
-        Pooling::Cls => transformer::cls(hidden),
-        Pooling::Mean => transformer::mean(hidden, mask),
-    }
-}
+pub use embedder::Embedder;
+pub use encoder::{Encoder, MODEL_FILES, pool};
 
 /// The largest absolute difference between two f32 tensors of one shape (the kernels' tests).
 #[cfg(test)]
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
-}
-
-/// What to run when a model folder is incomplete.
-fn fix_hint(folder: &Path) -> String {
-    let name = folder
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    let which = if name.contains("mpnet") { "mpnet" } else { "minilm" };
-    format!(
-        "fetch it with `naics-trainer fetch-model {which} --dir {}`",
-        folder.display()
-    )
-}
-
-impl Encoder {
-    /// Loads `folder` (config.json, model.safetensors, tokenizer.json), truncating at `max_length`.
-    pub fn load(folder: &Path, max_length: usize, device: &Device, dtype: DType) -> Result<Encoder> {
-        for file in MODEL_FILES {
-            if !folder.join(file).is_file() {
-                bail!("{}: missing; {}", folder.join(file).display(), fix_hint(folder));
-            }
-        }
-        let config = ModelConfig::from_file(&folder.join("config.json"))?;
-        let weights = folder.join("model.safetensors");
-        // Safety: the weights file is only read; it must not be modified while mapped.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], dtype, device) }
-            .with_context(|| format!("{}: not a safetensors file; {}", weights.display(), fix_hint(folder)))?;
-        let transformer = Transformer::load(vb, &config)
-            .with_context(|| format!("{}: weights do not fit config.json", weights.display()))?;
-        let (tokenizer, _) = naics_common::tokenizer::load_tokenizer(&folder.join("tokenizer.json"), max_length)?;
-        Ok(Encoder {
-            transformer,
-            tokenizer,
-            folder: folder.to_path_buf(),
-        })
-    }
-
-    /// Adds `channels` LoRA adapter sets on query and value of every layer, their parameters
-    /// created in `varmap` as `lora.layer{i}.{query|value}.{channel}.{a|b}`.
-    pub fn add_lora(&mut self, varmap: &VarMap, channels: usize, lora: &LoraConfig) -> Result<()> {
-        for t in &lora.targets {
-            if t != "query" && t != "value" {
-                bail!("LoRA target `{t}` is not supported: expected query and/or value");
-            }
-        }
-        let device = self.transformer.device().clone();
-        // f32 master weights under a bf16 or f32 base; f64 under an f64 base (gradient checks).
-        let master = if self.transformer.dtype() == DType::F64 {
-            DType::F64
-        } else {
-            DType::F32
-        };
-        let vb = VarBuilder::from_varmap(varmap, master, &device).pp("lora");
-        for (i, layer) in self.transformer.layers.iter_mut().enumerate() {
-            let vb = vb.pp(format!("layer{i}"));
-            if lora.targets.iter().any(|t| t == "query") {
-                layer
-                    .query
-                    .add_adapters(&vb.pp("query"), channels, lora.r, lora.alpha, lora.dropout as f32)?;
-            }
-            if lora.targets.iter().any(|t| t == "value") {
-                layer
-                    .value
-                    .add_adapters(&vb.pp("value"), channels, lora.r, lora.alpha, lora.dropout as f32)?;
-            }
-        }
-        Ok(())
-    }
-
-    pub fn tokenize(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
-        naics_common::tokenizer::encode(&self.tokenizer, texts)
-    }
-
-    /// Pooled vectors [b, hidden] of token-id rows (padded per batch).
-    pub fn embed_ids(&self, ids: &[Vec<u32>], pooling: Pooling, pass: Pass) -> Result<Tensor> {
-        let (hidden, mask) = self.transformer.forward(ids, pass)?;
-        Ok(pool(&hidden, &mask, pooling)?)
-    }
-
-    /// sentence-transformers' `encode`: texts -> vectors, optionally L2-normalized.
-    pub fn encode(&self, texts: &[String], pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>> {
-        let mut vectors = self.embed_ids(&self.tokenize(texts)?, pooling, Pass::default())?;
-        if normalize {
-            vectors = transformer::normalize(&vectors)?;
-        }
-        Ok(vectors.to_dtype(DType::F32)?.to_vec2()?)
-    }
 }

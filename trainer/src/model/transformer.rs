@@ -1,10 +1,10 @@
 //! BERT and MPNet encoders: one post-LayerNorm transformer, weights loaded by name through
 //! `VarBuilder` (the Hugging Face names of each architecture), LoRA on query and value.
 
-use super::config::{Arch, ModelConfig};
+use super::config::{Arch, TransformerConfig};
 use super::frozen;
 use super::lora::{LoraLinear, LoraTape, Pass};
-use crate::rng::{self, dropout, dropout_mask, masked};
+use super::rng::{self, dropout, dropout_mask, masked};
 use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
@@ -60,7 +60,7 @@ pub struct Embeddings {
 }
 
 impl Embeddings {
-    fn load(vb: VarBuilder, c: &ModelConfig, arch: Arch) -> Result<Self> {
+    fn load(vb: VarBuilder, c: &TransformerConfig, arch: Arch) -> Result<Self> {
         let token_types = match arch {
             Arch::Bert => Some(embedding(
                 vb.pp("token_type_embeddings"),
@@ -104,7 +104,7 @@ pub struct Layer {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, c: &ModelConfig, arch: Arch) -> Result<Self> {
+    fn load(vb: VarBuilder, c: &TransformerConfig, arch: Arch) -> Result<Self> {
         let n = names(arch);
         let h = c.hidden_size;
         Ok(Layer {
@@ -279,7 +279,7 @@ impl RelativeBias {
 
 /// The transformer body: token ids in, last hidden states out.
 pub struct Transformer {
-    pub config: ModelConfig,
+    pub config: TransformerConfig,
     pub arch: Arch,
     embeddings: Embeddings,
     pub layers: Vec<Layer>,
@@ -288,7 +288,7 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    pub fn load(vb: VarBuilder, config: &ModelConfig) -> Result<Self> {
+    pub fn load(vb: VarBuilder, config: &TransformerConfig) -> Result<Self> {
         let arch = config.arch().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let layers = (0..config.num_hidden_layers)
             .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config, arch))

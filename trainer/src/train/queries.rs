@@ -5,7 +5,8 @@
 //! never read) and scores each against the step's six-digit codes with InfoNCE, its own code the
 //! positive.
 
-use crate::channels::{ChannelSource, VectorCache, encode_sorted, progress};
+use crate::model::Embedder;
+use crate::model::channels::Channels;
 use crate::model::transformer::Forward;
 use crate::tables::Codes;
 use anyhow::Result;
@@ -14,20 +15,20 @@ use naics_common::format::CHANNELS;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use sha2::{Digest, Sha256};
 
 pub struct Queries {
     /// The code each entry belongs to.
     pub code: Vec<u32>,
     ids: Vec<Vec<u32>>,
-    /// `frozen` mode: the base's pooled vector of every entry [m, h], cached like the codes'.
-    frozen: Option<Tensor>,
+    /// The base's pooled vector of every entry [m, h] where training leaves them unchanged
+    /// (frozen channels), cached like the codes'; none: encoded when drawn.
+    fixed: Option<Tensor>,
 }
 
 impl Queries {
-    /// Every training index entry of `codes`, tokenized; in `frozen` mode also encoded (once,
-    /// then read from the cache).
-    pub fn load(codes: &Codes, source: &ChannelSource, cache: &VectorCache) -> Result<Queries> {
+    /// Every training index entry of `codes`, tokenized; where the channels allow it, also
+    /// encoded (once, then read from the cache).
+    pub fn load(codes: &Codes, model: &Embedder) -> Result<Queries> {
         let (mut code, mut texts) = (Vec::new(), Vec::new());
         for (i, examples) in codes.examples.iter().enumerate() {
             for text in examples {
@@ -35,26 +36,9 @@ impl Queries {
                 texts.push(text.clone());
             }
         }
-        let ids = source.encoder().tokenize(&texts)?;
-        let frozen = match source {
-            ChannelSource::Lora { .. } => None,
-            ChannelSource::Frozen { encoder, pooling, .. } => {
-                let mut key = Sha256::new();
-                ids.iter().for_each(|row| {
-                    key.update((row.len() as u32).to_le_bytes());
-                    row.iter().for_each(|t| key.update(t.to_le_bytes()));
-                });
-                let key: [u8; 32] = key.finalize().into();
-                Some(cache.get_or_compute("queries", &[&key, &[*pooling as u8]], || {
-                    let bar = progress(ids.len(), "index entries encoded (frozen cache)")?;
-                    let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-                    let table = encode_sorted(encoder, &rows, *pooling, &bar)?;
-                    bar.finish_and_clear();
-                    Ok(table)
-                })?)
-            }
-        };
-        Ok(Queries { code, ids, frozen })
+        let ids = model.channels.encoder().tokenize(&texts)?;
+        let fixed = model.channels.fixed_texts("queries", &ids, &model.cache)?;
+        Ok(Queries { code, ids, fixed })
     }
 
     pub fn len(&self) -> usize {
@@ -90,10 +74,10 @@ impl Queries {
     }
 
     /// Channel vectors [q, 4h] of the entries `picks`: each entry's one text in all four
-    /// channels, as for any free-text query (and what `lora` training keeps, as
-    /// [`ChannelSource::text_vectors`]).
-    pub fn vectors(&self, source: &ChannelSource, picks: &[usize], train: bool) -> Result<(Tensor, Vec<Forward>)> {
-        match &self.frozen {
+    /// channels, as for any free-text query (and what training keeps, as
+    /// [`Channels::text_vectors`]).
+    pub fn vectors(&self, channels: &dyn Channels, picks: &[usize], train: bool) -> Result<(Tensor, Vec<Forward>)> {
+        match &self.fixed {
             Some(table) => {
                 let idx = Tensor::from_vec(
                     picks.iter().map(|&p| p as u32).collect::<Vec<_>>(),
@@ -103,7 +87,7 @@ impl Queries {
                 let v = table.index_select(&idx, 0)?;
                 Ok((Tensor::cat(&vec![&v; CHANNELS.len()], 1)?, Vec::new()))
             }
-            None => source.text_vectors(&self.ids(picks), train),
+            None => channels.text_vectors(&self.ids(picks), train),
         }
     }
 
@@ -121,7 +105,7 @@ mod tests {
         Queries {
             code: (0..m as u32).collect(),
             ids: vec![vec![]; m],
-            frozen: None,
+            fixed: None,
         }
     }
 

@@ -104,7 +104,7 @@ impl Moe {
             let rows = Tensor::from_vec(routed.iter().map(|r| r.0).collect::<Vec<_>>(), routed.len(), x.device())?;
             let slots = Tensor::from_vec(routed.iter().map(|r| r.1).collect::<Vec<_>>(), routed.len(), x.device())?;
             let hidden = expert.up.forward(&x.index_select(&rows, 0)?)?.relu()?;
-            let hidden = crate::rng::dropout(&hidden, self.dropout, train)?;
+            let hidden = super::rng::dropout(&hidden, self.dropout, train)?;
             let y = expert
                 .down
                 .forward(&hidden)?

@@ -3,7 +3,7 @@
 //! (candle's CPU random functions draw from an unseeded thread RNG.) The stream is per thread:
 //! a training run stays on its thread, and runs on other threads (tests) do not disturb it.
 
-use crate::model::kernels::widest;
+use super::kernels::widest;
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarMap;
 use rand::{Rng, SeedableRng};

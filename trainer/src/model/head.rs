@@ -1,8 +1,8 @@
 //! What sits on the four channel vectors: their concatenation (4h) fused by the Mixture of
 //! Experts, projected to a tangent vector (d) and mapped onto the hyperboloid at the origin.
 
-use crate::lorentz;
-use crate::moe::{Moe, MoeOutput};
+use super::fusion::{Moe, MoeOutput};
+use super::lorentz;
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
 use naics_common::config::{LossConfig, MoeConfig};

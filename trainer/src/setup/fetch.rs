@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const SCRIPT: &str = include_str!("../../scripts/fetch_model.sh");
+const SCRIPT: &str = include_str!("../../../scripts/fetch_model.sh");
 
 pub fn fetch(which: &str, dir: Option<&Path>) -> Result<()> {
     let mut args = vec!["-s".to_string(), "--".to_string(), which.to_string()];

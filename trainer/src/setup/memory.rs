@@ -1,9 +1,9 @@
 //! The process allocator. candle allocates a fresh buffer for every op, megabytes at a time. With
 //! glibc's allocator those buffers went back to the kernel when freed and came back zeroed on the
-//! next op: page faults (and the TLB shootdowns of two threads faulting at once) took a third of
-//! the encoder's forward + backward time. mimalloc, told to keep what it frees, serves them from
-//! memory already mapped. The price: the process stays at its peak resident size (the frozen
-//! default's peak went from 1.38 to 1.54 GiB).
+//! next op: page faults (and the TLB shootdowns of two threads faulting at once) took much of the
+//! encoder's forward + backward time. mimalloc, told to keep what it frees, serves them from
+//! memory already mapped. The price: the process stays at its peak resident size. Both figures:
+//! docs/benchmarks.md.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -81,10 +81,25 @@ pub fn to_poincare(x: &Tensor, c: f64) -> Result<Tensor> {
     x.narrow(D::Minus1, 1, d - 1)?.broadcast_div(&((x0 * c.sqrt())? + 1.0)?)
 }
 
-/// Hyperbolic InfoNCE: cross-entropy with target 0 over logits -[d(a, p), d(a, n_1), ...] / T.
-/// `distances` is [batch, 1 + K] with the positive first; returns the mean loss.
-pub fn info_nce(distances: &Tensor, temperature: f64) -> Result<Tensor> {
-    let logits = (distances.neg()? / temperature)?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    log_probs.narrow(D::Minus1, 0, 1)?.neg()?.mean_all()
+/// Lorentz distances [q, t] from the points `queries` to the points `targets`, by the precise
+/// (broadcast) formula, in slices of 64 queries.
+pub fn distance_rows(queries: &Tensor, targets: &Tensor, c: f64) -> Result<Vec<Vec<f32>>> {
+    let targets = targets.unsqueeze(0)?;
+    let mut rows = Vec::new();
+    for start in (0..queries.dim(0)?).step_by(64) {
+        let q = queries
+            .narrow(0, start, 64.min(queries.dim(0)? - start))?
+            .unsqueeze(1)?;
+        rows.extend(distance(&q, &targets, c)?.to_vec2::<f32>()?);
+    }
+    Ok(rows)
+}
+
+/// The full n x n Lorentz distance matrix of `points`, row-major.
+pub fn distance_matrix(points: &Tensor, c: f64) -> Result<Vec<f64>> {
+    Ok(distance_rows(points, points, c)?
+        .into_iter()
+        .flatten()
+        .map(|d| d as f64)
+        .collect())
 }

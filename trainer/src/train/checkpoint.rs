@@ -4,8 +4,8 @@
 //! and renamed. `index.json` lists them; the best 3 and the last are kept, "best" by
 //! `training.trainer.monitor` (validation loss, or a hierarchy metric).
 
-use crate::optim::AdamW;
-use crate::rng;
+use super::optim::AdamW;
+use crate::model::rng;
 use anyhow::{Context, Result};
 use candle_nn::VarMap;
 use naics_common::atomic::write_atomically;

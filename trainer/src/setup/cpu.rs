@@ -3,10 +3,10 @@
 /// The allocator keeps what it frees (`memory`). Threads that wait for work sleep soon instead of
 /// spinning, taking the cores from the other pools' threads: candle's element-wise pool spins
 /// 25,000 rounds after each op unless `CANDLE_BARRIER_POOL_SPIN_LIMIT` says otherwise (here 1,000
-/// unless set: a `lora` step 11.5 -> 9.5 s), and with `--features mkl` MKL's OpenMP threads
-/// sleep 1 ms after a matrix product instead of 200 (forward + backward 12 % faster).
+/// unless set), and with `--features mkl` MKL's OpenMP threads sleep 1 ms after a matrix product
+/// instead of 200. What each saved: docs/benchmarks.md.
 pub fn setup() {
-    crate::memory::keep_freed_pages();
+    super::memory::keep_freed_pages();
     const SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
     if std::env::var_os(SPIN).is_none() {
         // SAFETY: no other thread runs yet (`setup` comes first in `main`), so none reads the

@@ -1,0 +1,98 @@
+//! Vectors the frozen base computes once and keeps: the [`VectorCache`] on disk, the sorted
+//! encoding that fills it, and the progress bar long encodings show.
+
+use super::encoder::{Encoder, in_input_order};
+use super::lora::Pass;
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use naics_common::config::Pooling;
+use naics_common::format::hex;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Texts are encoded in chunks of this many, sorted by length to waste little padding.
+const CHUNK: usize = 64;
+
+/// Frozen base vectors kept in `{shards_dir}/cache/{name}-{key}.safetensors`, the key hashing
+/// the model's weights and what was encoded, so that a changed model or text recomputes them.
+pub struct VectorCache {
+    dir: PathBuf,
+    weights: PathBuf,
+    model: OnceLock<[u8; 32]>,
+    device: Device,
+}
+
+impl VectorCache {
+    pub fn new(dir: &Path, encoder: &Encoder, device: &Device) -> Self {
+        VectorCache {
+            dir: dir.to_path_buf(),
+            weights: encoder.folder.join("model.safetensors"),
+            model: OnceLock::new(),
+            device: device.clone(),
+        }
+    }
+
+    /// The weights' sha256, computed on first use (streamed: `lora` runs never pay for it).
+    fn model(&self) -> Result<[u8; 32]> {
+        if let Some(hash) = self.model.get() {
+            return Ok(*hash);
+        }
+        let mut hasher = Sha256::new();
+        let mut file =
+            std::fs::File::open(&self.weights).with_context(|| format!("reading {}", self.weights.display()))?;
+        std::io::copy(&mut file, &mut hasher)?;
+        let hash: [u8; 32] = hasher.finalize().into();
+        Ok(*self.model.get_or_init(|| hash))
+    }
+
+    pub fn get_or_compute(
+        &self,
+        name: &str,
+        key: &[&[u8]],
+        compute: impl FnOnce() -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let mut hasher = Sha256::new();
+        hasher.update(self.model()?);
+        key.iter().for_each(|k| hasher.update(k));
+        let path = self
+            .dir
+            .join(format!("{name}-{}.safetensors", &hex(&hasher.finalize())[..16]));
+        if path.exists() {
+            return candle_core::safetensors::load(&path, &self.device)?
+                .remove("vectors")
+                .with_context(|| format!("{}: no `vectors` tensor; delete it to rebuild", path.display()));
+        }
+        let table = compute()?;
+        let tensors = HashMap::from([("vectors".to_string(), table.to_device(&Device::Cpu)?)]);
+        naics_common::atomic::write_atomically(&path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?;
+        Ok(table.to_device(&self.device)?)
+    }
+}
+
+pub fn progress(len: usize, what: &str) -> Result<ProgressBar> {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(ProgressStyle::with_template(&format!(
+        "{{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} {{eta}}"
+    ))?);
+    Ok(bar)
+}
+
+/// The frozen base's pooled vectors [n, h] of `ids`, encoded in chunks of similar length so
+/// that little padding is wasted, returned in the input order.
+pub fn encode_sorted(encoder: &Encoder, ids: &[&[u32]], pooling: Pooling, bar: &ProgressBar) -> Result<Tensor> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].len());
+    let calls: Vec<Vec<usize>> = order.chunks(CHUNK).map(<[usize]>::to_vec).collect();
+    in_input_order(ids.len(), &calls, |call| {
+        let batch: Vec<Vec<u32>> = call.iter().map(|&i| ids[i].to_vec()).collect();
+        let vectors = encoder
+            .embed_ids(&batch, pooling, Pass::default())?
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?;
+        bar.inc(call.len() as u64);
+        Ok(vectors)
+    })
+}

@@ -1,0 +1,94 @@
+//! The model as one type: an encoder's channel vectors, fused and mapped onto the hyperboloid.
+//! `train` fits it, `eval` measures it; neither knows the other.
+
+use super::cache::VectorCache;
+use super::channels::Channels;
+use super::channels::frozen::FrozenChannels;
+use super::channels::lora::LoraChannels;
+use super::encoder::Encoder;
+use super::head::Head;
+use super::locate::locate;
+use super::rng;
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use naics_common::config::{Config, EncoderMode};
+use naics_common::format::CHANNELS;
+use naics_common::layout;
+use naics_common::tokens::TokenCache;
+
+pub struct Embedder {
+    pub head: Head,
+    /// Where channel vectors come from: the encoder mode, chosen here once.
+    pub channels: Box<dyn Channels>,
+    /// Every trainable parameter (head, MoE, adapters), by name.
+    pub varmap: VarMap,
+    pub cache: VectorCache,
+    pub config: Config,
+}
+
+impl Embedder {
+    /// Builds the model for `config`: encoder, channels, head; parameters initialized from the
+    /// seeded stream.
+    pub fn new(config: &Config, device: &Device, dtype: DType) -> Result<Embedder> {
+        let shards = layout::experiment_shards(&config.data.shards_dir, &config.experiment);
+        let folder = locate(&config.model.path, config.model.hub_id.as_deref())?;
+        let encoder = Encoder::load(&folder, config.model.max_length, device, dtype)?;
+        let tokens = TokenCache::open(&shards.join(layout::TOKENS_FILE), Some(encoder.tokenizer_sha256))
+            .with_context(|| format!("run `naics-pipeline build-shards -c {}` first", config.experiment))?;
+        rng::seed(config.data.seed);
+        let varmap = VarMap::new();
+        let hidden = encoder.transformer.config.hidden_size;
+        let head = Head::new(
+            VarBuilder::from_varmap(&varmap, DType::F32, device).pp("head"),
+            CHANNELS.len() * hidden,
+            &config.model.moe,
+            config.model.embedding_dim,
+            &config.loss,
+        )?;
+        let cache = VectorCache::new(&layout::cache_dir(&config.data.shards_dir), &encoder, device);
+        let channels: Box<dyn Channels> = match config.model.encoder_mode {
+            EncoderMode::Frozen => Box::new(FrozenChannels::new(encoder, &tokens, config.model.pooling, &cache)?),
+            EncoderMode::Lora => Box::new(LoraChannels::new(encoder, &varmap, tokens, &config.model)?),
+        };
+        rng::init(&varmap)?;
+        Ok(Embedder {
+            head,
+            channels,
+            varmap,
+            cache,
+            config: config.clone(),
+        })
+    }
+
+    pub fn curvature(&self) -> f64 {
+        self.head.curvature()
+    }
+
+    /// Points [n, d + 1] and tangent vectors [n, d] of the codes 0..n, on the CPU in f32.
+    pub fn embed_codes(&self, n: usize) -> Result<(Tensor, Tensor)> {
+        let mut points = Vec::new();
+        let mut tangent = Vec::new();
+        let all: Vec<u32> = (0..n as u32).collect();
+        for chunk in all.chunks(512) {
+            let out = self
+                .head
+                .forward(&self.channels.vectors(chunk, false)?.0.to_dtype(DType::F32)?, false)?;
+            points.push(out.points.to_device(&Device::Cpu)?);
+            tangent.push(out.tangent.to_device(&Device::Cpu)?);
+        }
+        Ok((Tensor::cat(&points, 0)?, Tensor::cat(&tangent, 0)?))
+    }
+
+    /// Points of free texts [q, d + 1], on the CPU in f32: each text in all four channels, then
+    /// the path a code takes (MoE, projection, exponential map).
+    pub fn text_points(&self, texts: &[String]) -> Result<Tensor> {
+        let mut out = Vec::new();
+        for chunk in texts.chunks(256) {
+            let ids = self.channels.encoder().tokenize(chunk)?;
+            let channels = self.channels.text_vectors(&ids, false)?.0.to_dtype(DType::F32)?;
+            out.push(self.head.forward(&channels, false)?.points.to_device(&Device::Cpu)?);
+        }
+        Ok(Tensor::cat(&out, 0)?)
+    }
+}

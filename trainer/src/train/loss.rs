@@ -1,0 +1,247 @@
+//! The loss terms, in one place: hyperbolic InfoNCE over (anchor, positive, K negatives); the
+//! tree term, 1 - Pearson(Lorentz, tree) over every pair of a step's distinct codes (InfoNCE only
+//! orders each anchor's candidates; this asks the distances themselves to grow with the tree's,
+//! the cophenetic correlation that `eval` reports); the query term, InfoNCE of index entries
+//! against the step's six-digit codes; and the step's weighted sum with the MoE's load balancing.
+
+use super::TrainingData;
+use super::replay::{Encoded, Replay};
+use crate::model::Embedder;
+use crate::model::fusion::{MoeOutput, load_balancing_loss};
+use crate::model::lorentz;
+use crate::model::rng;
+use anyhow::Result;
+use candle_core::{D, DType, Tensor};
+use naics_common::config::LossConfig;
+use naics_common::samples::Record;
+use std::collections::HashMap;
+
+/// The loss terms of one micro-batch.
+pub struct BatchLoss {
+    pub nce: Tensor,
+    pub moe: MoeOutput,
+    pub samples: usize,
+    /// 1 - Pearson(Lorentz, tree) over the micro-batch's codes (training with `tree_weight` > 0).
+    pub tree: Option<Tensor>,
+    /// InfoNCE of the micro-batch's index entries against its six-digit codes.
+    pub query: Option<Tensor>,
+    /// `lora` training: how to replay the encoder for the backward pass.
+    pub replays: Vec<Replay>,
+}
+
+/// The step's loss terms, for the log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Terms {
+    pub nce: f64,
+    pub load_balance: f64,
+    pub tree: f64,
+    pub query: f64,
+}
+
+/// InfoNCE over (anchor, positive, K negatives) records, each distinct code encoded once;
+/// when training, also the tree-correlation term over those codes and the InfoNCE of the
+/// index entries `picks` (whose codes join the step's codes).
+pub fn batch_loss(
+    model: &Embedder,
+    data: &TrainingData,
+    records: &[Record],
+    picks: &[usize],
+    train: bool,
+) -> Result<BatchLoss> {
+    let mut distinct: Vec<u32> = Vec::new();
+    let mut slot: HashMap<u32, u32> = HashMap::new();
+    let mut intern = |code: u32| {
+        *slot.entry(code).or_insert_with(|| {
+            distinct.push(code);
+            distinct.len() as u32 - 1
+        })
+    };
+    let mut anchors = Vec::with_capacity(records.len());
+    let mut candidates = Vec::new();
+    for r in records {
+        for (i, code) in r.codes().enumerate() {
+            let s = intern(code);
+            if i == 0 { anchors.push(s) } else { candidates.push(s) }
+        }
+    }
+    let query_slots: Vec<u32> = picks.iter().map(|&p| intern(data.queries.code[p])).collect();
+    let mut replays = Vec::new();
+    let rng_start = rng::position();
+    let channels = model.channels.vectors(&distinct, train)?;
+    let (channels, replay) = Replay::leaf(
+        model.channels.as_ref(),
+        train,
+        channels,
+        Encoded::Codes(distinct.clone()),
+        rng_start,
+    )?;
+    replays.extend(replay);
+    let out = model.head.forward(&channels, train)?;
+    let device = out.points.device();
+    let (b, per) = (records.len(), candidates.len() / records.len().max(1));
+    let dim = out.points.dim(1)?;
+    let a = out
+        .points
+        .index_select(&Tensor::from_vec(anchors, b, device)?, 0)?
+        .unsqueeze(1)?;
+    let c = out
+        .points
+        .index_select(&Tensor::from_vec(candidates, b * per, device)?, 0)?
+        .reshape((b, per, dim))?;
+    let curvature = model.curvature();
+    let loss = &model.config.loss;
+    let distances = lorentz::distance(&a, &c, curvature)?;
+    let nce = info_nce(&distances, loss.temperature)?;
+
+    let tree = if train && loss.tree_weight > 0.0 {
+        Some(correlation_loss(
+            &lorentz::pairwise(&out.points, &out.points, curvature)?,
+            &data.tree.among(&distinct, device)?,
+        )?)
+    } else {
+        None
+    };
+    let query = if query_slots.is_empty() {
+        None
+    } else {
+        let rng_start = rng::position();
+        let vectors = data.queries.vectors(model.channels.as_ref(), picks, train)?;
+        let encoded = Encoded::Texts(data.queries.ids(picks));
+        let (vectors, replay) = Replay::leaf(model.channels.as_ref(), train, vectors, encoded, rng_start)?;
+        replays.extend(replay);
+        let q = model.head.forward(&vectors, train)?.points;
+        // Six-digit codes are what a query is matched against (and every query's own code).
+        let pool: Vec<u32> = (0..distinct.len() as u32)
+            .filter(|&s| data.codes.level[distinct[s as usize] as usize] == 6 || query_slots.contains(&s))
+            .collect();
+        let targets: Vec<u32> = query_slots
+            .iter()
+            .map(|s| pool.iter().position(|p| p == s).expect("a query's code is in the pool") as u32)
+            .collect();
+        let pool_points = out
+            .points
+            .index_select(&Tensor::from_vec(pool.clone(), pool.len(), device)?, 0)?;
+        let logits = (lorentz::pairwise(&q, &pool_points, curvature)?.neg()? / loss.temperature)?;
+        let targets = Tensor::from_vec(targets, query_slots.len(), device)?;
+        Some(candle_nn::loss::cross_entropy(&logits, &targets)?)
+    };
+    Ok(BatchLoss {
+        nce,
+        moe: out.moe,
+        samples: b,
+        tree,
+        query,
+        replays,
+    })
+}
+
+/// The step's total loss: mean InfoNCE over the micro-batches, plus coef x load balancing over
+/// all of them, plus the weighted means of the tree and query terms.
+pub fn step_loss(parts: &[BatchLoss], loss: &LossConfig, coef: f64) -> Result<(Tensor, Terms)> {
+    let samples: usize = parts.iter().map(|p| p.samples).sum();
+    let device = parts[0].nce.device();
+    let mut nce = Tensor::zeros((), DType::F32, device)?;
+    for p in parts {
+        nce = (nce + (&p.nce * (p.samples as f64 / samples as f64))?)?;
+    }
+    let lb = load_balancing_loss(&parts.iter().map(|p| &p.moe).collect::<Vec<_>>())?;
+    let mut total = (&nce + (&lb * coef)?)?;
+    let mut terms = Terms {
+        nce: nce.to_scalar::<f32>()? as f64,
+        load_balance: lb.to_scalar::<f32>()? as f64,
+        ..Default::default()
+    };
+    let mean = |pick: fn(&BatchLoss) -> &Option<Tensor>| -> Result<Option<Tensor>> {
+        let present: Vec<&Tensor> = parts.iter().filter_map(|p| pick(p).as_ref()).collect();
+        if present.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Tensor::stack(&present, 0)?.mean_all()?))
+    };
+    if let Some(tree) = mean(|p| &p.tree)? {
+        terms.tree = tree.to_scalar::<f32>()? as f64;
+        total = (total + (tree * loss.tree_weight)?)?;
+    }
+    if let Some(query) = mean(|p| &p.query)? {
+        terms.query = query.to_scalar::<f32>()? as f64;
+        total = (total + (query * loss.query_weight)?)?;
+    }
+    Ok((total, terms))
+}
+
+/// Hyperbolic InfoNCE: cross-entropy with target 0 over logits -[d(a, p), d(a, n_1), ...] / T.
+/// `distances` is [batch, 1 + K] with the positive first; returns the mean loss.
+pub fn info_nce(distances: &Tensor, temperature: f64) -> candle_core::Result<Tensor> {
+    let logits = (distances.neg()? / temperature)?;
+    let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    log_probs.narrow(D::Minus1, 0, 1)?.neg()?.mean_all()
+}
+
+/// 1 - Pearson correlation between two [m, m] distance matrices over their off-diagonal entries
+/// (both symmetric, so each pair counts twice, which leaves the correlation unchanged).
+/// 0 when fewer than 3 points: there is no correlation to measure.
+pub fn correlation_loss(embedded: &Tensor, tree: &Tensor) -> Result<Tensor> {
+    let m = embedded.dim(0)?;
+    let device = embedded.device();
+    if m < 3 {
+        return Ok(Tensor::zeros((), DType::F32, device)?);
+    }
+    let mask = (Tensor::ones((m, m), DType::F32, device)? - Tensor::eye(m, DType::F32, device)?)?;
+    let count = (m * (m - 1)) as f64;
+    let centered = |x: &Tensor| -> Result<Tensor> {
+        let mean = ((x * &mask)?.sum_all()? / count)?;
+        Ok((x.broadcast_sub(&mean)? * &mask)?)
+    };
+    let (e, t) = (centered(embedded)?, centered(tree)?);
+    let cov = (&e * &t)?.sum_all()?;
+    let var = ((e.sqr()?.sum_all()? * t.sqr()?.sum_all()?)? + 1e-12)?;
+    Ok((cov / var.sqrt()?)?.neg()?.affine(1.0, 1.0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::pearson;
+    use candle_core::Device;
+
+    fn symmetric(values: &[f64], m: usize) -> Vec<f64> {
+        let mut out = vec![0.0; m * m];
+        let mut k = 0;
+        for i in 0..m {
+            for j in (i + 1)..m {
+                out[i * m + j] = values[k];
+                out[j * m + i] = values[k];
+                k += 1;
+            }
+        }
+        out
+    }
+
+    fn tensor(v: &[f64], m: usize) -> Tensor {
+        Tensor::from_vec(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), (m, m), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn equals_one_minus_pearson_over_pairs() {
+        let m = 4;
+        let d = [0.3, 1.2, 2.5, 0.9, 2.2, 1.7];
+        let t = [0.5, 2.0, 10.0, 2.0, 10.0, 10.0];
+        let loss = correlation_loss(&tensor(&symmetric(&d, m), m), &tensor(&symmetric(&t, m), m))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        assert!((loss - (1.0 - pearson(&d, &t))).abs() < 1e-5, "{loss}");
+    }
+
+    #[test]
+    fn zero_for_distances_proportional_to_the_tree() {
+        let m = 4;
+        let t = [0.5, 2.0, 10.0, 2.0, 10.0, 10.0];
+        let d: Vec<f64> = t.iter().map(|x| 0.3 * x + 0.1).collect();
+        let loss = correlation_loss(&tensor(&symmetric(&d, m), m), &tensor(&symmetric(&t, m), m))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(loss.abs() < 1e-5, "{loss}");
+    }
+}

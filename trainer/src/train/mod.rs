@@ -1,0 +1,36 @@
+//! Training: the loop (`fit`), its loss terms (`loss`), the backward pass into the encoder
+//! (`replay`), validation and model selection (`monitor`), the optimizer (`optim`) and
+//! checkpoints (`checkpoint`). Depends on `model`, never on `eval`.
+
+pub mod queries;
+pub mod loss;
+pub mod replay;
+pub mod optim;
+pub mod checkpoint;
+pub mod monitor;
+pub mod fit;
+
+pub use fit::{FitOptions, FitSummary, fit};
+
+use crate::model::Embedder;
+use crate::tables::{Codes, TreeDistances};
+use anyhow::Result;
+use queries::Queries;
+
+/// What training reads besides the shards: the code tree (levels, tree distances for
+/// `loss.tree_weight` and monitored metrics) and the index-entry anchors.
+pub struct TrainingData {
+    pub codes: Codes,
+    pub tree: TreeDistances,
+    pub queries: Queries,
+}
+
+impl TrainingData {
+    pub fn load(model: &Embedder) -> Result<Self> {
+        let dir = &model.config.data.dir;
+        let codes = Codes::read(dir)?;
+        let tree = TreeDistances::load(dir, codes.len())?;
+        let queries = Queries::load(&codes, model)?;
+        Ok(TrainingData { codes, tree, queries })
+    }
+}
