@@ -191,6 +191,7 @@ async fn a_nan_loss_stops_the_run_naming_the_step() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn eval_embed_and_search_on_the_trained_mini_tree() {
+    use naics_trainer::coder::{Coder, Policy};
     let dir = tempfile::tempdir().unwrap();
     // 3 of the 7 index entries are held out at 0.7 (a hash draw), so that retrieval has queries.
     ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.7).unwrap();
@@ -198,9 +199,11 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
         .await
         .unwrap();
     naics_pipeline::shards::run(&config(dir.path(), &[])).await.unwrap();
-    let summary = fit(&config(dir.path(), &[]), &options(dir.path(), false)).unwrap();
+    // Half of the kept entries are the coder's validation entries, so that it fits its fusion.
+    let trained = config(dir.path(), &["data.validation_entries=0.5"]);
+    let summary = fit(&trained, &options(dir.path(), false)).unwrap();
 
-    let e = naics_trainer::eval::load(&summary.best).unwrap();
+    let e = naics_trainer::embedded::load(&summary.best).unwrap();
     let out = dir.path().join("outputs/03_stage_hard");
     let report = naics_trainer::eval::report::evaluate(&e, &summary.best, &out).unwrap();
     assert_eq!(report.codes, 14);
@@ -223,14 +226,46 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
         assert!(out.join(file).exists(), "{file}");
     }
 
-    let hits = naics_trainer::eval::search(&e, "soybean farm", 3).unwrap();
-    assert_eq!(hits.len(), 3);
-    assert!(hits[0].distance <= hits[1].distance && hits[1].distance <= hits[2].distance);
-    assert_eq!(hits[0].path.last().unwrap().0, hits[0].code);
+    // The coder: three six-digit candidates, confidences that sum to 1, paths from the sector.
+    let c = &report.coding;
+    assert_eq!(c.retrieval.queries, held);
+    assert_eq!(c.retrieval.top10, 1.0);
+    assert!((0.0..=1.0).contains(&c.expected_calibration_error));
+    assert!(out.join("calibration.png").exists());
+    let coder = Coder::new(&e).unwrap();
+    let validation = naics_trainer::coder::validation_entries(&e).len();
+    assert!(validation > 0, "validation entries at 0.5 of the kept ones");
+    assert_eq!(coder.fusion.fitted_on, validation);
+    let policy = Policy {
+        k: 3,
+        ..Policy::default()
+    };
+    let answer = coder.show(&coder.code(&["soybean farm".to_string()], &policy).unwrap().remove(0));
+    assert_eq!(answer.ranked.len(), 3);
+    let total: f64 = answer.ranked.iter().map(|h| h.confidence).sum();
+    assert!((total - 1.0).abs() < 1e-6, "{total}");
+    assert!(answer.ranked.windows(2).all(|w| w[0].confidence >= w[1].confidence));
+    let top = &answer.ranked[0];
+    assert_eq!(top.path.last().unwrap().0, top.code);
     assert!(
-        ["11", "31"].contains(&hits[0].path[0].0.as_str()),
+        ["11", "31"].contains(&top.path[0].0.as_str()),
         "paths start at a sector"
     );
+    // Multi-activity text: both activities' codes ahead of the third.
+    let both = "soybean farming and dog food manufacturing".to_string();
+    let answer = coder.show(&coder.code(&[both], &policy).unwrap().remove(0));
+    let first_two: Vec<&str> = answer.ranked[..2].iter().map(|h| h.code.as_str()).collect();
+    assert!(
+        first_two.contains(&"111110") && first_two.contains(&"311111"),
+        "{first_two:?}"
+    );
+    // Abstention: with a threshold above any confidence there is no code.
+    let unsure = Policy {
+        abstain: 1.01,
+        ..policy
+    };
+    assert!(coder.code(&["soybean farm".to_string()], &unsure).unwrap()[0].abstained);
+    assert!(!coder.code(&["soybean farm".to_string()], &policy).unwrap()[0].abstained);
 
     // embed: the Parquet schema, registered in the SQL session.
     let parquet = out.join("embeddings.parquet");

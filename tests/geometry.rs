@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use naics_trainer::model::fusion::{Moe, load_balancing_loss};
+use naics_trainer::model::fusion::{Moe, global_load, load_balancing_loss};
 use naics_trainer::model::lorentz::{distance, exp_map0, inner, log_map0, pairwise, to_poincare};
 use naics_trainer::train::loss::info_nce;
 
@@ -187,6 +187,25 @@ fn load_balancing_loss_by_hand_and_over_the_global_batch() {
         rows: 4,
     };
     assert!((load_balancing_loss(&[&uniform]).unwrap().to_scalar::<f32>().unwrap() - 2.0).abs() < 1e-6);
+}
+
+/// Expert loads over the global batch: each forward's load weighted by its rows, by hand.
+#[test]
+fn expert_loads_are_pooled_over_the_global_batch() {
+    let part = |load: Vec<f32>, rows: usize| naics_trainer::model::fusion::MoeOutput {
+        output: Tensor::zeros((rows, 6), DType::F32, &Device::Cpu).unwrap(),
+        importance: Tensor::new(&[0.25f32; 4], &Device::Cpu).unwrap(),
+        load,
+        rows,
+    };
+    let a = part(vec![1.0, 1.0, 0.0, 0.0], 30);
+    let b = part(vec![0.0, 0.0, 1.0, 1.0], 10);
+    let pooled = global_load(&[&a, &b]);
+    for (got, want) in pooled.iter().zip([0.75, 0.75, 0.25, 0.25]) {
+        assert!((got - want).abs() < 1e-6, "{pooled:?}");
+    }
+    // Not the mean of the parts' loads (0.5 each): rows count.
+    assert!((pooled.iter().sum::<f32>() - 2.0).abs() < 1e-6);
 }
 
 #[test]

@@ -44,6 +44,9 @@ pub struct DataConfig {
     pub seed: u64,
     /// Training index entries drawn per step as extra anchors (0: none).
     pub queries_per_step: usize,
+    /// The share of training entries kept out of training to fit and calibrate the coder
+    /// (`naics_common::share`, salt `validation`).
+    pub validation_entries: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -477,6 +480,12 @@ fn validate(c: &Config) -> Result<()> {
     }
     if cur.k_negatives == 0 {
         bail!("configuration key `curriculum.k_negatives`: must be at least 1");
+    }
+    if !(0.0..1.0).contains(&c.data.validation_entries) {
+        bail!(
+            "configuration key `data.validation_entries`: must be in [0, 1), got {}",
+            c.data.validation_entries
+        );
     }
     if !(0.0..1.0).contains(&c.data.val_fraction) {
         bail!(

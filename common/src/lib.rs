@@ -6,5 +6,6 @@ pub mod config;
 pub mod format;
 pub mod layout;
 pub mod samples;
+pub mod share;
 pub mod tokenizer;
 pub mod tokens;

@@ -3,8 +3,9 @@
 //!
 //! Modules in the order data flows, each depending only on those above it: process set-up;
 //! the pipeline's tables and the measures and charts over them; the model (encoder -> channel
-//! vectors -> MoE fusion -> Lorentz head, as one `Embedder`); then what uses the model, training
-//! and evaluation, which never depend on each other.
+//! vectors -> MoE fusion -> Lorentz head, as one `Embedder`); then what uses the model: training,
+//! and, from a trained checkpoint (`embedded`), the coder and evaluation. Training and evaluation
+//! never depend on each other.
 
 pub mod setup;
 pub mod tables;
@@ -12,4 +13,6 @@ pub mod metrics;
 pub mod plots;
 pub mod model;
 pub mod train;
+pub mod embedded;
+pub mod coder;
 pub mod eval;

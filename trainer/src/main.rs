@@ -4,10 +4,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use naics_common::config::{Pooling, Precision, selected_stages, stages};
 use naics_common::layout;
-use naics_trainer::eval;
+use naics_trainer::coder::{Coder, Policy, ShownAnswer};
 use naics_trainer::model::Encoder;
 use naics_trainer::setup::{device, fetch};
 use naics_trainer::train::{self, FitOptions};
+use naics_trainer::{embedded, eval};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -72,11 +73,18 @@ enum Command {
         #[command(flatten)]
         which: WhichCheckpoint,
     },
-    /// The codes nearest to a free-text description.
+    /// The six-digit codes of a free-text description, each with its confidence, and the deepest
+    /// code (any level) whose confidence reaches --min-confidence.
     Search {
         query: String,
         #[arg(short, default_value_t = 10)]
         k: usize,
+        /// The level-wise answer's threshold.
+        #[arg(long, default_value_t = 0.5)]
+        min_confidence: f64,
+        /// Answer "no code" when the top code's confidence is below this.
+        #[arg(long, default_value_t = 0.0)]
+        abstain: f64,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -121,6 +129,30 @@ impl WhichCheckpoint {
     }
 }
 
+/// What `search` prints: the answer, then the ranked codes with their paths.
+fn search_text(answer: &ShownAnswer, policy: &Policy) -> String {
+    let mut out = match (&answer.level, answer.abstained) {
+        (_, true) => format!(
+            "answer: no code (top confidence {:.3} is below {})\n",
+            answer.ranked.first().map_or(0.0, |r| r.confidence),
+            policy.abstain
+        ),
+        (Some(l), false) => format!("answer: {} {} (confidence {:.3})\n", l.code, l.title, l.confidence),
+        (None, false) => format!("answer: none at confidence >= {}\n", policy.min_confidence),
+    };
+    for h in &answer.ranked {
+        let path: Vec<&str> = h.path.iter().map(|(c, _)| c.as_str()).collect();
+        out.push_str(&format!(
+            "{:>8}  {:.3}  {}  [{}]\n",
+            h.code,
+            h.confidence,
+            h.title,
+            path.join(" > ")
+        ));
+    }
+    out
+}
+
 fn main() {
     naics_trainer::setup::cpu::setup();
     if let Err(err) = run(Cli::parse()) {
@@ -153,27 +185,41 @@ fn run(cli: Cli) -> Result<()> {
         Command::FetchModel { which, dir } => fetch::fetch(&which, dir.as_deref())?,
         Command::Eval { which } => {
             let checkpoint = which.path()?;
-            let e = eval::load(&checkpoint)?;
+            let e = embedded::load(&checkpoint)?;
             let out = layout::outputs(&e.config.experiment);
             let report = eval::report::evaluate(&e, &checkpoint, &out)?;
             print!("{}", report.table());
-            println!("wrote {}/eval.json, poincare.png, distances.png", out.display());
+            println!(
+                "wrote {}/eval.json, poincare.png, distances.png, calibration.png",
+                out.display()
+            );
         }
         Command::Embed { which } => {
-            let e = eval::load(&which.path()?)?;
+            let e = embedded::load(&which.path()?)?;
             let path = layout::outputs(&e.config.experiment).join(layout::EMBEDDINGS_FILE);
             let rows = eval::export::write(&e, &path)?;
             println!("wrote {rows} code embeddings to {}", path.display());
         }
-        Command::Search { query, k, json, which } => {
-            let e = eval::load(&which.path()?)?;
-            let hits = eval::search(&e, &query, k)?;
+        Command::Search {
+            query,
+            k,
+            min_confidence,
+            abstain,
+            json,
+            which,
+        } => {
+            let e = embedded::load(&which.path()?)?;
+            let coder = Coder::new(&e)?;
+            let policy = Policy {
+                k,
+                min_confidence,
+                abstain,
+            };
+            let answer = coder.show(&coder.code(&[query], &policy)?.remove(0));
             if json {
-                println!("{}", serde_json::to_string_pretty(&hits)?);
-            }
-            for h in hits.iter().filter(|_| !json) {
-                let path: Vec<String> = h.path.iter().map(|(c, _)| c.clone()).collect();
-                println!("{:>8}  {:.4}  {}  [{}]", h.code, h.distance, h.title, path.join(" > "));
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                print!("{}", search_text(&answer, &policy));
             }
         }
         Command::Fit {

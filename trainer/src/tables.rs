@@ -173,6 +173,12 @@ impl TreeDistances {
     }
 }
 
+/// Whether a training entry is a validation entry: kept out of training, for the coder to fit
+/// and calibrate on.
+pub fn validation_entry(code: &str, text: &str, share: f64) -> bool {
+    naics_common::share::in_share(naics_common::share::VALIDATION_SALT, code, text, share)
+}
+
 /// Held-out index entries (code, text).
 pub fn holdout(data_dir: &Path) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();

@@ -10,7 +10,6 @@ use crate::error::input_error;
 use anyhow::Result;
 use codes::TreeCode;
 use naics_common::layout::{CODES_TABLE, HOLDOUT_TABLE};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -308,14 +307,8 @@ fn excluded_codes(excluded: &str, code: &str, position: &HashMap<String, usize>)
     out
 }
 
-/// A stable, platform-independent draw: the first 8 bytes of sha256(code, tab, text) as a
-/// fraction of 2^64. The same entry is held out on every machine and every run.
+/// Whether an index entry is held out: a deterministic share (`naics_common::share`), the same
+/// entries on every machine and every run.
 pub fn is_held_out(code: &str, text: &str, fraction: f64) -> bool {
-    let digest = Sha256::new()
-        .chain_update(code)
-        .chain_update("\t")
-        .chain_update(text)
-        .finalize();
-    let draw = u64::from_be_bytes(digest[..8].try_into().expect("sha256 has 32 bytes"));
-    (draw as f64) / 18_446_744_073_709_551_616.0 < fraction
+    naics_common::share::in_share("", code, text, fraction)
 }

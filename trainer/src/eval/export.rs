@@ -1,7 +1,7 @@
 //! `naics-trainer embed`: every code's coordinates as Parquet, which `naics-pipeline sql`
 //! registers as `embeddings_{experiment}`.
 
-use super::Embedded;
+use crate::embedded::Embedded;
 use anyhow::Result;
 use arrow::array::{ArrayRef, Float32Builder, Int32Array, ListBuilder, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};

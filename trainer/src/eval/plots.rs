@@ -1,6 +1,6 @@
 //! The two pictures of `eval`: the codes in the Poincare disk, and tree against embedding distance.
 
-use super::Embedded;
+use crate::embedded::Embedded;
 use crate::plots::{Series, chart};
 use anyhow::Result;
 use plotters::style::{Color, Palette, Palette99, RGBColor};

@@ -1,10 +1,14 @@
 //! The `eval` report: every metric on all codes, held-out retrieval against the frozen-model
 //! baseline, the two pictures, `eval.json` and a printed table.
 
-use super::{Embedded, Retrieval, plots};
+use super::coding::{self, Coding};
+use super::{Retrieval, plots};
+use crate::embedded::Embedded;
 use crate::metrics as m;
+use crate::model::fusion::global_load;
 use crate::tables;
 use anyhow::Result;
+use candle_core::DType;
 use serde::Serialize;
 use std::path::Path;
 
@@ -30,8 +34,14 @@ pub struct Report {
     pub radius_per_level: Vec<f64>,
     /// Warnings: points collapsed onto one another or onto the origin.
     pub collapse: Vec<String>,
+    /// The share of all codes each expert of the MoE routes (sums to top_k).
+    pub expert_load: Vec<f32>,
+    /// Held-out retrieval by the trained points alone.
     pub retrieval: Retrieval,
     pub baseline_retrieval: Retrieval,
+    /// Held-out coding by the coder (points, nearest entries and words fused), calibration,
+    /// level-wise answers and abstention.
+    pub coding: Coding,
 }
 
 pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Report> {
@@ -94,13 +104,26 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
         manifold_max_error: super::manifold_error(e)?,
         radius_per_level,
         collapse,
+        expert_load: expert_load(e)?,
         retrieval,
         baseline_retrieval,
+        coding: coding::evaluate(e, out_dir)?,
     };
     let json = serde_json::to_vec_pretty(&report)?;
     let path = out_dir.join("eval.json");
     naics_common::atomic::write_atomically(&path, |tmp| Ok(std::fs::write(tmp, &json)?))?;
     Ok(report)
+}
+
+/// The MoE's routing of every code, as evaluation routes (no noise).
+fn expert_load(e: &Embedded) -> Result<Vec<f32>> {
+    let all: Vec<u32> = (0..e.codes.len() as u32).collect();
+    let mut parts = Vec::new();
+    for chunk in all.chunks(512) {
+        let channels = e.model.channels.vectors(chunk, false)?.0.to_dtype(DType::F32)?;
+        parts.push(e.model.head.forward(&channels, false)?.moe);
+    }
+    Ok(global_load(&parts.iter().collect::<Vec<_>>()))
 }
 
 /// Every held-out index entry as a query against all six-digit codes: ours (Lorentz distance)
@@ -162,6 +185,47 @@ impl Report {
             "  held-out             baseline:  {}\n",
             r(&self.baseline_retrieval)
         ));
+        out.push_str(&format!(
+            "  expert load (all codes)    {:?}\n",
+            self.expert_load
+                .iter()
+                .map(|l| (l * 1000.0).round() / 1000.0)
+                .collect::<Vec<_>>()
+        ));
+        let c = &self.coding;
+        out.push_str(&format!("  held-out             coder:     {}\n", r(&c.retrieval)));
+        for (name, retrieval) in &c.ablation {
+            out.push_str(&format!("    {name:<26} {}\n", r(retrieval)));
+        }
+        out.push_str(&format!(
+            "  coder weights (points, entries, words) {:?} fitted on {} validation entries\n",
+            c.fusion.weights.map(|w| (w * 1000.0).round() / 1000.0),
+            c.fusion.fitted_on
+        ));
+        out.push_str(&format!(
+            "  expected calibration error {:.4}\n",
+            c.expected_calibration_error
+        ));
+        for l in &c.levels {
+            out.push_str(&format!(
+                "  answered at level {} (confidence >= {}): {:.3} of texts, accuracy {:.3}\n",
+                l.level,
+                coding::MIN_CONFIDENCE,
+                l.coverage,
+                l.accuracy
+            ));
+        }
+        out.push_str(&format!("  no answer at any level: {:.3}\n", c.unanswered));
+        for v in c
+            .coverage
+            .iter()
+            .filter(|v| [0.0, 0.5, 0.7, 0.9].contains(&v.threshold))
+        {
+            out.push_str(&format!(
+                "  abstaining below {:.1}: coverage {:.3}, accuracy {:.3}\n",
+                v.threshold, v.coverage, v.accuracy
+            ));
+        }
         for c in &self.collapse {
             out.push_str(&format!("  warning: {c}\n"));
         }

@@ -13,6 +13,16 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// A key for cached vectors of token-id rows: sha256 over each row's length and ids.
+pub fn ids_key(ids: &[Vec<u32>]) -> [u8; 32] {
+    let mut key = Sha256::new();
+    ids.iter().for_each(|row| {
+        key.update((row.len() as u32).to_le_bytes());
+        row.iter().for_each(|t| key.update(t.to_le_bytes()));
+    });
+    key.finalize().into()
+}
+
 /// Texts are encoded in chunks of this many, sorted by length to waste little padding.
 const CHUNK: usize = 64;
 

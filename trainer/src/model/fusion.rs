@@ -120,20 +120,29 @@ impl Moe {
     }
 }
 
+/// The fraction of rows routed to each expert over a global batch made of several forwards:
+/// each forward's load weighted by its rows (sums to top_k).
+pub fn global_load(parts: &[&MoeOutput]) -> Vec<f32> {
+    let total: usize = parts.iter().map(|p| p.rows).sum();
+    let mut load = vec![0f32; parts.first().map_or(0, |p| p.load.len())];
+    for p in parts {
+        for (l, pl) in load.iter_mut().zip(&p.load) {
+            *l += pl * (p.rows as f64 / total as f64) as f32;
+        }
+    }
+    load
+}
+
 /// Load-balancing loss over a global batch made of several forwards: E x sum_e importance_e x
 /// load_e, with importance and load the row-weighted means over all parts. Equals top_k when
 /// the gate is uniform and the routing perfectly balanced.
 pub fn load_balancing_loss(parts: &[&MoeOutput]) -> Result<Tensor> {
     let total: usize = parts.iter().map(|p| p.rows).sum();
-    let experts = parts[0].load.len();
-    let mut load = vec![0f32; experts];
+    let load = global_load(parts);
+    let experts = load.len();
     let mut importance: Option<Tensor> = None;
     for p in parts {
-        let share = p.rows as f64 / total as f64;
-        for (l, pl) in load.iter_mut().zip(&p.load) {
-            *l += pl * share as f32;
-        }
-        let weighted = (&p.importance * share)?;
+        let weighted = (&p.importance * (p.rows as f64 / total as f64))?;
         importance = Some(match importance {
             Some(i) => (i + weighted)?,
             None => weighted,

@@ -8,11 +8,12 @@
 
 use super::TrainingData;
 use super::checkpoint::{self, TrainState};
-use super::loss::{BatchLoss, batch_loss, step_loss};
+use super::loss::{batch_loss, step_loss};
 use super::monitor::validate_and_save;
 use super::optim::{self, AdamW};
 use super::replay::backward;
 use crate::model::Embedder;
+use crate::model::fusion::global_load;
 use crate::setup::device;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -137,7 +138,7 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                     batch_loss(&model, &data, chunk, mine, true)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let loads: Vec<f32> = aggregate_load(&parts);
+            let loads = global_load(&parts.iter().map(|p| &p.moe).collect::<Vec<_>>());
             let (loss, terms) = step_loss(&parts, &config.loss, coef)?;
             let value = loss.to_scalar::<f32>()?;
             if !value.is_finite() {
@@ -198,16 +199,4 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
         steps: state.step,
         stopped_early,
     })
-}
-
-/// Expert load fractions over the step's micro-batches, weighted by rows.
-fn aggregate_load(parts: &[BatchLoss]) -> Vec<f32> {
-    let rows: usize = parts.iter().map(|p| p.moe.rows).sum();
-    let mut load = vec![0f32; parts[0].moe.load.len()];
-    for p in parts {
-        for (l, x) in load.iter_mut().zip(&p.moe.load) {
-            *l += x * p.moe.rows as f32 / rows as f32;
-        }
-    }
-    load
 }

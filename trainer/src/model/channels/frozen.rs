@@ -4,7 +4,7 @@
 //! base, their one vector in all four channels.
 
 use super::Channels;
-use crate::model::cache::{VectorCache, encode_sorted, progress};
+use crate::model::cache::{VectorCache, encode_sorted, ids_key, progress};
 use crate::model::encoder::Encoder;
 use crate::model::lora::Pass;
 use crate::model::transformer::Forward;
@@ -14,7 +14,6 @@ use candle_core::{Tensor, Var};
 use naics_common::config::Pooling;
 use naics_common::format::CHANNELS;
 use naics_common::tokens::TokenCache;
-use sha2::{Digest, Sha256};
 
 pub struct FrozenChannels {
     /// [codes, 4h]: every code's channel vectors.
@@ -68,13 +67,7 @@ impl Channels for FrozenChannels {
     }
 
     fn fixed_texts(&self, name: &str, ids: &[Vec<u32>], cache: &VectorCache) -> Result<Option<Tensor>> {
-        let mut key = Sha256::new();
-        ids.iter().for_each(|row| {
-            key.update((row.len() as u32).to_le_bytes());
-            row.iter().for_each(|t| key.update(t.to_le_bytes()));
-        });
-        let key: [u8; 32] = key.finalize().into();
-        let table = cache.get_or_compute(name, &[&key, &[self.pooling as u8]], || {
+        let table = cache.get_or_compute(name, &[&ids_key(ids), &[self.pooling as u8]], || {
             let bar = progress(ids.len(), &format!("{name} encoded (frozen cache)"))?;
             let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
             let table = encode_sorted(&self.encoder, &rows, self.pooling, &bar)?;

@@ -2,6 +2,7 @@
 
 use super::values;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, bail};
+use rayon::prelude::*;
 
 /// `x Wᵀ + b` by one MKL call (`--features mkl`) into a buffer the bias rows fill (beta = 1).
 /// candle's MKL product zero-fills its output, MKL then scales it by 0, and the bias is a pass

@@ -1,0 +1,343 @@
+//! Free text in, six-digit codes out, each with a confidence. Three signals per candidate code,
+//! fused by weights fitted on validation entries:
+//!
+//! - the trained points: minus the Lorentz distance from the text's point to the code's;
+//! - the nearest training entries: the highest cosine between the text and any of the code's
+//!   texts (title and training entries) under the frozen base model, mean-pooled as
+//!   sentence-transformers pools it (new phrasings of known activities);
+//! - the words: TF-IDF cosine between the text and the code's texts (`lexical`).
+//!
+//! The weights are the maximum-likelihood conditional logit over the candidates on validation
+//! entries (`calibration`): a deterministic share of the training entries that training never
+//! sees and the entry index leaves out, so the probabilities it gives are calibrated where the
+//! held-out entries are concerned too. Answers at coarser levels come from summing them
+//! (`levels`).
+
+pub mod calibration;
+pub mod levels;
+pub mod lexical;
+
+use crate::embedded::Embedded;
+use crate::model::cache::{encode_sorted, ids_key, progress};
+use crate::model::transformer;
+use crate::tables::validation_entry;
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use levels::{LevelAnswer, level_answer};
+use lexical::Lexical;
+use naics_common::atomic::write_atomically;
+use naics_common::config::Pooling;
+use naics_common::format::hex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+/// The signals, in the order of the weights: trained points, nearest entries, words.
+pub const SIGNALS: [&str; 3] = ["points", "entries", "words"];
+
+/// One candidate of an answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ranked {
+    /// A code index.
+    pub code: usize,
+    /// Lorentz distance from the text's point to the code's.
+    pub distance: f32,
+    pub confidence: f64,
+}
+
+/// What a coder answers for one text.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The k most likely six-digit codes, most likely first.
+    pub ranked: Vec<Ranked>,
+    /// The deepest code whose confidence reaches `min_confidence` (none: not even a sector).
+    pub level: Option<LevelAnswer>,
+    /// The top code's confidence is below the abstention threshold: no code is given.
+    pub abstained: bool,
+}
+
+/// How answers are given.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub k: usize,
+    /// The level-wise answer's threshold.
+    pub min_confidence: f64,
+    /// Below this top-1 confidence the answer is "no code" (0: always answer).
+    pub abstain: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            k: 5,
+            min_confidence: 0.5,
+            abstain: 0.0,
+        }
+    }
+}
+
+/// The fitted fusion, cached beside the points of its checkpoint.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Fusion {
+    pub weights: [f64; 3],
+    /// Validation entries it was fitted on.
+    pub fitted_on: usize,
+}
+
+pub struct Coder<'a> {
+    e: &'a Embedded,
+    /// The six-digit codes, as code indexes: what a text is coded to.
+    pub candidates: Vec<usize>,
+    /// The frozen base's mean-pooled, normalized vectors of every candidate's texts [m, h].
+    texts: Tensor,
+    /// The candidate (position in `candidates`) of each row of `texts`.
+    text_candidate: Vec<usize>,
+    lexical: Lexical,
+    pub fusion: Fusion,
+}
+
+/// The texts of each six-digit code an answer may lean on: its title and its training entries,
+/// less the validation entries.
+fn candidate_texts(e: &Embedded, candidates: &[usize]) -> Vec<Vec<String>> {
+    let share = e.config.data.validation_entries;
+    candidates
+        .iter()
+        .map(|&c| {
+            let code = &e.codes.code[c];
+            std::iter::once(e.codes.title[c].clone())
+                .chain(
+                    e.codes.examples[c]
+                        .iter()
+                        .filter(|t| !validation_entry(code, t, share))
+                        .cloned(),
+                )
+                .collect()
+        })
+        .collect()
+}
+
+/// The validation entries: (code index, text) of the training entries training leaves out.
+pub fn validation_entries(e: &Embedded) -> Vec<(usize, String)> {
+    let share = e.config.data.validation_entries;
+    (0..e.codes.len())
+        .flat_map(|c| {
+            e.codes.examples[c]
+                .iter()
+                .filter(move |t| validation_entry(&e.codes.code[c], t, share))
+                .map(move |t| (c, t.clone()))
+        })
+        .collect()
+}
+
+impl<'a> Coder<'a> {
+    /// Builds the entry index and the lexical index, and fits the fusion on the validation
+    /// entries (or reads it from the cache, keyed by the checkpoint's points).
+    pub fn new(e: &'a Embedded) -> Result<Coder<'a>> {
+        let candidates: Vec<usize> = (0..e.codes.len()).filter(|&i| e.codes.level[i] == 6).collect();
+        let per_candidate = candidate_texts(e, &candidates);
+        let text_candidate: Vec<usize> = per_candidate
+            .iter()
+            .enumerate()
+            .flat_map(|(j, texts)| std::iter::repeat_n(j, texts.len()))
+            .collect();
+        let flat: Vec<String> = per_candidate.iter().flatten().cloned().collect();
+        let texts = base_vectors_cached(e, &flat)?;
+        let documents: Vec<Vec<&str>> = per_candidate
+            .iter()
+            .map(|texts| texts.iter().map(String::as_str).collect())
+            .collect();
+        let mut coder = Coder {
+            e,
+            candidates,
+            texts,
+            text_candidate,
+            lexical: Lexical::new(&documents),
+            fusion: Fusion {
+                weights: [1.0, 0.0, 0.0],
+                fitted_on: 0,
+            },
+        };
+        coder.fusion = coder.fitted()?;
+        Ok(coder)
+    }
+
+    /// The fusion for this checkpoint: from the cache, or fitted on the validation entries.
+    fn fitted(&self) -> Result<Fusion> {
+        let mut key = Sha256::new();
+        let points = self.e.points.flatten_all()?.to_vec1::<f32>()?;
+        points.iter().for_each(|x| key.update(x.to_le_bytes()));
+        let path = self
+            .cache_dir()
+            .join(format!("fusion-{}.json", &hex(&key.finalize())[..16]));
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(fusion) = serde_json::from_slice(&bytes)
+        {
+            return Ok(fusion);
+        }
+        let validation = validation_entries(self.e);
+        let slot = |c: usize| self.candidates.iter().position(|&x| x == c);
+        let (codes, texts): (Vec<usize>, Vec<String>) =
+            validation.into_iter().filter(|(c, _)| slot(*c).is_some()).unzip();
+        let truth: Vec<usize> = codes.iter().filter_map(|&c| slot(c)).collect();
+        // Without validation entries (a tiny tree), the points alone.
+        let fusion = if truth.is_empty() {
+            Fusion {
+                weights: [1.0, 0.0, 0.0],
+                fitted_on: 0,
+            }
+        } else {
+            Fusion {
+                weights: calibration::fit_logit(&self.features(&texts)?, &truth),
+                fitted_on: truth.len(),
+            }
+        };
+        let json = serde_json::to_vec_pretty(&fusion)?;
+        write_atomically(&path, |tmp| Ok(std::fs::write(tmp, &json)?))?;
+        Ok(fusion)
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        naics_common::layout::cache_dir(&self.e.config.data.shards_dir)
+    }
+
+    /// Every signal of every candidate, per text: [texts][candidates][signal].
+    pub fn features(&self, texts: &[String]) -> Result<Vec<Vec<[f64; 3]>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(256) {
+            let distances = self.e.distances_to(&self.e.query_points(chunk)?, &self.candidates)?;
+            let similarity = base_vectors(self.e, chunk)?
+                .matmul(&self.texts.t()?)?
+                .to_vec2::<f32>()?;
+            for ((text, d), sim) in chunk.iter().zip(distances).zip(similarity) {
+                let mut nearest = vec![-1f32; self.candidates.len()];
+                for (s, &j) in sim.iter().zip(&self.text_candidate) {
+                    nearest[j] = nearest[j].max(*s);
+                }
+                let words = self.lexical.scores(text);
+                out.push(
+                    (0..self.candidates.len())
+                        .map(|j| [-(d[j] as f64), nearest[j] as f64, words[j] as f64])
+                        .collect(),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// The probability of every candidate, per text, under `weights` (the fitted ones by default).
+    pub fn probabilities_with(&self, features: &[Vec<[f64; 3]>], weights: &[f64; 3]) -> Vec<Vec<f64>> {
+        features
+            .iter()
+            .map(|rows| calibration::probabilities(rows, weights))
+            .collect()
+    }
+
+    /// Answers for `texts` under `policy`.
+    pub fn code(&self, texts: &[String], policy: &Policy) -> Result<Vec<Answer>> {
+        let features = self.features(texts)?;
+        let probabilities = self.probabilities_with(&features, &self.fusion.weights);
+        Ok(features
+            .iter()
+            .zip(&probabilities)
+            .map(|(rows, p)| self.answer(rows, p, policy))
+            .collect())
+    }
+
+    /// One text's answer from its features and probabilities.
+    pub fn answer(&self, rows: &[[f64; 3]], p: &[f64], policy: &Policy) -> Answer {
+        let mut order: Vec<usize> = (0..p.len()).collect();
+        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+        let ranked: Vec<Ranked> = order
+            .iter()
+            .take(policy.k)
+            .map(|&j| Ranked {
+                code: self.candidates[j],
+                distance: -rows[j][0] as f32,
+                confidence: p[j],
+            })
+            .collect();
+        let top = order.first().map_or(0.0, |&j| p[j]);
+        Answer {
+            ranked,
+            level: level_answer(&self.e.codes.parent, &self.candidates, p, policy.min_confidence),
+            abstained: top < policy.abstain,
+        }
+    }
+}
+
+/// A code as an answer shows it: title, path from the sector down, confidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shown {
+    pub code: String,
+    pub title: String,
+    pub confidence: f64,
+    /// Lorentz distance from the text's point (ranked six-digit codes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<f32>,
+    /// (code, title) from the sector down to the code.
+    pub path: Vec<(String, String)>,
+}
+
+/// An [`Answer`] with codes and titles.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShownAnswer {
+    pub ranked: Vec<Shown>,
+    /// The deepest code whose confidence reaches the threshold.
+    pub level: Option<Shown>,
+    pub abstained: bool,
+}
+
+impl Coder<'_> {
+    fn shown(&self, code: usize, confidence: f64, distance: Option<f32>) -> Shown {
+        let codes = &self.e.codes;
+        Shown {
+            code: codes.code[code].clone(),
+            title: codes.title[code].clone(),
+            confidence,
+            distance,
+            path: codes
+                .path(code)
+                .into_iter()
+                .map(|p| (codes.code[p].clone(), codes.title[p].clone()))
+                .collect(),
+        }
+    }
+
+    /// `answer` with each code's title and path.
+    pub fn show(&self, answer: &Answer) -> ShownAnswer {
+        ShownAnswer {
+            ranked: answer
+                .ranked
+                .iter()
+                .map(|r| self.shown(r.code, r.confidence, Some(r.distance)))
+                .collect(),
+            level: answer.level.map(|l| self.shown(l.code, l.confidence, None)),
+            abstained: answer.abstained,
+        }
+    }
+}
+
+/// The frozen base's mean-pooled, normalized vectors of `texts` [n, h], on the CPU: the space in
+/// which sentence-transformers compares sentences.
+fn base_vectors(e: &Embedded, texts: &[String]) -> Result<Tensor> {
+    let encoder = e.model.channels.encoder();
+    let v = encoder.embed_ids(&encoder.tokenize(texts)?, Pooling::Mean, Default::default())?;
+    Ok(transformer::normalize(&v)?
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?)
+}
+
+/// [`base_vectors`] of many texts, computed once (with a progress bar) and then read from the
+/// vector cache.
+fn base_vectors_cached(e: &Embedded, texts: &[String]) -> Result<Tensor> {
+    let encoder = e.model.channels.encoder();
+    let ids = encoder.tokenize(texts)?;
+    let table = e.model.cache.get_or_compute("candidate-texts", &[&ids_key(&ids)], || {
+        let bar = progress(ids.len(), "candidate texts encoded (cache)")?;
+        let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let table = encode_sorted(encoder, &rows, Pooling::Mean, &bar)?;
+        bar.finish_and_clear();
+        Ok(transformer::normalize(&table)?)
+    })?;
+    table.to_device(&Device::Cpu).context("candidate texts to the CPU")
+}

@@ -1,0 +1,108 @@
+//! A trained model loaded from a checkpoint, with the point of every code: what `eval`, `embed`,
+//! `search` and the coder work from.
+
+use crate::model::Embedder;
+use crate::model::lorentz::distance_rows;
+use crate::setup::device;
+use crate::tables::Codes;
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use naics_common::config::Config;
+use naics_common::format::{hex, sha256};
+use naics_common::layout;
+use std::path::Path;
+
+/// A trained model loaded from a checkpoint, and the embedding of every code.
+pub struct Embedded {
+    pub config: Config,
+    pub model: Embedder,
+    pub codes: Codes,
+    /// [n, d + 1] on the hyperboloid, CPU f32.
+    pub points: Tensor,
+    /// [n, d] tangent vectors at the origin.
+    pub tangent: Tensor,
+}
+
+/// Loads the checkpoint's configuration (its JSON sidecar) and weights, and embeds all codes.
+pub fn load(checkpoint: &Path) -> Result<Embedded> {
+    let stem = checkpoint
+        .to_string_lossy()
+        .trim_end_matches(".safetensors")
+        .to_string();
+    let sidecar: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(format!("{stem}.json"))
+            .with_context(|| format!("{stem}.json: the checkpoint's sidecar is missing"))?,
+    )?;
+    let config: Config = serde_json::from_value(sidecar["config"].clone()).context("checkpoint sidecar: config")?;
+    let (device, dtype) = device::best(config.training.trainer.precision)?;
+    let model = Embedder::new(&config, &device, dtype)?;
+    model
+        .varmap
+        .clone()
+        .load(checkpoint)
+        .with_context(|| format!("loading {}", checkpoint.display()))?;
+    let codes = Codes::read(&config.data.dir)?;
+    let (points, tangent) = cached_points(&model, checkpoint, &config, codes.len())?;
+    Ok(Embedded {
+        config,
+        model,
+        codes,
+        points,
+        tangent,
+    })
+}
+
+/// The codes' points and tangent vectors for `checkpoint`, computed once and then read from
+/// `{shards_dir}/cache/points-{key}.safetensors` (keyed by the checkpoint's weights), so that
+/// `search` after the first call loads without encoding anything.
+fn cached_points(model: &Embedder, checkpoint: &Path, config: &Config, n: usize) -> Result<(Tensor, Tensor)> {
+    let weights = std::fs::read(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
+    let path = layout::cache_dir(&config.data.shards_dir)
+        .join(format!("points-{}.safetensors", &hex(&sha256(&weights))[..16]));
+    if path.exists() {
+        let mut t = candle_core::safetensors::load(&path, &Device::Cpu)?;
+        if let (Some(points), Some(tangent)) = (t.remove("points"), t.remove("tangent"))
+            && points.dim(0)? == n
+        {
+            return Ok((points, tangent));
+        }
+    }
+    let (points, tangent) = model.embed_codes(n)?;
+    let tensors = std::collections::HashMap::from([
+        ("points".to_string(), points.clone()),
+        ("tangent".to_string(), tangent.clone()),
+    ]);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    naics_common::atomic::write_atomically(&path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?;
+    Ok((points, tangent))
+}
+
+impl Embedded {
+    pub fn curvature(&self) -> f64 {
+        self.config.loss.curvature
+    }
+
+    /// Points of free texts.
+    pub fn query_points(&self, texts: &[String]) -> Result<Tensor> {
+        if texts.is_empty() {
+            return Ok(Tensor::zeros((0, self.points.dim(1)?), DType::F32, &Device::Cpu)?);
+        }
+        self.model.text_points(texts)
+    }
+
+    /// Lorentz distances [q, n] from query points to the codes `columns`.
+    pub fn distances_to(&self, queries: &Tensor, columns: &[usize]) -> Result<Vec<Vec<f32>>> {
+        let idx = Tensor::from_vec(
+            columns.iter().map(|&c| c as u32).collect::<Vec<_>>(),
+            columns.len(),
+            &Device::Cpu,
+        )?;
+        Ok(distance_rows(
+            queries,
+            &self.points.index_select(&idx, 0)?,
+            self.curvature(),
+        )?)
+    }
+}

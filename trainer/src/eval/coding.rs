@@ -1,0 +1,183 @@
+//! How well the coder codes the held-out index entries: its rankings, which signal each gain
+//! came from (the fusion refitted on the validation entries with signals left out), whether its
+//! confidences are calibrated, what answering at the right level and abstaining buy, and the
+//! picture of the last two (`calibration.png`).
+
+use super::{Retrieval, retrieval};
+use crate::coder::calibration::{self, Bin, Coverage};
+use crate::coder::levels::level_answer;
+use crate::coder::{Coder, Fusion, SIGNALS, validation_entries};
+use crate::embedded::Embedded;
+use crate::plots::{Series, chart};
+use crate::tables;
+use anyhow::Result;
+use plotters::style::RGBColor;
+use serde::Serialize;
+use std::path::Path;
+
+/// The threshold of the level-wise answers `eval` reports.
+pub const MIN_CONFIDENCE: f64 = 0.5;
+
+#[derive(Debug, Serialize)]
+pub struct Coding {
+    pub fusion: Fusion,
+    /// The coder: all signals, fitted weights.
+    pub retrieval: Retrieval,
+    /// The same with only some signals (weights refitted): what each contributes.
+    pub ablation: Vec<(String, Retrieval)>,
+    /// Of the top answer's confidence against its correctness, 10 bins.
+    pub expected_calibration_error: f64,
+    pub reliability: Vec<Bin>,
+    /// Answering only at top-1 confidence >= threshold.
+    pub coverage: Vec<Coverage>,
+    /// Level-wise answers at confidence >= 0.5: per level 2..6, the share of texts answered at
+    /// that level and the accuracy there (the answer an ancestor of, or, the true code); then the
+    /// share with no answer at all.
+    pub levels: Vec<LevelStats>,
+    pub unanswered: f64,
+    /// Wall time of coding the held-out entries (every signal of every candidate), seconds.
+    pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LevelStats {
+    pub level: u8,
+    pub coverage: f64,
+    pub accuracy: f64,
+}
+
+/// The coder on every held-out entry; `calibration.png` into `out_dir`.
+pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
+    let coder = Coder::new(e)?;
+    let slot = |c: usize| coder.candidates.iter().position(|&x| x == c);
+    let held = tables::holdout(&e.config.data.dir)?;
+    let (truth, texts): (Vec<usize>, Vec<String>) = held
+        .into_iter()
+        .filter_map(|(c, t)| Some((*e.codes.position.get(&c)?, t)))
+        .unzip();
+    let started = std::time::Instant::now();
+    let features = coder.features(&texts)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let rank = |weights: &[f64; 3]| -> Vec<Vec<f32>> {
+        coder
+            .probabilities_with(&features, weights)
+            .into_iter()
+            .map(|p| p.into_iter().map(|x| -x as f32).collect())
+            .collect()
+    };
+    let probabilities = coder.probabilities_with(&features, &coder.fusion.weights);
+
+    // Refit on the validation entries with some signals only.
+    let (val_codes, val_texts): (Vec<usize>, Vec<String>) = validation_entries(e)
+        .into_iter()
+        .filter(|(c, _)| slot(*c).is_some())
+        .unzip();
+    let val_truth: Vec<usize> = val_codes.iter().filter_map(|&c| slot(c)).collect();
+    let val_features = coder.features(&val_texts)?;
+    let mut ablation = Vec::new();
+    for keep in [
+        [true, false, false],
+        [true, true, false],
+        [true, false, true],
+        [false, true, true],
+    ] {
+        let masked: Vec<Vec<[f64; 3]>> = val_features
+            .iter()
+            .map(|rows| {
+                rows.iter()
+                    .map(|f| std::array::from_fn(|i| if keep[i] { f[i] } else { 0.0 }))
+                    .collect()
+            })
+            .collect();
+        let weights = calibration::fit_logit(&masked, &val_truth);
+        let name: Vec<&str> = SIGNALS.iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| *s).collect();
+        ablation.push((
+            name.join(" + "),
+            retrieval(&e.codes, &coder.candidates, &truth, &rank(&weights)),
+        ));
+    }
+
+    let (confidence, correct): (Vec<f64>, Vec<bool>) = probabilities
+        .iter()
+        .zip(&truth)
+        .map(|(p, &t)| {
+            let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+            (p[best], coder.candidates[best] == t)
+        })
+        .unzip();
+    let thresholds: Vec<f64> = (0..20).map(|i| i as f64 / 20.0).collect();
+    let coverage = calibration::coverage_curve(&confidence, &correct, &thresholds);
+    let reliability = calibration::reliability(&confidence, &correct, 10);
+
+    let n = truth.len().max(1) as f64;
+    let mut per_level = [(0usize, 0usize); 7];
+    let mut unanswered = 0;
+    for (p, &t) in probabilities.iter().zip(&truth) {
+        match level_answer(&e.codes.parent, &coder.candidates, p, MIN_CONFIDENCE) {
+            Some(a) => {
+                let l = e.codes.level[a.code] as usize;
+                per_level[l].0 += 1;
+                per_level[l].1 += e.codes.path(t).contains(&a.code) as usize;
+            }
+            None => unanswered += 1,
+        }
+    }
+    let levels = (2..=6u8)
+        .map(|l| {
+            let (count, right) = per_level[l as usize];
+            LevelStats {
+                level: l,
+                coverage: count as f64 / n,
+                accuracy: if count == 0 { 0.0 } else { right as f64 / count as f64 },
+            }
+        })
+        .collect();
+    picture(&reliability, &coverage, &out_dir.join("calibration.png"))?;
+    Ok(Coding {
+        fusion: coder.fusion,
+        retrieval: retrieval(&e.codes, &coder.candidates, &truth, &rank(&coder.fusion.weights)),
+        ablation,
+        expected_calibration_error: calibration::expected_calibration_error(&confidence, &correct, 10),
+        reliability,
+        coverage,
+        levels,
+        unanswered: unanswered as f64 / n,
+        seconds,
+    })
+}
+
+/// The reliability diagram (accuracy against confidence, per bin, beside the diagonal) and the
+/// accuracy of the answers given against the share given, as the abstention threshold rises.
+fn picture(reliability: &[Bin], coverage: &[Coverage], path: &Path) -> Result<()> {
+    let series = vec![
+        Series {
+            name: "perfect calibration".into(),
+            points: vec![(0.0, 0.0), (1.0, 1.0)],
+            color: RGBColor(160, 160, 160),
+            line: true,
+        },
+        Series {
+            name: "accuracy per confidence bin".into(),
+            points: reliability
+                .iter()
+                .filter(|b| b.count > 0)
+                .map(|b| (b.mean_confidence, b.accuracy))
+                .collect(),
+            color: RGBColor(30, 90, 200),
+            line: true,
+        },
+        Series {
+            name: "abstaining: accuracy (y) at coverage (x)".into(),
+            points: coverage.iter().map(|c| (c.coverage, c.accuracy)).collect(),
+            color: RGBColor(200, 60, 40),
+            line: true,
+        },
+    ];
+    chart(
+        path,
+        "Held-out coding: reliability and coverage",
+        "confidence (reliability) / share answered (coverage)",
+        "accuracy",
+        &series,
+    )
+}
