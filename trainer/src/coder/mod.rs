@@ -174,11 +174,7 @@ impl<'a> Coder<'a> {
         {
             return Ok(fusion);
         }
-        let validation = validation_entries(self.e);
-        let slot = |c: usize| self.candidates.iter().position(|&x| x == c);
-        let (codes, texts): (Vec<usize>, Vec<String>) =
-            validation.into_iter().filter(|(c, _)| slot(*c).is_some()).unzip();
-        let truth: Vec<usize> = codes.iter().filter_map(|&c| slot(c)).collect();
+        let (truth, texts) = self.validation();
         // Without validation entries (a tiny tree), the points alone.
         let fusion = if truth.is_empty() {
             Fusion {
@@ -194,6 +190,15 @@ impl<'a> Coder<'a> {
         let json = serde_json::to_vec_pretty(&fusion)?;
         write_atomically(&path, |tmp| Ok(std::fs::write(tmp, &json)?))?;
         Ok(fusion)
+    }
+
+    /// The validation entries whose code is a candidate: each one's candidate (position in
+    /// `candidates`) and text. What the fusion is fitted on.
+    pub fn validation(&self) -> (Vec<usize>, Vec<String>) {
+        validation_entries(self.e)
+            .into_iter()
+            .filter_map(|(c, t)| Some((self.candidates.iter().position(|&x| x == c)?, t)))
+            .unzip()
     }
 
     fn cache_dir(&self) -> PathBuf {

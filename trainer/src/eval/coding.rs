@@ -6,7 +6,7 @@
 use super::{Retrieval, retrieval};
 use crate::coder::calibration::{self, Bin, Coverage};
 use crate::coder::levels::level_answer;
-use crate::coder::{Coder, Fusion, SIGNALS, validation_entries};
+use crate::coder::{Coder, Fusion, SIGNALS};
 use crate::embedded::Embedded;
 use crate::plots::{Series, chart};
 use crate::tables;
@@ -49,7 +49,6 @@ pub struct LevelStats {
 /// The coder on every held-out entry; `calibration.png` into `out_dir`.
 pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
     let coder = Coder::new(e)?;
-    let slot = |c: usize| coder.candidates.iter().position(|&x| x == c);
     let held = tables::holdout(&e.config.data.dir)?;
     let (truth, texts): (Vec<usize>, Vec<String>) = held
         .into_iter()
@@ -68,11 +67,7 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
     let probabilities = coder.probabilities_with(&features, &coder.fusion.weights);
 
     // Refit on the validation entries with some signals only.
-    let (val_codes, val_texts): (Vec<usize>, Vec<String>) = validation_entries(e)
-        .into_iter()
-        .filter(|(c, _)| slot(*c).is_some())
-        .unzip();
-    let val_truth: Vec<usize> = val_codes.iter().filter_map(|&c| slot(c)).collect();
+    let (val_truth, val_texts) = coder.validation();
     let val_features = coder.features(&val_texts)?;
     let mut ablation = Vec::new();
     for keep in [
