@@ -12,17 +12,7 @@ use naics_trainer::train::{FitOptions, fit};
 use std::path::Path;
 
 fn config(dir: &Path, extra: &[&str]) -> Loaded {
-    let base = [
-        "data.val_fraction=0.2",
-        "data.batch_size=8",
-        "curriculum.k_negatives=4",
-        "model.moe.hidden=32",
-        "model.embedding_dim=16",
-        "training.scheduler.warmup_steps=3",
-        "training.optimizer.lr=0.001",
-        "training.trainer.max_epochs=4",
-    ];
-    common::config(dir, "03_stage_hard", &[&base[..], extra].concat())
+    common::mini_config(dir, extra)
 }
 
 async fn prepared() -> tempfile::TempDir {

@@ -16,6 +16,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const SAMPLES_TABLE: &str = "samples.parquet";
 /// Every code's coordinates (`naics-trainer embed`), in an experiment's outputs folder.
 pub const EMBEDDINGS_FILE: &str = "embeddings.parquet";
+/// A file of free texts coded by `naics-trainer classify`, in an experiment's outputs folder.
+pub const CLASSIFIED_FILE: &str = "classified.parquet";
 /// `./checkpoints/{experiment}/`.
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
 /// `./outputs/{experiment}/`.

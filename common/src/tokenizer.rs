@@ -31,9 +31,20 @@ pub fn load_tokenizer(path: &Path, max_length: usize) -> Result<(Tokenizer, [u8;
 /// Token ids of one batch of texts, special tokens added as the model expects. An empty text
 /// gets the model's ids for "" (for BERT, `[CLS] [SEP]`).
 pub fn encode(tokenizer: &Tokenizer, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+    Ok(encode_checked(tokenizer, texts)?
+        .into_iter()
+        .map(|(ids, _)| ids)
+        .collect())
+}
+
+/// [`encode`], each row with whether truncation cut it: the text is longer than the model takes.
+pub fn encode_checked(tokenizer: &Tokenizer, texts: &[String]) -> Result<Vec<(Vec<u32>, bool)>> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let encodings = tokenizer
         .encode_batch(refs, true)
         .map_err(|e| anyhow!("tokenizing: {e}"))?;
-    Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
+    Ok(encodings
+        .iter()
+        .map(|e| (e.get_ids().to_vec(), !e.get_overflowing().is_empty()))
+        .collect())
 }

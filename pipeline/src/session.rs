@@ -32,7 +32,7 @@ pub async fn register_parquet(ctx: &SessionContext, name: &str, path: &Path) -> 
         .with_context(|| format!("registering {} as table `{name}`", path.display()))
 }
 
-/// A session with every table present under `data` (and `outputs`, for embeddings). As in
+/// A session with every table present under `data` (and `outputs`: embeddings, classified files). As in
 /// datafusion-cli, a file path can also be queried directly: `SELECT * FROM 'x.parquet'`.
 pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result<SessionContext> {
     let ctx = new_context(memory_limit)?.enable_url_table();
@@ -63,6 +63,16 @@ pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result
     }
     for (name, path) in experiment_files(outputs, layout::EMBEDDINGS_FILE) {
         register_parquet(&ctx, &format!("embeddings_{name}"), &path).await?;
+    }
+    // `naics-trainer classify`'s outputs: each as `classified_{experiment}`, the newest also as
+    // `classified`.
+    let classified = experiment_files(outputs, layout::CLASSIFIED_FILE);
+    for (name, path) in &classified {
+        register_parquet(&ctx, &format!("classified_{name}"), path).await?;
+    }
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let Some((_, newest)) = classified.iter().max_by_key(|(_, p)| modified(p)) {
+        register_parquet(&ctx, "classified", newest).await?;
     }
     Ok(ctx)
 }

@@ -72,3 +72,19 @@ pub fn config(dir: &Path, stage: &str, extra: &[&str]) -> Loaded {
     overrides.extend(extra.iter().map(|s| s.to_string()));
     load(&repo().join("conf"), Some(stage), &overrides).unwrap()
 }
+
+/// The configuration the end-to-end tests train the mini tree with: stage 3, a small head, a few
+/// short epochs, plus `extra` overrides.
+pub fn mini_config(dir: &Path, extra: &[&str]) -> Loaded {
+    let base = [
+        "data.val_fraction=0.2",
+        "data.batch_size=8",
+        "curriculum.k_negatives=4",
+        "model.moe.hidden=32",
+        "model.embedding_dim=16",
+        "training.scheduler.warmup_steps=3",
+        "training.optimizer.lr=0.001",
+        "training.trainer.max_epochs=4",
+    ];
+    config(dir, "03_stage_hard", &[&base[..], extra].concat())
+}

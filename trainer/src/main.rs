@@ -4,11 +4,12 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use naics_common::config::{Pooling, Precision, selected_stages, stages};
 use naics_common::layout;
+use naics_trainer::classify::{self, input::Format};
 use naics_trainer::coder::{Coder, Policy, ShownAnswer};
 use naics_trainer::model::Encoder;
 use naics_trainer::setup::{device, fetch};
 use naics_trainer::train::{self, FitOptions};
-use naics_trainer::{embedded, eval};
+use naics_trainer::{embedded, eval, serve};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -87,6 +88,57 @@ enum Command {
         abstain: f64,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        which: WhichCheckpoint,
+    },
+    /// Code every row of a CSV, JSON-lines or Parquet file: the input's columns plus the top-k
+    /// codes, titles, distances and confidences, the level-wise answer, an abstained flag and an
+    /// error column. Writes Parquet (default outputs/{experiment}/classified.parquet, which
+    /// `naics-pipeline sql` registers as `classified`) or CSV (an output ending in .csv).
+    Classify {
+        #[arg(long)]
+        input: PathBuf,
+        /// The input's format; default: from its extension (.csv, .jsonl/.ndjson/.json, .parquet).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        #[arg(long)]
+        text_column: String,
+        /// A column identifying rows, named in the summary's list of bad rows.
+        #[arg(long)]
+        id_column: Option<String>,
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The level-wise answer's threshold.
+        #[arg(long, default_value_t = 0.5)]
+        min_confidence: f64,
+        /// Answer "no code" when the top code's confidence is below this.
+        #[arg(long, default_value_t = 0.0)]
+        abstain: f64,
+        /// Code the first tokens of a text longer than the model takes (default: an error row).
+        #[arg(long)]
+        truncate: bool,
+        /// Rows read, coded and written at a time.
+        #[arg(long, default_value_t = 1024)]
+        batch_rows: usize,
+        #[command(flatten)]
+        which: WhichCheckpoint,
+    },
+    /// An HTTP API over the model (POST /v1/classify, GET /v1/search, /v1/codes/{code},
+    /// /v1/similar/{code}, /healthz, /openapi.json) and a search page at /.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Request body limit in bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_body: usize,
+        /// Texts per classify request.
+        #[arg(long, default_value_t = 1000)]
+        max_batch: usize,
+        /// Seconds a request waits for the model.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
         #[command(flatten)]
         which: WhichCheckpoint,
     },
@@ -221,6 +273,68 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", search_text(&answer, &policy));
             }
+        }
+        Command::Classify {
+            input,
+            format,
+            text_column,
+            id_column,
+            k,
+            output,
+            min_confidence,
+            abstain,
+            truncate,
+            batch_rows,
+            which,
+        } => {
+            let e = embedded::load(&which.path()?)?;
+            let coder = Coder::new(&e)?;
+            let options = classify::Options {
+                output: output.unwrap_or_else(|| layout::outputs(&e.config.experiment).join(layout::CLASSIFIED_FILE)),
+                input,
+                format,
+                text_column,
+                id_column,
+                policy: Policy {
+                    k,
+                    min_confidence,
+                    abstain,
+                },
+                truncate,
+                batch_rows: batch_rows.max(1),
+            };
+            print!("{}", classify::run(&coder, &options)?.text(&options));
+        }
+        Command::Serve {
+            addr,
+            max_body,
+            max_batch,
+            timeout,
+            which,
+        } => {
+            // The server lives as long as the process: the model is loaded once and shared.
+            let e: &'static embedded::Embedded = Box::leak(Box::new(embedded::load(&which.path()?)?));
+            let coder: &'static Coder<'static> = Box::leak(Box::new(Coder::new(e)?));
+            let limits = serve::Limits {
+                max_body,
+                max_batch,
+                timeout: std::time::Duration::from_secs(timeout),
+                ..Default::default()
+            };
+            let router = serve::router(e, coder, limits)?;
+            tokio::runtime::Runtime::new()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}; pass another --addr"))?;
+                println!(
+                    "serving {} on http://{}/ (Ctrl-C or SIGTERM stops)",
+                    e.config.experiment,
+                    listener.local_addr()?
+                );
+                serve::serve(listener, router, serve::terminated()).await?;
+                println!("stopped");
+                anyhow::Ok(())
+            })?;
         }
         Command::Fit {
             curriculum,

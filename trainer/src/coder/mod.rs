@@ -20,20 +20,27 @@ pub mod lexical;
 use crate::embedded::Embedded;
 use crate::model::cache::{encode_sorted, progress};
 use crate::model::transformer;
-use crate::tables::validation_entry;
+use crate::tables::{Codes, validation_entry};
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use levels::{LevelAnswer, level_answer};
 use lexical::Lexical;
 use naics_common::atomic::write_atomically;
 use naics_common::config::Pooling;
 use naics_common::format::hex;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
+use tokenizers::Tokenizer;
 
 /// The signals, in the order of the weights: trained points, nearest entries, words.
 pub const SIGNALS: [&str; 3] = ["points", "entries", "words"];
+
+/// Texts go through the encoder in calls of at most this many padded tokens.
+const CALL_TOKENS: usize = 4096;
+/// Texts whose similarities to every entry are held at once.
+const CHUNK: usize = 256;
 
 /// One candidate of an answer.
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +61,8 @@ pub struct Answer {
     pub level: Option<LevelAnswer>,
     /// The top code's confidence is below the abstention threshold: no code is given.
     pub abstained: bool,
+    /// The text's point on the hyperboloid (empty where only features were given).
+    pub point: Vec<f32>,
 }
 
 /// How answers are given.
@@ -201,32 +210,57 @@ impl<'a> Coder<'a> {
             .unzip()
     }
 
+    /// The code tree answers name codes of.
+    pub fn codes(&self) -> &Codes {
+        &self.e.codes
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.e.model.channels.encoder().tokenizer
+    }
+
+    /// The most tokens of a text the model reads.
+    pub fn max_tokens(&self) -> usize {
+        self.e.config.model.max_length
+    }
+
     fn cache_dir(&self) -> PathBuf {
         naics_common::layout::cache_dir(&self.e.config.data.shards_dir)
     }
 
     /// Every signal of every candidate, per text: [texts][candidates][signal].
     pub fn features(&self, texts: &[String]) -> Result<Vec<Vec<[f64; 3]>>> {
+        let ids = self.e.model.channels.encoder().tokenize(texts)?;
+        Ok(self.features_of(texts, &ids)?.0)
+    }
+
+    /// [`Coder::features`] of texts already tokenized, and the texts' points [q, d + 1].
+    pub fn features_of(&self, texts: &[String], ids: &[Vec<u32>]) -> Result<(Vec<Vec<[f64; 3]>>, Tensor)> {
+        let (points, base) = self.e.model.text_points_and_base(ids, CALL_TOKENS)?;
         let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(256) {
-            let distances = self.e.distances_to(&self.e.query_points(chunk)?, &self.candidates)?;
-            let similarity = base_vectors(self.e, chunk)?
-                .matmul(&self.texts.t()?)?
-                .to_vec2::<f32>()?;
-            for ((text, d), sim) in chunk.iter().zip(distances).zip(similarity) {
-                let mut nearest = vec![-1f32; self.candidates.len()];
-                for (s, &j) in sim.iter().zip(&self.text_candidate) {
-                    nearest[j] = nearest[j].max(*s);
-                }
-                let words = self.lexical.scores(text);
-                out.push(
+        // In chunks, so that the similarities to every entry [chunk, m] stay small.
+        for (start, chunk) in (0..texts.len()).step_by(CHUNK).zip(texts.chunks(CHUNK)) {
+            let n = chunk.len();
+            let distances = self.e.distances_to(&points.narrow(0, start, n)?, &self.candidates)?;
+            let similarity = base.narrow(0, start, n)?.matmul(&self.texts.t()?)?.to_vec2::<f32>()?;
+            let rows: Vec<Vec<[f64; 3]>> = chunk
+                .par_iter()
+                .zip(distances)
+                .zip(similarity)
+                .map(|((text, d), sim)| {
+                    let mut nearest = vec![-1f32; self.candidates.len()];
+                    for (s, &j) in sim.iter().zip(&self.text_candidate) {
+                        nearest[j] = nearest[j].max(*s);
+                    }
+                    let words = self.lexical.scores(text);
                     (0..self.candidates.len())
                         .map(|j| [-(d[j] as f64), nearest[j] as f64, words[j] as f64])
-                        .collect(),
-                );
-            }
+                        .collect()
+                })
+                .collect();
+            out.extend(rows);
         }
-        Ok(out)
+        Ok((out, points))
     }
 
     /// The probability of every candidate, per text, under `weights` (the fitted ones by default).
@@ -239,12 +273,26 @@ impl<'a> Coder<'a> {
 
     /// Answers for `texts` under `policy`.
     pub fn code(&self, texts: &[String], policy: &Policy) -> Result<Vec<Answer>> {
-        let features = self.features(texts)?;
-        let probabilities = self.probabilities_with(&features, &self.fusion.weights);
+        let ids = self.e.model.channels.encoder().tokenize(texts)?;
+        let policies = vec![*policy; texts.len()];
+        self.code_each(texts, &ids, &policies)
+    }
+
+    /// Answers for tokenized texts, each under its own policy (merged requests of a server).
+    pub fn code_each(&self, texts: &[String], ids: &[Vec<u32>], policies: &[Policy]) -> Result<Vec<Answer>> {
+        let (features, points) = self.features_of(texts, ids)?;
+        let points = points.to_vec2::<f32>()?;
         Ok(features
-            .iter()
-            .zip(&probabilities)
-            .map(|(rows, p)| self.answer(rows, p, policy))
+            .par_iter()
+            .zip(points)
+            .zip(policies)
+            .map(|((rows, point), policy)| {
+                let p = calibration::probabilities(rows, &self.fusion.weights);
+                Answer {
+                    point,
+                    ..self.answer(rows, &p, policy)
+                }
+            })
             .collect())
     }
 
@@ -266,6 +314,7 @@ impl<'a> Coder<'a> {
             ranked,
             level: level_answer(&self.e.codes.parent, &self.candidates, p, policy.min_confidence),
             abstained: top < policy.abstain,
+            point: Vec::new(),
         }
     }
 }
@@ -322,17 +371,8 @@ impl Coder<'_> {
     }
 }
 
-/// The frozen base's mean-pooled, normalized vectors of `texts` [n, h], on the CPU: the space in
-/// which sentence-transformers compares sentences.
-fn base_vectors(e: &Embedded, texts: &[String]) -> Result<Tensor> {
-    let encoder = e.model.channels.encoder();
-    let v = encoder.embed_ids(&encoder.tokenize(texts)?, Pooling::Mean, Default::default())?;
-    Ok(transformer::normalize(&v)?
-        .to_dtype(DType::F32)?
-        .to_device(&Device::Cpu)?)
-}
-
-/// [`base_vectors`] of many texts, computed once (with a progress bar) and then read from the
+/// The frozen base's mean-pooled, normalized vectors of many texts [n, h] (the space in which
+/// sentence-transformers compares sentences), computed once (with a progress bar) and then read from the
 /// vector cache. Keyed by the tokenizer and the texts themselves, so that a cached table is found
 /// without tokenizing (the most of a `search` call's time otherwise).
 fn base_vectors_cached(e: &Embedded, texts: &[String]) -> Result<Tensor> {

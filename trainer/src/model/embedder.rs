@@ -2,13 +2,14 @@
 //! `train` fits it, `eval` measures it; neither knows the other.
 
 use super::cache::VectorCache;
-use super::channels::Channels;
 use super::channels::frozen::FrozenChannels;
 use super::channels::lora::LoraChannels;
-use super::encoder::Encoder;
+use super::channels::{Channels, length_calls};
+use super::encoder::{Encoder, in_input_order};
 use super::head::Head;
 use super::locate::locate;
 use super::rng;
+use super::transformer::normalize;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -90,5 +91,27 @@ impl Embedder {
             out.push(self.head.forward(&channels, false)?.points.to_device(&Device::Cpu)?);
         }
         Ok(Tensor::cat(&out, 0)?)
+    }
+
+    /// For coding, from one encoder pass where the mode allows: the points [q, d + 1] of free
+    /// texts (as [`Embedder::text_points`]) and their normalized base vectors [q, h], both on the
+    /// CPU in f32, in input order. Texts go through in calls of similar length (`budget` padded
+    /// tokens each), so that a long description does not pad a batch of short ones.
+    pub fn text_points_and_base(&self, ids: &[Vec<u32>], budget: usize) -> Result<(Tensor, Tensor)> {
+        let hidden = self.channels.encoder().transformer.config.hidden_size;
+        let dim = self.config.model.embedding_dim + 1;
+        if ids.is_empty() {
+            let empty = |w| Tensor::zeros((0, w), DType::F32, &Device::Cpu);
+            return Ok((empty(dim)?, empty(hidden)?));
+        }
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        let both = in_input_order(ids.len(), &length_calls(&lengths, budget), |call| {
+            let rows: Vec<Vec<u32>> = call.iter().map(|&i| ids[i].clone()).collect();
+            let (channels, base) = self.channels.text_vectors_and_base(&rows)?;
+            let points = self.head.forward(&channels.to_dtype(DType::F32)?, false)?.points;
+            let base = normalize(&base)?.to_dtype(DType::F32)?;
+            Ok(Tensor::cat(&[points, base], 1)?.to_device(&Device::Cpu)?)
+        })?;
+        Ok((both.narrow(1, 0, dim)?, both.narrow(1, dim, hidden)?))
     }
 }

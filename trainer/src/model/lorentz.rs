@@ -82,17 +82,46 @@ pub fn to_poincare(x: &Tensor, c: f64) -> Result<Tensor> {
 }
 
 /// Lorentz distances [q, t] from the points `queries` to the points `targets`, by the precise
-/// (broadcast) formula, in slices of 64 queries.
+/// formula of [`distance`] (the squared Lorentz norm of the difference), computed pair by pair
+/// on the CPU, rows in parallel: no [q, t, d+1] tensor of differences is made, which for the
+/// coder's thousands of texts against a thousand codes cost more than the encoder.
 pub fn distance_rows(queries: &Tensor, targets: &Tensor, c: f64) -> Result<Vec<Vec<f32>>> {
-    let targets = targets.unsqueeze(0)?;
-    let mut rows = Vec::new();
-    for start in (0..queries.dim(0)?).step_by(64) {
-        let q = queries
-            .narrow(0, start, 64.min(queries.dim(0)? - start))?
-            .unsqueeze(1)?;
-        rows.extend(distance(&q, &targets, c)?.to_vec2::<f32>()?);
+    use rayon::prelude::*;
+    let queries = queries.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    let targets = targets.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    let (half_c, sc) = ((c / 2.0) as f32, c.sqrt() as f32);
+    Ok(queries
+        .par_iter()
+        .map(|u| {
+            targets
+                .iter()
+                .map(|v| {
+                    // acosh(1 + w) as acosh_1p computes it, w clamped the same way.
+                    let w = (lorentz_square(u, v) * half_c).max(1e-12);
+                    ((w + 1.0) + (w * (w + 2.0)).sqrt()).ln() / sc
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// <u - v, u - v>_L, the space part summed in eight lanes so that it vectorizes.
+fn lorentz_square(u: &[f32], v: &[f32]) -> f32 {
+    let (us, vs) = (&u[1..], &v[1..]);
+    let whole = us.len() / 8 * 8;
+    let mut lanes = [0f32; 8];
+    for (a, b) in us[..whole].chunks_exact(8).zip(vs[..whole].chunks_exact(8)) {
+        for k in 0..8 {
+            let d = a[k] - b[k];
+            lanes[k] += d * d;
+        }
     }
-    Ok(rows)
+    let mut space: f32 = lanes.iter().sum();
+    for (a, b) in us[whole..].iter().zip(&vs[whole..]) {
+        space += (a - b) * (a - b);
+    }
+    let time = u[0] - v[0];
+    space - time * time
 }
 
 /// The full n x n Lorentz distance matrix of `points`, row-major.

@@ -5,7 +5,7 @@
 
 use super::Channels;
 use crate::model::cache::{VectorCache, encode_sorted, ids_key, progress};
-use crate::model::encoder::Encoder;
+use crate::model::encoder::{Encoder, pool};
 use crate::model::lora::Pass;
 use crate::model::transformer::Forward;
 use anyhow::Result;
@@ -64,6 +64,14 @@ impl Channels for FrozenChannels {
     fn text_vectors(&self, ids: &[Vec<u32>], _train: bool) -> Result<(Tensor, Vec<Forward>)> {
         let v = self.encoder.embed_ids(ids, self.pooling, Pass::default())?;
         Ok((Tensor::cat(&vec![v; CHANNELS.len()], 1)?, Vec::new()))
+    }
+
+    /// One pass through the base, pooled both ways.
+    fn text_vectors_and_base(&self, ids: &[Vec<u32>]) -> Result<(Tensor, Tensor)> {
+        let (hidden, mask) = self.encoder.transformer.forward(ids, Pass::default())?;
+        let v = pool(&hidden, &mask, self.pooling)?;
+        let base = pool(&hidden, &mask, Pooling::Mean)?;
+        Ok((Tensor::cat(&vec![v; CHANNELS.len()], 1)?, base))
     }
 
     fn fixed_texts(&self, name: &str, ids: &[Vec<u32>], cache: &VectorCache) -> Result<Option<Tensor>> {

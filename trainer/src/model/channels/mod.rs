@@ -14,10 +14,12 @@ pub mod lora;
 
 use super::cache::VectorCache;
 use super::encoder::Encoder;
+use super::lora::Pass;
 use super::transformer::Forward;
 use anyhow::Result;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
+use naics_common::config::Pooling;
 
 /// Where channel vectors come from, and where their gradients go.
 pub trait Channels: Send + Sync {
@@ -31,6 +33,15 @@ pub trait Channels: Send + Sync {
     /// Channel vectors [n, 4h] of free texts, each text in all four channels (a query has one
     /// text); what training keeps as in [`Channels::vectors`].
     fn text_vectors(&self, ids: &[Vec<u32>], train: bool) -> Result<(Tensor, Vec<Forward>)>;
+
+    /// For coding: [`Channels::text_vectors`] of free texts, and their base vectors [n, h]
+    /// (mean-pooled, unadapted: the space sentence-transformers compares sentences in). Frozen
+    /// channels get both from one encoder pass.
+    fn text_vectors_and_base(&self, ids: &[Vec<u32>]) -> Result<(Tensor, Tensor)> {
+        let channels = self.text_vectors(ids, false)?.0;
+        let base = self.encoder().embed_ids(ids, Pooling::Mean, Pass::default())?;
+        Ok((channels, base))
+    }
 
     /// The pooled base vectors [m, h] of a fixed set of texts (training's index entries) where
     /// training does not change them: computed once and cached as `name`. None where it does;
