@@ -498,8 +498,8 @@ fn server_answers_every_endpoint_and_every_error_as_json() {
     assert_eq!(get(&impatient.base, "/healthz").0, 200);
 
     // SIGTERM: the server finishes and its thread returns.
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &std::process::id().to_string()])
+    let kill = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", std::process::id())])
         .status()
         .unwrap();
     assert!(kill.success());
@@ -558,7 +558,7 @@ fn search_page_in_a_real_browser() {
         assert!(std::time::Instant::now() < deadline, "chromedriver did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut options = json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,800"]});
+    let mut options = json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,800"]});
     if Path::new("/usr/bin/chromium").exists() {
         options["binary"] = json!("/usr/bin/chromium");
     }
