@@ -220,8 +220,11 @@ fn json_object(line: &[u8]) -> (Fields, Option<String>) {
     }
 }
 
-/// The next `n` non-blank lines of a JSON-lines file, each numbered, or a read error.
-fn json_lines(reader: &mut impl BufRead, n: usize, line: &mut usize) -> Result<Vec<(usize, Vec<u8>)>> {
+/// A parsed JSON line: its fields, and why its text cannot be coded (the reason names the line).
+type JsonRow = (Fields, Option<String>);
+
+/// The next `n` non-blank lines of a JSON-lines file, parsed, or a read error.
+fn json_rows(reader: &mut impl BufRead, n: usize, line: &mut usize) -> Result<Vec<JsonRow>> {
     let mut out = Vec::new();
     while out.len() < n {
         let mut buf = Vec::new();
@@ -230,7 +233,8 @@ fn json_lines(reader: &mut impl BufRead, n: usize, line: &mut usize) -> Result<V
         }
         *line += 1;
         if !buf.iter().all(u8::is_ascii_whitespace) {
-            out.push((*line, buf));
+            let (fields, why) = json_object(&buf);
+            out.push((fields, why.map(|why| format!("line {line}: {why}"))));
         }
     }
     Ok(out)
@@ -239,12 +243,12 @@ fn json_lines(reader: &mut impl BufRead, n: usize, line: &mut usize) -> Result<V
 fn jsonl(file: std::fs::File, batch_rows: usize) -> Result<Input> {
     let mut reader = BufReader::new(file);
     let mut line = 0;
-    let first = json_lines(&mut reader, batch_rows, &mut line)?;
+    let first = json_rows(&mut reader, batch_rows, &mut line)?;
     let mut names: Vec<String> = Vec::new();
-    for (_, l) in &first {
-        for (k, _) in json_object(l).0.0 {
-            if !names.contains(&k) {
-                names.push(k);
+    for (fields, _) in &first {
+        for (k, _) in &fields.0 {
+            if !names.contains(k) {
+                names.push(k.clone());
             }
         }
     }
@@ -252,28 +256,27 @@ fn jsonl(file: std::fs::File, batch_rows: usize) -> Result<Input> {
     let batch_schema = schema.clone();
     let mut pending = Some(first);
     let batches = std::iter::from_fn(move || {
-        let lines = match pending.take() {
-            Some(lines) => lines,
-            None => match json_lines(&mut reader, batch_rows, &mut line) {
-                Ok(lines) => lines,
+        let parsed = match pending.take() {
+            Some(parsed) => parsed,
+            None => match json_rows(&mut reader, batch_rows, &mut line) {
+                Ok(parsed) => parsed,
                 Err(e) => return Some(Err(e)),
             },
         };
-        if lines.is_empty() {
+        if parsed.is_empty() {
             return None;
         }
-        let mut values: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(lines.len()); names.len()];
-        let mut unreadable = Vec::with_capacity(lines.len());
-        for (number, l) in &lines {
-            let (map, why) = json_object(l);
+        let mut values: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(parsed.len()); names.len()];
+        let mut unreadable = Vec::with_capacity(parsed.len());
+        for (fields, why) in parsed {
             for (c, name) in names.iter().enumerate() {
-                values[c].push(match map.get(name) {
+                values[c].push(match fields.get(name) {
                     None | Some(serde_json::Value::Null) => None,
                     Some(serde_json::Value::String(s)) => Some(s.clone()),
                     Some(other) => Some(other.to_string()),
                 });
             }
-            unreadable.push(why.map(|why| format!("line {number}: {why}")));
+            unreadable.push(why);
         }
         let arrays: Vec<ArrayRef> = values.iter().map(|v| strings(v)).collect();
         Some(rows(&batch_schema, arrays, unreadable))

@@ -32,6 +32,13 @@ impl ApiError {
     }
 }
 
+/// A failure of the server's own (the model, a tensor), not of the request: a 500.
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}"))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({"status": self.status.as_u16(), "message": self.message});

@@ -11,6 +11,7 @@ pub mod worker;
 use crate::coder::{Coder, Policy, ShownAnswer};
 use crate::disk::Disk;
 use crate::embedded::Embedded;
+use crate::model::lorentz::distance_rows;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -254,11 +255,11 @@ fn brief(e: &Embedded, i: usize) -> Value {
 
 /// The `k` codes nearest to code `i` by Lorentz distance, itself left out.
 fn nearest(e: &Embedded, i: usize, k: usize) -> Result<Vec<Value>, ApiError> {
-    let all: Vec<usize> = (0..e.codes.len()).collect();
-    let internal = |err: anyhow::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}"));
-    let row = e.points.narrow(0, i, 1).map_err(|err| internal(err.into()))?;
-    let d = e.distances_to(&row, &all).map_err(internal)?.remove(0);
-    let mut order: Vec<usize> = all.into_iter().filter(|&j| j != i).collect();
+    let row = e.points.narrow(0, i, 1).map_err(anyhow::Error::from)?;
+    let d = distance_rows(&row, &e.points, e.curvature())
+        .map_err(anyhow::Error::from)?
+        .remove(0);
+    let mut order: Vec<usize> = (0..e.codes.len()).filter(|&j| j != i).collect();
     order.sort_by(|&a, &b| d[a].total_cmp(&d[b]).then(a.cmp(&b)));
     Ok(order
         .into_iter()
@@ -356,10 +357,7 @@ impl App {
         answers
             .iter()
             .map(|a| {
-                let place = self
-                    .disk
-                    .place_point(&a.point)
-                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+                let place = self.disk.place_point(&a.point)?;
                 Ok(Coded {
                     answer: self.coder.show(a),
                     place,
