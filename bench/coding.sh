@@ -38,6 +38,7 @@ print(row("ours: points, as trained (eval)", ours["retrieval"]))
 print(row("frozen MiniLM, zero-shot", ours["baseline_retrieval"]))
 print(f"coder weights (points, entries, words): {c['fusion']['weights']} on {c['fusion']['fitted_on']} validation entries")
 print(f"expected calibration error: {c['expected_calibration_error']:.4f}")
+print(f"expert share of routed rows (all codes): {[round(x, 3) for x in ours['expert_share']]}")
 print(f"held-out coding time (2,119 texts, features of every candidate): {c['seconds']:.2f} s")
 print(f"BEACON fit {beacon['fit_s']:.1f} s, predict {beacon['predict_s']:.1f} s")
 PY

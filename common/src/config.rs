@@ -105,6 +105,10 @@ pub struct MoeConfig {
     pub hidden: usize,
     pub dropout: f64,
     pub load_balance_coef: f64,
+    /// Per-step change of each expert's routing bias toward an even load (0 = off; absent in
+    /// configs written before it existed).
+    #[serde(default)]
+    pub route_bias_rate: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

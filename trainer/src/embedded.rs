@@ -35,14 +35,15 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
     )?;
     let config: Config = serde_json::from_value(sidecar["config"].clone()).context("checkpoint sidecar: config")?;
     let (device, dtype) = device::best(config.training.trainer.precision)?;
-    let model = Embedder::new(&config, &device, dtype)?;
-    model
-        .varmap
-        .clone()
-        .load(checkpoint)
+    // Read once: the weights and the key of the points' cache come from the same bytes.
+    let bytes = std::fs::read(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
+    let weights = candle_core::safetensors::load_buffer(&bytes, &device)
+        .with_context(|| format!("loading {}", checkpoint.display()))?;
+    let model = Embedder::with_weights(&config, &device, dtype, weights)
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let codes = Codes::read(&config.data.dir)?;
-    let (points, tangent) = cached_points(&model, checkpoint, &config, codes.len())?;
+    let key = &hex(&sha256(&bytes))[..16];
+    let (points, tangent) = cached_points(&model, key, &config, codes.len())?;
     Ok(Embedded {
         config,
         model,
@@ -52,13 +53,11 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
     })
 }
 
-/// The codes' points and tangent vectors for `checkpoint`, computed once and then read from
-/// `{shards_dir}/cache/points-{key}.safetensors` (keyed by the checkpoint's weights), so that
+/// The codes' points and tangent vectors for a checkpoint, computed once and then read from
+/// `{shards_dir}/cache/points-{key}.safetensors` (`key`: from the checkpoint's weights), so that
 /// `search` after the first call loads without encoding anything.
-fn cached_points(model: &Embedder, checkpoint: &Path, config: &Config, n: usize) -> Result<(Tensor, Tensor)> {
-    let weights = std::fs::read(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
-    let path = layout::cache_dir(&config.data.shards_dir)
-        .join(format!("points-{}.safetensors", &hex(&sha256(&weights))[..16]));
+fn cached_points(model: &Embedder, key: &str, config: &Config, n: usize) -> Result<(Tensor, Tensor)> {
+    let path = layout::cache_dir(&config.data.shards_dir).join(format!("points-{key}.safetensors"));
     if path.exists() {
         let mut t = candle_core::safetensors::load(&path, &Device::Cpu)?;
         if let (Some(points), Some(tangent)) = (t.remove("points"), t.remove("tangent"))

@@ -5,7 +5,7 @@ use super::coding::{self, Coding};
 use super::{Retrieval, plots};
 use crate::embedded::Embedded;
 use crate::metrics as m;
-use crate::model::fusion::global_load;
+use crate::model::fusion::{global_load, shares};
 use crate::tables;
 use anyhow::Result;
 use candle_core::DType;
@@ -34,8 +34,8 @@ pub struct Report {
     pub radius_per_level: Vec<f64>,
     /// Warnings: points collapsed onto one another or onto the origin.
     pub collapse: Vec<String>,
-    /// The share of all codes each expert of the MoE routes (sums to top_k).
-    pub expert_load: Vec<f32>,
+    /// Each expert's share of the routed rows over all codes (0.25 each when balanced).
+    pub expert_share: Vec<f32>,
     /// Held-out retrieval by the trained points alone.
     pub retrieval: Retrieval,
     pub baseline_retrieval: Retrieval,
@@ -104,7 +104,7 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
         manifold_max_error: super::manifold_error(e)?,
         radius_per_level,
         collapse,
-        expert_load: expert_load(e)?,
+        expert_share: expert_share(e)?,
         retrieval,
         baseline_retrieval,
         coding: coding::evaluate(e, out_dir)?,
@@ -115,15 +115,15 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
     Ok(report)
 }
 
-/// The MoE's routing of every code, as evaluation routes (no noise).
-fn expert_load(e: &Embedded) -> Result<Vec<f32>> {
+/// The MoE's routing of every code, as evaluation routes (no dropout).
+fn expert_share(e: &Embedded) -> Result<Vec<f32>> {
     let all: Vec<u32> = (0..e.codes.len() as u32).collect();
     let mut parts = Vec::new();
     for chunk in all.chunks(512) {
         let channels = e.model.channels.vectors(chunk, false)?.0.to_dtype(DType::F32)?;
         parts.push(e.model.head.forward(&channels, false)?.moe);
     }
-    Ok(global_load(&parts.iter().collect::<Vec<_>>()))
+    Ok(shares(&global_load(&parts.iter().collect::<Vec<_>>())))
 }
 
 /// Every held-out index entry as a query against all six-digit codes: ours (Lorentz distance)
@@ -186,8 +186,8 @@ impl Report {
             r(&self.baseline_retrieval)
         ));
         out.push_str(&format!(
-            "  expert load (all codes)    {:?}\n",
-            self.expert_load
+            "  expert share (all codes)   {:?}\n",
+            self.expert_share
                 .iter()
                 .map(|l| (l * 1000.0).round() / 1000.0)
                 .collect::<Vec<_>>()

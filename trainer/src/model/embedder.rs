@@ -10,13 +10,14 @@ use super::head::Head;
 use super::locate::locate;
 use super::rng;
 use super::transformer::normalize;
-use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use naics_common::config::{Config, EncoderMode};
 use naics_common::format::CHANNELS;
 use naics_common::layout;
 use naics_common::tokens::TokenCache;
+use std::collections::{HashMap, HashSet};
 
 pub struct Embedder {
     pub head: Head,
@@ -32,6 +33,27 @@ impl Embedder {
     /// Builds the model for `config`: encoder, channels, head; parameters initialized from the
     /// seeded stream.
     pub fn new(config: &Config, device: &Device, dtype: DType) -> Result<Embedder> {
+        Self::build(config, device, dtype, None)
+    }
+
+    /// The model with its parameters taken from a checkpoint's tensors, by name: none is drawn at
+    /// random first only to be overwritten (a fifth of a `search` call's time). Every parameter
+    /// must be among them.
+    pub fn with_weights(
+        config: &Config,
+        device: &Device,
+        dtype: DType,
+        weights: HashMap<String, Tensor>,
+    ) -> Result<Embedder> {
+        Self::build(config, device, dtype, Some(weights))
+    }
+
+    fn build(
+        config: &Config,
+        device: &Device,
+        dtype: DType,
+        weights: Option<HashMap<String, Tensor>>,
+    ) -> Result<Embedder> {
         let shards = layout::experiment_shards(&config.data.shards_dir, &config.experiment);
         let folder = locate(&config.model.path, config.model.hub_id.as_deref())?;
         let encoder = Encoder::load(&folder, config.model.max_length, device, dtype)?;
@@ -39,6 +61,17 @@ impl Embedder {
             .with_context(|| format!("run `naics-pipeline build-shards -c {}` first", config.experiment))?;
         rng::seed(config.data.seed);
         let varmap = VarMap::new();
+        // A variable already in the map is what the layers get (candle's VarMap::get).
+        let given: Option<HashSet<String>> = match weights {
+            Some(weights) => {
+                let mut data = varmap.data().lock().expect("varmap lock");
+                for (name, tensor) in &weights {
+                    data.insert(name.clone(), Var::from_tensor(&tensor.to_device(device)?)?);
+                }
+                Some(weights.into_keys().collect())
+            }
+            None => None,
+        };
         let hidden = encoder.transformer.config.hidden_size;
         let head = Head::new(
             VarBuilder::from_varmap(&varmap, DType::F32, device).pp("head"),
@@ -52,7 +85,18 @@ impl Embedder {
             EncoderMode::Frozen => Box::new(FrozenChannels::new(encoder, &tokens, config.model.pooling, &cache)?),
             EncoderMode::Lora => Box::new(LoraChannels::new(encoder, &varmap, tokens, &config.model)?),
         };
-        rng::init(&varmap)?;
+        match given {
+            None => rng::init(&varmap)?,
+            Some(given) => {
+                let data = varmap.data().lock().expect("varmap lock");
+                if let Some(missing) = data.keys().find(|name| !given.contains(*name)) {
+                    bail!(
+                        "the checkpoint has no `{missing}`: it was written for another version of the model; \
+                         train it again with `naics-trainer fit`"
+                    );
+                }
+            }
+        }
         Ok(Embedder {
             head,
             channels,

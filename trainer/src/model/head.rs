@@ -46,6 +46,11 @@ impl Head {
         Ok(HeadOutput { points, tangent, moe })
     }
 
+    /// The fusion, for its routing balance between steps.
+    pub fn moe(&self) -> &Moe {
+        &self.moe
+    }
+
     pub fn curvature(&self) -> f64 {
         self.curvature
     }

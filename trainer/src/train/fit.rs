@@ -13,7 +13,7 @@ use super::monitor::validate_and_save;
 use super::optim::{self, AdamW};
 use super::replay::backward;
 use crate::model::Embedder;
-use crate::model::fusion::global_load;
+use crate::model::fusion::{global_load, shares};
 use crate::setup::device;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -160,6 +160,8 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                 t.scheduler.min_lr,
             );
             optimizer.step(&grads, lr)?;
+            let moe = model.head.moe();
+            moe.balance(&loads, config.model.moe.route_bias_rate)?;
             state.step += 1;
             state.batch += 1;
             let per_s = records.len() as f64 / started.elapsed().as_secs_f64();
@@ -167,7 +169,7 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                 metrics,
                 "{}",
                 json!({"step": state.step, "epoch": state.epoch, "loss": value, "nce": terms.nce,
-                       "load_balance": terms.load_balance, "tree": terms.tree, "query": terms.query, "expert_load": loads, "lr": lr, "grad_norm": grad_norm, "samples_per_s": per_s})
+                       "load_balance": terms.load_balance, "tree": terms.tree, "query": terms.query, "expert_share": shares(&loads), "route_bias": moe.route_bias()?, "lr": lr, "grad_norm": grad_norm, "samples_per_s": per_s})
             )?;
             bar.set_message(format!("loss {value:.4} nce {:.4} {per_s:.0} samples/s", terms.nce));
             bar.inc(1);

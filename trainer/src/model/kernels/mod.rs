@@ -21,6 +21,8 @@ pub use elementwise::{Gelu, GeluGrad, LayerNormGrad, SoftmaxGrad};
 pub use mkl::MklLinear;
 
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Tensor, bail};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Whether `x` takes these kernels: an f32 tensor on the CPU.
 pub fn applies(x: &Tensor) -> bool {
@@ -35,8 +37,71 @@ fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     }
 }
 
-/// Runs `f` compiled for the widest vector unit of this CPU (AVX-512, AVX2 + FMA, else the
-/// SSE2 baseline the crate is built for); `f` and what it calls are inlined into each version.
+/// The vector instructions a kernel runs with, narrowest first. `Baseline` is what the crate is
+/// built for (SSE2 on x86-64: the compiler vectorizes 4 lanes, no FMA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    Baseline,
+    Avx2,
+    Avx512,
+}
+
+impl Isa {
+    pub const ALL: [Isa; 3] = [Isa::Baseline, Isa::Avx2, Isa::Avx512];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Baseline => "baseline",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// The widest this CPU has.
+    pub fn detected() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Baseline
+    }
+}
+
+/// `force`'s choice (u8::MAX: none).
+static FORCED: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// Makes the kernels run with at most `isa` (None: as detected and `NAICS_ISA` say), so that
+/// one machine can measure and test each path. Process-wide.
+pub fn force(isa: Option<Isa>) {
+    FORCED.store(isa.map_or(u8::MAX, |i| i as u8), Ordering::Relaxed);
+}
+
+/// The path the kernels take: the widest the CPU has, capped by [`force`], else by the
+/// environment variable `NAICS_ISA` (`avx512`, `avx2` or `baseline`; read once).
+pub fn isa() -> Isa {
+    static FROM_ENV: OnceLock<Option<Isa>> = OnceLock::new();
+    let cap = match FORCED.load(Ordering::Relaxed) {
+        u8::MAX => *FROM_ENV.get_or_init(|| {
+            let value = std::env::var("NAICS_ISA").ok()?;
+            let isa = Isa::ALL.into_iter().find(|i| i.name() == value);
+            if isa.is_none() {
+                eprintln!("NAICS_ISA={value} is not one of avx512, avx2, baseline: ignored");
+            }
+            isa
+        }),
+        forced => Isa::ALL.get(forced as usize).copied(),
+    };
+    let detected = Isa::detected();
+    cap.map_or(detected, |cap| cap.min(detected))
+}
+
+/// Runs `f` compiled for the widest vector unit [`isa`] allows (AVX-512, AVX2 + FMA, else the
+/// baseline the crate is built for); `f` and what it calls are inlined into each version.
 #[inline(always)]
 pub fn widest<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -49,13 +114,12 @@ pub fn widest<R>(f: impl FnOnce() -> R) -> R {
         fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features (checked just above).
-            return unsafe { avx512(f) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        match isa() {
+            // SAFETY: `isa` never exceeds what the CPU has.
+            Isa::Avx512 => return unsafe { avx512(f) },
             // SAFETY: as above.
-            return unsafe { avx2(f) };
+            Isa::Avx2 => return unsafe { avx2(f) },
+            Isa::Baseline => {}
         }
     }
     f()
