@@ -97,8 +97,11 @@ pub struct Coder<'a> {
     e: &'a Embedded,
     /// The six-digit codes, as code indexes: what a text is coded to.
     pub candidates: Vec<usize>,
-    /// The frozen base's mean-pooled, normalized vectors of every candidate's texts [m, h].
-    texts: Tensor,
+    /// The frozen base's mean-pooled, normalized vectors of every candidate's texts, transposed
+    /// and contiguous [h, m]: the right-hand side of every similarity product as gemm reads it
+    /// fastest (a strided [m, h]ᵀ view was repacked element by element on every call: most of a
+    /// single query's time in the server).
+    texts_t: Tensor,
     /// The candidate (position in `candidates`) of each row of `texts`.
     text_candidate: Vec<usize>,
     lexical: Lexical,
@@ -150,7 +153,7 @@ impl<'a> Coder<'a> {
             .flat_map(|(j, texts)| std::iter::repeat_n(j, texts.len()))
             .collect();
         let flat: Vec<String> = per_candidate.iter().flatten().cloned().collect();
-        let texts = base_vectors_cached(e, &flat)?;
+        let texts_t = base_vectors_cached(e, &flat)?.t()?.contiguous()?;
         let documents: Vec<Vec<&str>> = per_candidate
             .iter()
             .map(|texts| texts.iter().map(String::as_str).collect())
@@ -158,7 +161,7 @@ impl<'a> Coder<'a> {
         let mut coder = Coder {
             e,
             candidates,
-            texts,
+            texts_t,
             text_candidate,
             lexical: Lexical::new(&documents),
             fusion: Fusion {
@@ -242,7 +245,7 @@ impl<'a> Coder<'a> {
         for (start, chunk) in (0..texts.len()).step_by(CHUNK).zip(texts.chunks(CHUNK)) {
             let n = chunk.len();
             let distances = self.e.distances_to(&points.narrow(0, start, n)?, &self.candidates)?;
-            let similarity = base.narrow(0, start, n)?.matmul(&self.texts.t()?)?.to_vec2::<f32>()?;
+            let similarity = base.narrow(0, start, n)?.matmul(&self.texts_t)?.to_vec2::<f32>()?;
             let rows: Vec<Vec<[f64; 3]>> = chunk
                 .par_iter()
                 .zip(distances)
