@@ -206,7 +206,9 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
         }
     }
     let mut partial = saved.clone();
-    partial.remove("head.moe.route_bias").expect("the routing bias is saved");
+    partial
+        .remove("head.moe.route_bias")
+        .expect("the routing bias is saved");
     let stripped = dir.path().join("stripped.safetensors");
     candle_core::safetensors::save(&partial, &stripped).unwrap();
     std::fs::copy(summary.best.with_extension("json"), stripped.with_extension("json")).unwrap();
@@ -267,7 +269,12 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
     let first_two: Vec<&str> = answer.ranked[..2].iter().map(|h| h.code.as_str()).collect();
     assert!(
         first_two.contains(&"111110") && first_two.contains(&"311111"),
-        "{:?}", answer.ranked.iter().map(|h| (&h.code, h.confidence, h.distance)).collect::<Vec<_>>()
+        "{:?}",
+        answer
+            .ranked
+            .iter()
+            .map(|h| (&h.code, h.confidence, h.distance))
+            .collect::<Vec<_>>()
     );
     // Abstention: with a threshold above any confidence there is no code.
     let unsure = Policy {
