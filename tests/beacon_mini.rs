@@ -1,0 +1,125 @@
+//! `bench/beacon_coding.py`, the BEACON side of `bench/coding.sh`, on a small tree: it trains
+//! the Census Bureau's autocoder on exactly the texts our training may see (six-digit titles and
+//! examples, never the held-out entries) and scores the held-out ones. Needs BEACON
+//! (`$NAICS_BEACON_DIR`, default `../shared/anchors/beacon`) and a Python with numpy,
+//! scikit-learn and pyarrow (`$NAICS_BEACON_VENV`, default `~/.cache/naics/beacon-venv`, which
+//! `.ci/run` and `bench/coding.sh` create); says it was skipped where either is missing.
+
+use arrow::array::{ArrayRef, Int32Array, ListBuilder, StringArray, StringBuilder};
+use arrow::record_batch::RecordBatch;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn beacon_script_runs_on_a_small_tree() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let beacon = std::env::var_os("NAICS_BEACON_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/anchors/beacon"));
+    let venv = std::env::var_os("NAICS_BEACON_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/naics/beacon-venv"));
+    let python = venv.join("bin/python");
+    if !beacon.join("beacon.py").exists() || !python.exists() {
+        eprintln!(
+            "skipped: no BEACON at {} or no Python at {}",
+            beacon.display(),
+            python.display()
+        );
+        return;
+    }
+    // A small tree BEACON accepts (it needs two six-digit codes in every sector, which the mini
+    // fixture's sector 31 lacks): two sectors of two industries, three examples each.
+    let dir = tempfile::tempdir().unwrap();
+    let industries = [
+        (
+            "111110",
+            "Soybean Farming",
+            ["soybean farm", "soybeans growing", "soy bean farming"],
+        ),
+        (
+            "111120",
+            "Oilseed Farming",
+            ["canola farm", "sunflower growing", "flaxseed farming"],
+        ),
+        (
+            "311111",
+            "Dog and Cat Food Manufacturing",
+            ["dog food mill", "cat food plant", "pet food making"],
+        ),
+        (
+            "311211",
+            "Flour Milling",
+            ["wheat flour mill", "corn meal milling", "rice flour making"],
+        ),
+    ];
+    let mut titles = StringBuilder::new();
+    let mut examples = ListBuilder::new(StringBuilder::new());
+    for (_, title, texts) in &industries {
+        titles.append_value(title);
+        for t in texts {
+            examples.values().append_value(t);
+        }
+        examples.append(true);
+    }
+    let codes: Vec<&str> = industries.iter().map(|i| i.0).collect();
+    write(
+        &dir.path().join("naics_codes.parquet"),
+        vec![
+            ("code", Arc::new(StringArray::from(codes.clone())) as ArrayRef),
+            ("level", Arc::new(Int32Array::from(vec![6; 4]))),
+            ("title", Arc::new(titles.finish())),
+            ("examples", Arc::new(examples.finish())),
+        ],
+    );
+    let held = [
+        "soybean growing farm",
+        "growing canola",
+        "dog food factory",
+        "flour mill",
+    ];
+    write(
+        &dir.path().join("naics_index_holdout.parquet"),
+        vec![
+            ("code", Arc::new(StringArray::from(codes)) as ArrayRef),
+            ("text", Arc::new(StringArray::from(held.to_vec()))),
+        ],
+    );
+    let out = Command::new(&python)
+        .arg(root.join("bench/beacon_coding.py"))
+        .arg(&beacon)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value = |name: &str| -> f64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("beacon {name} ")))
+            .unwrap_or_else(|| panic!("no `beacon {name}` in\n{stdout}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // Titles and examples (4 x 4), none of the held-out entries.
+    assert_eq!(value("training_texts"), 16.0);
+    for measure in ["top1", "top5", "top10", "prefix2", "prefix4", "prefix5"] {
+        assert!((0.0..=1.0).contains(&value(measure)), "{measure}");
+    }
+    // Four six-digit candidates: the truth is always among the top ten.
+    assert!(value("top1") <= value("top5") && value("top10") == 1.0);
+}
