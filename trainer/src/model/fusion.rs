@@ -76,7 +76,7 @@ impl Moe {
     /// The top-k experts of every row by probability plus routing bias (ties broken by the
     /// lower index).
     pub fn route(&self, probs: &[Vec<f32>]) -> Result<Vec<Vec<usize>>> {
-        let bias = self.route_bias.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let bias = self.route_bias()?;
         Ok(probs
             .iter()
             .map(|row| {
