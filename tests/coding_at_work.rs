@@ -36,9 +36,14 @@ fn trained() -> &'static Trained {
         ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.7).unwrap();
         let config = common::mini_config(dir.path(), &["data.validation_entries=0.5"]);
         tokio::runtime::Runtime::new().unwrap().block_on(async {
-            naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT)
-                .await
-                .unwrap();
+            naics_pipeline::build::run(
+                &DataDir(dir.path().to_path_buf()),
+                false,
+                naics_pipeline::build::ALL_PAIRS_MAX_CODES,
+                DEFAULT_MEMORY_LIMIT,
+            )
+            .await
+            .unwrap();
             naics_pipeline::shards::run(&config).await.unwrap();
         });
         let options = naics_trainer::train::FitOptions {

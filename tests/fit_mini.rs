@@ -117,9 +117,14 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
 async fn a_monitored_metric_selects_the_best_checkpoint_and_queries_train_without_held_out_entries() {
     let dir = tempfile::tempdir().unwrap();
     ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.7).unwrap();
-    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    naics_pipeline::build::run(
+        &DataDir(dir.path().to_path_buf()),
+        false,
+        naics_pipeline::build::ALL_PAIRS_MAX_CODES,
+        DEFAULT_MEMORY_LIMIT,
+    )
+    .await
+    .unwrap();
     let loaded = config(
         dir.path(),
         &["training.trainer.monitor=parent_at_1", "data.queries_per_step=4"],
@@ -185,9 +190,14 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
     let dir = tempfile::tempdir().unwrap();
     // 3 of the 7 index entries are held out at 0.7 (a hash draw), so that retrieval has queries.
     ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.7).unwrap();
-    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    naics_pipeline::build::run(
+        &DataDir(dir.path().to_path_buf()),
+        false,
+        naics_pipeline::build::ALL_PAIRS_MAX_CODES,
+        DEFAULT_MEMORY_LIMIT,
+    )
+    .await
+    .unwrap();
     naics_pipeline::shards::run(&config(dir.path(), &[])).await.unwrap();
     // Half of the kept entries are the coder's validation entries, so that it fits its fusion.
     let trained = config(dir.path(), &["data.validation_entries=0.5"]);

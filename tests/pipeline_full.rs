@@ -21,9 +21,14 @@ async fn full_data_matches_the_expected_counts() {
     assert_eq!(summary.skipped_index_rows, 25);
     assert_eq!(summary.skipped_description_rows, 2);
     let data = DataDir(dir.path().to_path_buf());
-    naics_pipeline::build::run(&data, false, DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    naics_pipeline::build::run(
+        &data,
+        false,
+        naics_pipeline::build::ALL_PAIRS_MAX_CODES,
+        DEFAULT_MEMORY_LIMIT,
+    )
+    .await
+    .unwrap();
     let ctx = session::open(&data, &dir.path().join("outputs"), DEFAULT_MEMORY_LIMIT)
         .await
         .unwrap();
@@ -98,4 +103,25 @@ async fn full_data_matches_the_expected_counts() {
         ])
     );
     assert_eq!(hardness.iter().map(|h| h.1).sum::<i64>(), 976_051_440);
+    // The same figures computed from the per-anchor group counts, without enumerating.
+    let computed = counts(
+        &ctx,
+        "SELECT CAST(hardness AS VARCHAR), CAST(triplets AS BIGINT) FROM triplet_counts ORDER BY 1",
+    )
+    .await;
+    assert_eq!(computed, hardness);
+    // Every anchor's group counts agree with its rows of `distances`.
+    let disagreeing = counts(
+        &ctx,
+        "SELECT 'n', count(*) FROM (SELECT idx_i, distance, relation, excluded, count(*) AS n FROM distances GROUP BY 1, 2, 3, 4) d \
+         FULL JOIN (SELECT anchor_idx, distance, relation, excluded, sum(codes) AS n FROM anchor_groups GROUP BY 1, 2, 3, 4) g \
+         ON d.idx_i = g.anchor_idx AND d.distance = g.distance AND d.relation = g.relation AND d.excluded = g.excluded \
+         WHERE d.n IS NULL OR g.n IS NULL OR d.n <> g.n",
+    )
+    .await;
+    assert_eq!(disagreeing, pairs(&[("n", 0)]));
+    assert_eq!(
+        counts(&ctx, "SELECT 'n', count(DISTINCT anchor_idx) FROM anchor_groups").await,
+        pairs(&[("n", 2125)])
+    );
 }

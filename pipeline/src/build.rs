@@ -1,8 +1,11 @@
-//! `naics-pipeline build`: runs the SQL stages over `naics_codes.parquet`, each stage's result
-//! stored as `tables/{stage}.parquet` and registered for the stages after it.
+//! `naics-pipeline build`: runs the stages over `naics_codes.parquet` (SQL, and `anchor_groups`
+//! from the pre-order tree), each stage's result stored as `tables/{stage}.parquet` and
+//! registered for the stages after it. The all-pairs stages (`distances`, `positives`) are views
+//! instead on trees past `all_pairs_max_codes`.
 
 use crate::atomic;
 use crate::parquet_io::write_stream;
+use crate::relations;
 use crate::session::{self, DataDir};
 use crate::sql_files::{self, STAGES};
 use anyhow::{Context, Result};
@@ -23,10 +26,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Rows written per table, in stage order.
-pub type BuildSummary = Vec<(String, usize, Duration)>;
+/// Rows written per table, in stage order (`None`: registered as a view, not stored).
+pub type BuildSummary = Vec<(String, Option<usize>, Duration)>;
 
-pub async fn run(data: &DataDir, materialize_triplets: bool, memory_limit: usize) -> Result<BuildSummary> {
+/// Trees up to this many codes get `distances` and `positives` stored (NAICS: 4.5 million rows);
+/// larger ones get views.
+pub const ALL_PAIRS_MAX_CODES: usize = 10_000;
+
+pub async fn run(
+    data: &DataDir,
+    materialize_triplets: bool,
+    all_pairs_max_codes: usize,
+    memory_limit: usize,
+) -> Result<BuildSummary> {
     let codes = data.codes();
     if !codes.exists() {
         anyhow::bail!("{} not found: run `naics-pipeline ingest` first", codes.display());
@@ -34,15 +46,30 @@ pub async fn run(data: &DataDir, materialize_triplets: bool, memory_limit: usize
     let ctx = session::new_context(memory_limit)?;
     session::register_parquet(&ctx, "naics_codes", &codes).await?;
     let bar = spinner();
+    let tree = relations::code_tree(&ctx).await?;
+    let unrelated = tree.tree.unrelated_distance();
+    let all_pairs = tree.tree.len() <= all_pairs_max_codes;
     let mut summary = Vec::new();
     for stage in &STAGES {
         bar.set_message(format!("stage {}", stage.name));
         let started = Instant::now();
         let path = data.table(stage.name);
-        let rows = write_query(&ctx, &stage.query(), &path)
-            .await
-            .with_context(|| format!("stage `{}`", stage.name))?;
-        session::register_parquet(&ctx, stage.name, &path).await?;
+        let rows = match (stage.query(unrelated), stage.all_pairs && !all_pairs) {
+            (Some(sql), true) => {
+                std::fs::remove_file(&path).or_else(|e| if path.exists() { Err(e) } else { Ok(()) })?;
+                ctx.sql(&format!("CREATE VIEW {} AS {sql}", stage.name)).await?;
+                None
+            }
+            (Some(sql), false) => Some(write_query(&ctx, &sql, &path).await),
+            (None, _) => {
+                let excluded = relations::exclusions(&ctx, tree.tree.len()).await?;
+                Some(relations::write_anchor_groups(&path, &tree, &excluded))
+            }
+        };
+        let rows = rows.transpose().with_context(|| format!("stage `{}`", stage.name))?;
+        if rows.is_some() {
+            session::register_parquet(&ctx, stage.name, &path).await?;
+        }
         summary.push((stage.name.to_string(), rows, started.elapsed()));
     }
     if materialize_triplets {
@@ -50,7 +77,7 @@ pub async fn run(data: &DataDir, materialize_triplets: bool, memory_limit: usize
         let started = Instant::now();
         ctx.sql(&sql_files::triplets_view()).await?;
         let rows = materialize(&ctx, data).await?;
-        summary.push(("triplets".to_string(), rows, started.elapsed()));
+        summary.push(("triplets".to_string(), Some(rows), started.elapsed()));
     }
     bar.finish_and_clear();
     Ok(summary)

@@ -6,9 +6,12 @@
 pub use naics_common::atomic;
 pub mod build;
 pub mod error;
+pub mod groups;
 pub mod ingest;
 pub mod parquet_io;
+pub mod relations;
 pub mod session;
 pub mod shards;
 pub mod shell;
 pub mod sql_files;
+pub mod tree;

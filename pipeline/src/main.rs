@@ -53,6 +53,10 @@ enum Command {
         /// Also write every triplet as Parquet, partitioned by hardness (about 10^9 rows).
         #[arg(long)]
         materialize_triplets: bool,
+        /// Store `distances` and `positives` (a row per pair of codes) for trees up to this many
+        /// codes; larger trees get them as views, for queries that filter by code.
+        #[arg(long, default_value_t = build::ALL_PAIRS_MAX_CODES)]
+        all_pairs_max_codes: usize,
     },
     /// Sample the curriculum's pairs and negatives and write the trainer's shards.
     BuildShards {
@@ -126,10 +130,16 @@ async fn run(cli: Cli) -> Result<()> {
             );
             println!("wrote {} and {}", data.codes().display(), data.holdout().display());
         }
-        Command::Build { materialize_triplets } => {
-            let summary = build::run(&data, materialize_triplets, memory_limit).await?;
+        Command::Build {
+            materialize_triplets,
+            all_pairs_max_codes,
+        } => {
+            let summary = build::run(&data, materialize_triplets, all_pairs_max_codes, memory_limit).await?;
             for (table, rows, took) in summary {
-                println!("{table:>16}: {rows:>13} rows in {:>6.2}s", took.as_secs_f64());
+                match rows {
+                    Some(rows) => println!("{table:>16}: {rows:>13} rows in {:>6.2}s", took.as_secs_f64()),
+                    None => println!("{table:>16}: a view (past --all-pairs-max-codes)"),
+                }
             }
             println!("wrote {}", data.tables().display());
         }

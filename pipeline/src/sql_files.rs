@@ -1,35 +1,59 @@
 //! The pipeline's SQL, every file of `sql/` at the repository root compiled into the binary here
 //! (so that it runs from anywhere), in two numbered sets: `sql/build/` the stages of `build`, in
-//! order, with the `triplets` view; `sql/shards/` the queries of `build-shards`, in the order it
+//! order (stage 3, `anchor_groups`, is computed from the tree instead), with the `triplets` view; `sql/shards/` the queries of `build-shards`, in the order it
 //! runs them. `{{hardness}}` in a file is replaced by the expression in `sql/build/hardness.sql`,
 //! the one definition of hardness.
 
 /// A table the `build` command computes and stores as `tables/{name}.parquet`, in this order.
 pub struct Stage {
     pub name: &'static str,
-    sql: &'static str,
+    pub source: Source,
+    /// Holds a row per pair of codes: on trees past `build --all-pairs-max-codes` it is not
+    /// stored but registered as a view, for queries that filter by code.
+    pub all_pairs: bool,
 }
 
-pub const STAGES: [Stage; 5] = [
+pub enum Source {
+    Sql(&'static str),
+    /// Computed by [`crate::groups`] from the pre-order tree (no SQL could do it without pairs).
+    Tree,
+}
+
+pub const STAGES: [Stage; 7] = [
     Stage {
         name: "ancestors",
-        sql: include_str!("../../sql/build/01_ancestors.sql"),
+        source: Source::Sql(include_str!("../../sql/build/01_ancestors.sql")),
+        all_pairs: false,
     },
     Stage {
         name: "exclusions",
-        sql: include_str!("../../sql/build/02_exclusions.sql"),
+        source: Source::Sql(include_str!("../../sql/build/02_exclusions.sql")),
+        all_pairs: false,
+    },
+    Stage {
+        name: "anchor_groups",
+        source: Source::Tree,
+        all_pairs: false,
     },
     Stage {
         name: "distances",
-        sql: include_str!("../../sql/build/03_distances.sql"),
+        source: Source::Sql(include_str!("../../sql/build/04_distances.sql")),
+        all_pairs: true,
     },
     Stage {
         name: "positives",
-        sql: include_str!("../../sql/build/04_positives.sql"),
+        source: Source::Sql(include_str!("../../sql/build/05_positives.sql")),
+        all_pairs: true,
     },
     Stage {
         name: "hardness_rules",
-        sql: include_str!("../../sql/build/05_hardness_rules.sql"),
+        source: Source::Sql(include_str!("../../sql/build/06_hardness_rules.sql")),
+        all_pairs: false,
+    },
+    Stage {
+        name: "triplet_counts",
+        source: Source::Sql(include_str!("../../sql/build/07_triplet_counts.sql")),
+        all_pairs: false,
     },
 ];
 
@@ -38,14 +62,17 @@ const TRIPLETS_VIEW: &str = include_str!("../../sql/build/triplets.sql");
 
 /// `build-shards`: the four channel texts of every code, for the token cache.
 pub const CODE_TEXTS: &str = include_str!("../../sql/shards/01_code_texts.sql");
-/// `build-shards`: a stage's (anchor, positive) pairs; `{{filters}}` is its WHERE clause.
+/// `build-shards`: a stage's cells of (anchor, positive) pairs; `{{filters}}` is its WHERE clause.
 pub const CURRICULUM_PAIRS: &str = include_str!("../../sql/shards/02_curriculum_pairs.sql");
-/// `build-shards`: every anchor's candidate negatives.
-pub const SHARD_INPUTS: &str = include_str!("../../sql/shards/03_shard_inputs.sql");
 
 impl Stage {
-    pub fn query(&self) -> String {
-        expand(self.sql)
+    /// The stage's SQL with its placeholders filled; `unrelated` is the distance between codes
+    /// under different roots ([`crate::tree::Tree::unrelated_distance`]).
+    pub fn query(&self, unrelated: f64) -> Option<String> {
+        match self.source {
+            Source::Sql(sql) => Some(expand(sql).replace("{{unrelated}}", &format!("{unrelated:?}"))),
+            Source::Tree => None,
+        }
     }
 }
 

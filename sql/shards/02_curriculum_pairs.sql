@@ -1,7 +1,12 @@
--- `build-shards`: the (anchor, positive) pairs a curriculum stage trains on. `{{filters}}` is
--- replaced by the stage's conditions (levels inclusive, distances strict), e.g.
--- `positive_level IN (6) AND distance < 2.0`.
-SELECT anchor_idx, positive_idx, distance
-FROM positives
+-- `build-shards`: the cells of (anchor, positive) pairs a curriculum stage trains on: per anchor,
+-- the relations (up, down) its positives stand in. `{{filters}}` is replaced by the stage's
+-- conditions (levels inclusive, distances strict), e.g. `positive_level IN (6) AND distance < 2.0`.
+-- The sampler lists each cell's codes from the tree (`groups.rs`), so no pair is stored.
+SELECT DISTINCT anchor_idx, up, down, distance
+FROM (
+    SELECT anchor_idx, up, down, distance, anchor_level, level AS positive_level
+    FROM anchor_groups
+    WHERE relation <> 'unrelated'
+)
 WHERE {{filters}}
-ORDER BY anchor_idx, positive_idx
+ORDER BY anchor_idx, up, down

@@ -50,9 +50,14 @@ pub async fn counts(ctx: &SessionContext, sql: &str) -> Vec<(String, i64)> {
 pub async fn tables(input: &Path, holdout: f64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     ingest::run(&IngestPaths::in_folder(input, dir.path()), holdout).unwrap();
-    naics_pipeline::build::run(&DataDir(dir.path().to_path_buf()), false, DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    naics_pipeline::build::run(
+        &DataDir(dir.path().to_path_buf()),
+        false,
+        naics_pipeline::build::ALL_PAIRS_MAX_CODES,
+        DEFAULT_MEMORY_LIMIT,
+    )
+    .await
+    .unwrap();
     dir
 }
 

@@ -24,6 +24,7 @@ pub fn codes_schema() -> Schema {
     Schema::new(vec![
         Field::new("index", DataType::Int32, false),
         Field::new("level", DataType::Int32, false),
+        Field::new("depth", DataType::Int32, false),
         Field::new("code", DataType::Utf8, false),
         Field::new("sector", DataType::Utf8, false),
         Field::new("parent", DataType::Utf8, true),
@@ -40,6 +41,7 @@ pub fn write_codes(path: &Path, codes: &[NaicsCode]) -> Result<()> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(codes.iter().map(|c| c.tree.index as i32).collect::<Int32Array>()),
         Arc::new(codes.iter().map(|c| c.tree.level as i32).collect::<Int32Array>()),
+        Arc::new(codes.iter().map(|c| c.tree.level as i32 - 2).collect::<Int32Array>()),
         strings(|c| &c.tree.code),
         strings(|c| &c.tree.sector),
         Arc::new(codes.iter().map(|c| c.tree.parent.as_deref()).collect::<StringArray>()),

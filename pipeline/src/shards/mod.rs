@@ -13,8 +13,11 @@ pub mod split;
 pub mod tokenize;
 
 use crate::atomic::write_atomically;
+use crate::groups;
+use crate::relations;
 use crate::session::{self, DataDir};
 use crate::sql_files;
+use crate::tree::Tree;
 use anyhow::{Context, Result, bail};
 use arrow::array::{Array, BooleanArray, Float64Array, Int32Array, StringArray};
 use datafusion::prelude::SessionContext;
@@ -65,16 +68,18 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
     };
 
     // Pairs, split by anchor, then sampled epoch by epoch.
-    let pairs = curriculum_pairs(&ctx, loaded).await?;
+    let codes = relations::code_tree(&ctx).await?;
+    let limit = split::PositiveLimit::new(cur.max_positives, config.data.seed);
+    let pairs = curriculum_pairs(&ctx, loaded, &codes.tree, limit).await?;
     if pairs.is_empty() {
         bail!(
             "curriculum `{}` selects no (anchor, positive) pair: loosen its level or distance filters",
             config.experiment
         );
     }
-    let pairs = split::limit_positives(pairs, cur.max_positives, config.data.seed);
     let (train, validation) = split::by_anchor(&pairs, config.data.val_fraction, config.data.seed);
-    let pool = negative_pool(&ctx, texts[0].len()).await?;
+    let excluded = relations::exclusions(&ctx, codes.tree.len()).await?;
+    let pool = NegativePool::new(codes.tree, &excluded);
     let rules = hardness_rules(&ctx).await?;
     let spec = BucketSpec::new(&cur.difficulty_buckets, &cur.bucket_percentages, cur.k_negatives);
     let meta = |split, epoch: usize| SamplesMeta {
@@ -124,7 +129,7 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
         write_atomically(&out_dir.join(&name), |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
         files.push(json!({"file": name, "split": format!("{split:?}").to_lowercase(), "epoch": epoch, "records": samples.len()}));
     }
-    let table = samples_table::batch(&all, &codes(&ctx).await?)?;
+    let table = samples_table::batch(&all, &codes.code)?;
     crate::parquet_io::write_batch(&out_dir.join(layout::SAMPLES_TABLE), &table)?;
 
     let manifest = json!({
@@ -186,7 +191,7 @@ fn sample_epoch(
 }
 
 async fn open_tables(data: &DataDir) -> Result<SessionContext> {
-    for name in ["positives", "distances", "hardness_rules"] {
+    for name in ["anchor_groups", "exclusions", "hardness_rules"] {
         if !data.table(name).exists() {
             bail!(
                 "{} not found: run `naics-pipeline ingest && naics-pipeline build` first",
@@ -236,15 +241,6 @@ async fn code_texts(ctx: &SessionContext) -> Result<tokenize::CodeTexts> {
     Ok(texts)
 }
 
-async fn codes(ctx: &SessionContext) -> Result<Vec<String>> {
-    let mut codes = Vec::new();
-    for batch in query(ctx, r#"SELECT code FROM naics_codes ORDER BY "index""#).await? {
-        let col = strings(&batch, 0)?;
-        codes.extend((0..col.len()).map(|r| col.value(r).to_string()));
-    }
-    Ok(codes)
-}
-
 /// The WHERE clause of `sql/shards/02_curriculum_pairs.sql` for this stage.
 fn pair_filters(loaded: &Loaded) -> String {
     let cur = &loaded.config.curriculum;
@@ -262,28 +258,36 @@ fn pair_filters(loaded: &Loaded) -> String {
     filters.join(" AND ")
 }
 
-async fn curriculum_pairs(ctx: &SessionContext, loaded: &Loaded) -> Result<Vec<(u32, u32, f64)>> {
+/// The stage's pairs, anchor by anchor: the cells the SQL selects, listed from the tree, each
+/// anchor's positives in index order and cut to `max_positives`.
+async fn curriculum_pairs(
+    ctx: &SessionContext,
+    loaded: &Loaded,
+    tree: &Tree,
+    mut limit: split::PositiveLimit,
+) -> Result<Vec<split::Pair>> {
     let sql = sql_files::CURRICULUM_PAIRS.replace("{{filters}}", &pair_filters(loaded));
-    let mut pairs = Vec::new();
+    let mut selected: Vec<(u32, u8, u8, f64)> = Vec::new();
     for batch in query(ctx, &sql).await? {
-        let (a, p, d) = (
-            column::<Int32Array>(&batch, 0)?,
-            column::<Int32Array>(&batch, 1)?,
-            column::<Float64Array>(&batch, 2)?,
+        let (a, u) = (column::<Int32Array>(&batch, 0)?, column::<Int32Array>(&batch, 1)?);
+        let (d, dist) = (column::<Int32Array>(&batch, 2)?, column::<Float64Array>(&batch, 3)?);
+        selected.extend(
+            (0..batch.num_rows()).map(|r| (a.value(r) as u32, u.value(r) as u8, d.value(r) as u8, dist.value(r))),
         );
-        pairs.extend((0..batch.num_rows()).map(|r| (a.value(r) as u32, p.value(r) as u32, d.value(r))));
+    }
+    let mut pairs = Vec::new();
+    for anchor_cells in selected.chunk_by(|x, y| x.0 == y.0) {
+        let anchor = anchor_cells[0].0;
+        let mut list: Vec<split::Pair> = Vec::new();
+        for cell in groups::cells(tree, anchor) {
+            if let Some(&(_, _, _, distance)) = anchor_cells.iter().find(|c| Some(c.1) == cell.up && c.2 == cell.down) {
+                list.extend(cell.codes(tree).map(|p| (anchor, p, distance)));
+            }
+        }
+        list.sort_unstable_by_key(|p| p.1);
+        pairs.extend(limit.apply(list));
     }
     Ok(pairs)
-}
-
-async fn negative_pool(ctx: &SessionContext, codes: usize) -> Result<NegativePool> {
-    let mut rows = Vec::new();
-    for batch in query(ctx, sql_files::SHARD_INPUTS).await? {
-        let (i, j) = (column::<Int32Array>(&batch, 0)?, column::<Int32Array>(&batch, 1)?);
-        let (d, e) = (column::<Float64Array>(&batch, 2)?, column::<BooleanArray>(&batch, 3)?);
-        rows.extend((0..batch.num_rows()).map(|r| (i.value(r) as u32, j.value(r) as u32, d.value(r), e.value(r))));
-    }
-    Ok(NegativePool::new(codes, rows))
 }
 
 async fn hardness_rules(ctx: &SessionContext) -> Result<HardnessRules> {

@@ -1,74 +1,92 @@
 //! Negative sampling by hardness bucket, without materializing the triplets.
 //!
 //! Hardness depends only on (d(a, p), d(a, n), excluded(a, n)), so each anchor's candidate
-//! negatives are grouped once by (distance, excluded); for a pair, a bucket is a union of whole
-//! groups, looked up in the `hardness_rules` table that the SQL computed.
+//! negatives are grouped once by (distance, excluded) ([`crate::groups`], spans of the pre-order
+//! tree, not rows); for a pair, a bucket is a union of whole groups, looked up in the
+//! `hardness_rules` table that the SQL computed.
 
+use crate::groups::{self, Group};
+use crate::tree::Tree;
 use anyhow::{Result, bail};
 use naics_common::samples::Sample;
 use rand::Rng;
 use rand::seq::index;
 
-/// Distances are multiples of 0.5 up to 10: stored as half-units.
+/// Distances are multiples of 0.5: stored as half-units.
 fn half_units(distance: f64) -> usize {
     (distance * 2.0).round() as usize
 }
 
 /// Bucket of every (positive distance, negative distance, excluded) that occurs; 0 = not a triplet.
 pub struct HardnessRules {
+    halves: usize,
     table: Vec<u8>,
 }
 
-const HALVES: usize = 21;
-
 impl HardnessRules {
     pub fn new(rows: impl IntoIterator<Item = (f64, f64, bool, u8)>) -> Self {
-        let mut table = vec![0u8; HALVES * HALVES * 2];
+        let rows: Vec<_> = rows.into_iter().collect();
+        let halves = rows
+            .iter()
+            .map(|r| half_units(r.0).max(half_units(r.1)))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let mut rules = HardnessRules {
+            halves,
+            table: vec![0u8; halves * halves * 2],
+        };
         for (dp, dn, excluded, hardness) in rows {
-            table[Self::slot(dp, dn, excluded)] = hardness;
+            let slot = rules.slot(dp, dn, excluded).expect("within the table");
+            rules.table[slot] = hardness;
         }
-        HardnessRules { table }
+        rules
     }
-    fn slot(dp: f64, dn: f64, excluded: bool) -> usize {
-        (half_units(dp).min(HALVES - 1) * HALVES + half_units(dn).min(HALVES - 1)) * 2 + excluded as usize
+    fn slot(&self, dp: f64, dn: f64, excluded: bool) -> Option<usize> {
+        let (p, n) = (half_units(dp), half_units(dn));
+        (p < self.halves && n < self.halves).then(|| (p * self.halves + n) * 2 + excluded as usize)
     }
     pub fn get(&self, dp: f64, dn: f64, excluded: bool) -> u8 {
-        self.table[Self::slot(dp, dn, excluded)]
+        self.slot(dp, dn, excluded).map_or(0, |s| self.table[s])
     }
-}
-
-/// Candidates of one anchor that share a distance and an exclusion flag.
-#[derive(Debug, Clone)]
-pub struct Group {
-    pub distance: f64,
-    pub excluded: bool,
-    pub members: Vec<u32>,
 }
 
 /// Every anchor's candidate negatives (all other codes), grouped.
 pub struct NegativePool {
+    tree: Tree,
     groups: Vec<Vec<Group>>,
 }
 
 impl NegativePool {
-    /// From the rows of `distances`: (idx_i, idx_j, distance, excluded).
-    pub fn new(codes: usize, rows: impl IntoIterator<Item = (u32, u32, f64, bool)>) -> Self {
-        let mut groups: Vec<Vec<Group>> = vec![Vec::new(); codes];
-        for (i, j, distance, excluded) in rows {
-            let list = &mut groups[i as usize];
-            match list
-                .iter_mut()
-                .find(|g| g.distance == distance && g.excluded == excluded)
-            {
-                Some(g) => g.members.push(j),
-                None => list.push(Group {
-                    distance,
-                    excluded,
-                    members: vec![j],
-                }),
+    /// `excluded`: each code's exclusion partners (both directions, sorted).
+    pub fn new(tree: Tree, excluded: &[Vec<u32>]) -> Self {
+        let groups = (0..tree.len() as u32)
+            .map(|a| groups::groups(&tree, a, &excluded[a as usize]))
+            .collect();
+        NegativePool { tree, groups }
+    }
+
+    /// The `i`-th member of `parts` read end to end.
+    fn nth(&self, parts: &[&Group], mut i: usize) -> u32 {
+        for g in parts {
+            if i < g.len() {
+                return g.nth(&self.tree, i);
             }
+            i -= g.len();
         }
-        NegativePool { groups }
+        unreachable!("index within the summed lengths")
+    }
+
+    /// Position of `code` in `parts` read end to end, if it is there.
+    fn position(&self, parts: &[&Group], code: u32) -> Option<usize> {
+        let mut offset = 0;
+        for g in parts {
+            if g.contains(&self.tree, code) {
+                return Some(offset + g.rank(&self.tree, code));
+            }
+            offset += g.len();
+        }
+        None
     }
 }
 
@@ -150,16 +168,12 @@ pub fn draw(
     let mut short_of_target = 0;
     for &(bucket, target) in &spec.targets {
         stats.targeted[bucket as usize] += target as u64;
-        let members: Vec<&[u32]> = groups
-            .iter()
-            .filter(|g| bucket_of(g) == bucket)
-            .map(|g| &g.members[..])
-            .collect();
-        let available: usize = members.iter().map(|m| m.len()).sum();
+        let members: Vec<&Group> = groups.iter().filter(|g| bucket_of(g) == bucket).collect();
+        let available: usize = members.iter().map(|g| g.len()).sum();
         let want = target + carry;
         let take = want.min(available);
         for i in index::sample(rng, available, take) {
-            negatives.push(nth(&members, i));
+            negatives.push(pool.nth(&members, i));
             hardness.push(bucket);
         }
         stats.sampled[bucket as usize] += take as u64;
@@ -169,23 +183,34 @@ pub fn draw(
     // What the buckets lacked was either covered by easier buckets (borrowed) or filled below.
     stats.borrowed += (short_of_target - carry) as u64;
     if carry > 0 {
-        let rest: Vec<(u32, u8)> = groups
-            .iter()
-            .filter(|g| bucket_of(g) != 0)
-            .flat_map(|g| g.members.iter().map(move |&m| (m, bucket_of(g))))
-            .filter(|(m, _)| !negatives.contains(m))
-            .collect();
-        if rest.len() < carry {
+        // Every valid negative not yet drawn, read in group order: the i-th of them is the
+        // i-th position of the valid groups once the drawn ones' positions are skipped.
+        let valid: Vec<&Group> = groups.iter().filter(|g| bucket_of(g) != 0).collect();
+        let total: usize = valid.iter().map(|g| g.len()).sum();
+        let mut drawn: Vec<usize> = negatives.iter().filter_map(|&m| pool.position(&valid, m)).collect();
+        drawn.sort_unstable();
+        if total - drawn.len() < carry {
             bail!(
                 "anchor {anchor} with positive {positive} has only {} valid negatives, fewer than K = {}",
-                negatives.len() + rest.len(),
+                negatives.len() + total - drawn.len(),
                 spec.k
             );
         }
-        for i in index::sample(rng, rest.len(), carry) {
-            negatives.push(rest[i].0);
-            hardness.push(rest[i].1);
-            stats.sampled[rest[i].1 as usize] += 1;
+        for i in index::sample(rng, total - drawn.len(), carry) {
+            let mut x = i;
+            for &p in &drawn {
+                if p <= x {
+                    x += 1;
+                }
+            }
+            let m = pool.nth(&valid, x);
+            let h = valid
+                .iter()
+                .find(|g| g.contains(&pool.tree, m))
+                .map_or(0, |g| bucket_of(g));
+            negatives.push(m);
+            hardness.push(h);
+            stats.sampled[h as usize] += 1;
         }
         stats.filled += carry as u64;
     }
@@ -198,44 +223,31 @@ pub fn draw(
     })
 }
 
-/// The i-th element of a list of slices read end to end.
-fn nth(parts: &[&[u32]], mut i: usize) -> u32 {
-    for p in parts {
-        if i < p.len() {
-            return p[i];
-        }
-        i -= p.len();
-    }
-    unreachable!("index within the summed lengths")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    /// A hand-built anchor 0 with positive 1 at d = 0.5 and its negatives: 2 at 2.0 (hardness 5
-    /// by the rule below), 3..=4 at 3.0 (4), 5 excluded at 3.0 (8), 6..=29 unrelated (1).
+    /// A hand-built tree: root 0 -> 1 -> {2 (the anchor), 3}, root 0 -> {4, 5, 6}, and 24 more
+    /// roots 7..=30. From anchor 2: 1 is its parent (d = 0.5), 0 at 1.5 (no rule: never drawn), 3
+    /// its sibling at 2.0 (hardness 5 by the rules below), 4..=5 at 3.0 (4), 6 excluded at 3.0
+    /// (8), 7..=30 unrelated (6.0: twice the depth 2 + 1; hardness 1).
     fn fixture() -> (NegativePool, HardnessRules) {
-        let mut rows = vec![
-            (0, 1, 0.5, false),
-            (0, 2, 2.0, false),
-            (0, 3, 3.0, false),
-            (0, 4, 3.0, false),
-            (0, 5, 3.0, true),
-        ];
-        rows.extend((6..30).map(|j| (0, j, 10.0, false)));
+        let mut parents = vec![None, Some(0), Some(1), Some(1), Some(0), Some(0), Some(0)];
+        parents.extend((7..31).map(|_| None));
+        let tree = Tree::from_parents(parents).unwrap();
+        let excluded = groups::symmetric_exclusions(31, [(2, 6)]);
         let rules = HardnessRules::new([
             (0.5, 2.0, false, 5),
             (0.5, 3.0, false, 4),
             (0.5, 3.0, true, 8),
-            (0.5, 10.0, false, 1),
+            (0.5, 6.0, false, 1),
             (2.0, 3.0, false, 6),
             (2.0, 3.0, true, 8),
-            (2.0, 10.0, false, 1),
+            (2.0, 6.0, false, 1),
         ]);
-        (NegativePool::new(30, rows), rules)
+        (NegativePool::new(tree, &excluded), rules)
     }
 
     #[test]
@@ -268,16 +280,16 @@ mod tests {
             &pool,
             &rules,
             &spec,
-            (0, 1, 0.5),
+            (2, 1, 0.5),
             &mut ChaCha8Rng::seed_from_u64(1),
             &mut stats,
         )
         .unwrap();
         assert_eq!(s.hardness, vec![8, 5, 4, 4, 1, 1]);
-        assert_eq!(&s.negatives[..2], &[5, 2]);
+        assert_eq!(&s.negatives[..2], &[6, 3]);
         let mut next_two = s.negatives[2..4].to_vec();
         next_two.sort();
-        assert_eq!(next_two, vec![3, 4]);
+        assert_eq!(next_two, vec![4, 5]);
         assert_eq!(stats.sampled[8], 1);
         assert_eq!(stats.sampled[4], 2);
         assert_eq!(stats.borrowed, 2);
@@ -297,20 +309,20 @@ mod tests {
             &pool,
             &rules,
             &spec,
-            (0, 1, 0.5),
+            (2, 1, 0.5),
             &mut ChaCha8Rng::seed_from_u64(2),
             &mut stats,
         )
         .unwrap();
         assert_eq!(s.negatives.len(), 5);
-        assert_eq!(s.negatives[0], 5);
+        assert_eq!(s.negatives[0], 6);
         assert_eq!((stats.filled, stats.borrowed), (4, 0));
         // Hardness of filled negatives is their own bucket.
         for (n, h) in s.negatives.iter().zip(&s.hardness) {
             let expected = match n {
-                2 => 5,
-                3 | 4 => 4,
-                5 => 8,
+                3 => 5,
+                4 | 5 => 4,
+                6 => 8,
                 _ => 1,
             };
             assert_eq!(*h, expected);
@@ -325,7 +337,7 @@ mod tests {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let mut stats = DrawStats::default();
             (0..20)
-                .map(|_| draw(&pool, &rules, &spec, (0, 1, 0.5), &mut rng, &mut stats).unwrap())
+                .map(|_| draw(&pool, &rules, &spec, (2, 1, 0.5), &mut rng, &mut stats).unwrap())
                 .collect::<Vec<_>>()
         };
         let a = run(7);
@@ -336,21 +348,21 @@ mod tests {
             n.sort();
             n.dedup();
             assert_eq!(n.len(), 12);
-            assert!(!n.contains(&0) && !n.contains(&1));
+            assert!(!n.contains(&2) && !n.contains(&1) && !n.contains(&0));
         }
-        // From a sibling positive (d = 2.0) the closer code 2 is never a negative.
+        // From a sibling positive (d = 2.0) the closer parent 1 is never a negative.
         let mut stats = DrawStats::default();
         let far = BucketSpec::new(&[1, 6, 8], &[0.5, 0.25, 0.25], 20);
         let s = draw(
             &pool,
             &rules,
             &far,
-            (0, 2, 2.0),
+            (2, 3, 2.0),
             &mut ChaCha8Rng::seed_from_u64(3),
             &mut stats,
         )
         .unwrap();
-        assert!(!s.negatives.contains(&1) && !s.negatives.contains(&2));
+        assert!(!s.negatives.contains(&1) && !s.negatives.contains(&3));
     }
 
     #[test]
@@ -364,14 +376,14 @@ mod tests {
             &pool,
             &rules,
             &spec,
-            (0, 1, 0.5),
+            (2, 1, 0.5),
             &mut ChaCha8Rng::seed_from_u64(1),
             &mut DrawStats::default(),
         );
         assert!(
             err.unwrap_err()
                 .to_string()
-                .contains("anchor 0 with positive 1 has only 28 valid negatives")
+                .contains("anchor 2 with positive 1 has only 28 valid negatives")
         );
     }
 }

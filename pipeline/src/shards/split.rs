@@ -4,26 +4,33 @@
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 pub type Pair = (u32, u32, f64);
 
-/// At most `max` positives per anchor, a random subset reproducible from `seed`.
-pub fn limit_positives(pairs: Vec<Pair>, max: Option<usize>, seed: u64) -> Vec<Pair> {
-    let Some(max) = max else { return pairs };
-    let mut by_anchor: BTreeMap<u32, Vec<Pair>> = BTreeMap::new();
-    for p in pairs {
-        by_anchor.entry(p.0).or_default().push(p);
+/// At most `max` positives per anchor, a random subset reproducible from `seed`: give it each
+/// anchor's pairs (sorted by positive) in anchor order; one generator runs across anchors.
+pub struct PositiveLimit {
+    max: Option<usize>,
+    rng: ChaCha8Rng,
+}
+
+impl PositiveLimit {
+    pub fn new(max: Option<usize>, seed: u64) -> Self {
+        PositiveLimit {
+            max,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut out = Vec::new();
-    for (_, mut list) in by_anchor {
-        list.shuffle(&mut rng);
-        list.truncate(max);
-        list.sort_by_key(|p| p.1);
-        out.extend(list);
+
+    pub fn apply(&mut self, mut list: Vec<Pair>) -> Vec<Pair> {
+        if let Some(max) = self.max {
+            list.shuffle(&mut self.rng);
+            list.truncate(max);
+            list.sort_by_key(|p| p.1);
+        }
+        list
     }
-    out
 }
 
 /// (train, validation): `fraction` of the distinct anchors (rounded, at least one when the

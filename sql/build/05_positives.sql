@@ -1,4 +1,5 @@
--- Stage 4, `positives`: every ordered (anchor, positive) pair of distinct codes in one sector.
+-- Stage 5, `positives`: every ordered (anchor, positive) pair of distinct codes under one root
+-- (a view, not a table, on trees past `build --all-pairs-max-codes`).
 SELECT d.idx_i   AS anchor_idx,
        d.code_i  AS anchor,
        a.level   AS anchor_level,

@@ -1,12 +1,13 @@
--- Stage 5, `hardness_rules`: the hardness of every combination of positive distance, negative
+-- Stage 6, `hardness_rules`: the hardness of every combination of positive distance, negative
 -- distance and exclusion that occurs. Since hardness depends on nothing else, the negative
--- sampler reads its buckets from this small table instead of from the ~10^9 triplets.
+-- sampler reads its buckets from this small table instead of from the ~10^9 triplets. Read from
+-- `anchor_groups`, which holds every distance and exclusion flag `distances` holds, per anchor.
 WITH p AS (
-    SELECT DISTINCT distance AS positive_distance FROM positives
+    SELECT DISTINCT distance AS positive_distance FROM anchor_groups WHERE relation <> 'unrelated'
 ),
 n AS (
     SELECT DISTINCT distance AS negative_distance, excluded, relation = 'unrelated' AS unrelated
-    FROM distances
+    FROM anchor_groups
 )
 SELECT *, {{hardness}} AS hardness
 FROM (

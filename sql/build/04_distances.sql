@@ -1,7 +1,9 @@
--- Stage 3, `distances`: every ordered pair of distinct codes (2,125 x 2,124 rows).
---   up   = depth_i - depth_lca, down = depth_j - depth_lca (depth = level - 2)
+-- Stage 4, `distances`: every ordered pair of distinct codes (2,125 x 2,124 rows for NAICS; a
+-- view, not a table, on trees past `build --all-pairs-max-codes`).
+--   up   = depth_i - depth_lca, down = depth_j - depth_lca (depth 0 at the roots)
 --   distance = up + down, minus 0.5 when one code is an ancestor of the other;
---   10 ("unrelated") when the codes share no ancestor, i.e. lie in different sectors.
+--   {{unrelated}} ("unrelated": 2 x (max depth + 1), 10 for NAICS) when the codes share no
+--   ancestor, i.e. lie under different roots (NAICS sectors).
 --   relation names j as seen from i: parent, grandparent, ancestor; child, grandchild,
 --   descendant; sibling; sibling_descendant (up 1, down >= 2: a niece or nephew and below);
 --   ancestor_sibling (up >= 2, down 1: an aunt or uncle and above); cousin (up = down >= 2);
@@ -24,8 +26,8 @@ pairs AS (
            j."index" AS idx_j,
            i.code    AS code_i,
            j.code    AS code_j,
-           i.level - 2 - l.lca_depth AS up,
-           j.level - 2 - l.lca_depth AS down,
+           i.depth - l.lca_depth AS up,
+           j.depth - l.lca_depth AS down,
            e.idx_i IS NOT NULL AS excluded
     FROM naics_codes i
     JOIN naics_codes j ON i."index" <> j."index"
@@ -36,7 +38,7 @@ SELECT idx_i,
        idx_j,
        code_i,
        code_j,
-       CASE WHEN up IS NULL THEN 10.0
+       CASE WHEN up IS NULL THEN {{unrelated}}
             WHEN up = 0 OR down = 0 THEN CAST(up + down AS DOUBLE) - 0.5
             ELSE CAST(up + down AS DOUBLE)
        END AS distance,

@@ -1,0 +1,325 @@
+//! Every anchor's other codes, grouped by how the tree relates them to it, as spans of the
+//! pre-order lists ([`crate::tree`]) rather than as rows: the same information as the anchor's
+//! rows of `distances`, in space that grows with the tree's depth, not its size.
+//!
+//! A [`Cell`] is the codes at `up` generations above the anchor then `down` below (one relation,
+//! one distance); a [`Group`] is what the negative sampler draws from: every code at one
+//! distance with one exclusion flag, in index order (`distances` read in order would list them so).
+
+use crate::tree::{self, Span, Tree};
+use std::collections::BTreeMap;
+
+/// The codes at (up, down) from an anchor; `up: None` is every code under another root.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub up: Option<u8>,
+    pub down: u8,
+    pub spans: Vec<Span>,
+}
+
+impl Cell {
+    pub fn distance(&self, tree: &Tree) -> f64 {
+        match self.up {
+            Some(up) => tree::distance(up, self.down),
+            None => tree.unrelated_distance(),
+        }
+    }
+
+    pub fn relation(&self) -> &'static str {
+        match self.up {
+            Some(up) => tree::relation(up, self.down),
+            None => "unrelated",
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.iter().map(Span::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every code of the cell, in index order (spans of one list are already in order).
+    pub fn codes<'a>(&'a self, tree: &'a Tree) -> impl Iterator<Item = u32> + 'a {
+        self.spans
+            .iter()
+            .flat_map(move |s| (0..s.len() as u32).map(move |k| tree.code_at(s, k)))
+    }
+}
+
+/// The non-empty cells of `anchor`: its descendants (up 0), then for each ancestor the codes
+/// under it but outside the branch the anchor is in, then the other roots' codes.
+pub fn cells(tree: &Tree, anchor: u32) -> Vec<Cell> {
+    let mut out = Vec::new();
+    let mut below: Option<u32> = None;
+    for (up, a) in tree.ancestors(anchor).enumerate() {
+        for depth in tree.depth[a as usize]..=tree.max_depth() {
+            let down = depth - tree.depth[a as usize];
+            if up == 0 && down == 0 {
+                continue;
+            }
+            let all = tree.at_depth_under(a, depth);
+            let spans = match below {
+                None => vec![all],
+                Some(b) => {
+                    let inner = tree.at_depth_under(b, depth);
+                    vec![
+                        Span {
+                            end: inner.start,
+                            ..all
+                        },
+                        Span {
+                            start: inner.end,
+                            ..all
+                        },
+                    ]
+                }
+            };
+            push_cell(&mut out, Some(up as u8), down, spans);
+        }
+        below = Some(a);
+    }
+    let root = below.expect("every code has a root");
+    let n = tree.len() as u32;
+    let unrelated = vec![
+        Span {
+            depth: None,
+            start: 0,
+            end: root,
+        },
+        Span {
+            depth: None,
+            start: tree.end[root as usize],
+            end: n,
+        },
+    ];
+    push_cell(&mut out, None, 0, unrelated);
+    out
+}
+
+fn push_cell(out: &mut Vec<Cell>, up: Option<u8>, down: u8, spans: Vec<Span>) {
+    let spans: Vec<Span> = spans.into_iter().filter(|s| !s.is_empty()).collect();
+    if !spans.is_empty() {
+        out.push(Cell { up, down, spans });
+    }
+}
+
+/// The cell of code `j` as seen from `anchor`.
+pub fn cell_of(tree: &Tree, anchor: u32, j: u32) -> (Option<u8>, u8) {
+    match tree.up_down(anchor, j) {
+        Some((up, down)) => (Some(up), down),
+        None => (None, 0),
+    }
+}
+
+/// The codes one anchor may draw as negatives at one distance and exclusion flag, in index order.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub distance: f64,
+    pub excluded: bool,
+    spans: Vec<Span>,
+    /// Codes inside the spans that are not members (excluded codes, which have their own group), sorted.
+    removed: Vec<u32>,
+    len: usize,
+}
+
+impl Group {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many members have an index below `code`.
+    pub fn rank(&self, tree: &Tree, code: u32) -> usize {
+        let listed: usize = self.spans.iter().map(|s| tree.count_below(s, code)).sum();
+        listed - self.removed.partition_point(|&r| r < code)
+    }
+
+    pub fn contains(&self, tree: &Tree, code: u32) -> bool {
+        self.rank(tree, code + 1) > self.rank(tree, code)
+    }
+
+    /// The `i`-th member in index order: the smallest code with `i + 1` members at or below it.
+    pub fn nth(&self, tree: &Tree, i: usize) -> u32 {
+        debug_assert!(i < self.len);
+        let (mut lo, mut hi) = (0u32, tree.len() as u32);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.rank(tree, mid + 1) > i {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
+    }
+}
+
+/// The groups of `anchor`, ordered by their first member (the order in which reading the
+/// anchor's `distances` rows by index meets them). `excluded`: the codes excluded with the
+/// anchor in either direction, sorted, without the anchor.
+pub fn groups(tree: &Tree, anchor: u32, excluded: &[u32]) -> Vec<Group> {
+    let key = |d: f64| (d * 2.0).round() as u32;
+    let mut by_distance: BTreeMap<(u32, bool), Group> = BTreeMap::new();
+    for cell in cells(tree, anchor) {
+        let distance = cell.distance(tree);
+        let g = by_distance.entry((key(distance), false)).or_insert_with(|| Group {
+            distance,
+            excluded: false,
+            spans: Vec::new(),
+            removed: Vec::new(),
+            len: 0,
+        });
+        g.len += cell.len();
+        g.spans.extend(cell.spans);
+    }
+    for &x in excluded {
+        let (up, down) = cell_of(tree, anchor, x);
+        let distance = match up {
+            Some(up) => tree::distance(up, down),
+            None => tree.unrelated_distance(),
+        };
+        let natural = by_distance
+            .get_mut(&(key(distance), false))
+            .expect("every code is in a cell");
+        natural.removed.push(x);
+        natural.len -= 1;
+        let g = by_distance.entry((key(distance), true)).or_insert_with(|| Group {
+            distance,
+            excluded: true,
+            spans: Vec::new(),
+            removed: Vec::new(),
+            len: 0,
+        });
+        g.spans.push(Span {
+            depth: None,
+            start: x,
+            end: x + 1,
+        });
+        g.len += 1;
+    }
+    let mut out: Vec<Group> = by_distance.into_values().filter(|g| g.len > 0).collect();
+    for g in &mut out {
+        g.removed.sort_unstable();
+    }
+    out.sort_by_cached_key(|g| g.nth(tree, 0));
+    out
+}
+
+/// One row of the `anchor_groups` table: how many codes stand in one relation to one anchor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellCount {
+    pub anchor: u32,
+    pub up: Option<u8>,
+    pub down: u8,
+    pub distance: f64,
+    pub relation: &'static str,
+    pub excluded: bool,
+    pub codes: u64,
+}
+
+/// The rows of `anchor_groups` for one anchor: each cell split by the exclusion flag.
+pub fn cell_counts(tree: &Tree, anchor: u32, excluded: &[u32]) -> Vec<CellCount> {
+    let mut out = Vec::new();
+    for cell in cells(tree, anchor) {
+        let in_cell = excluded
+            .iter()
+            .filter(|&&x| cell_of(tree, anchor, x) == (cell.up, cell.down))
+            .count() as u64;
+        let row = |excluded, codes| CellCount {
+            anchor,
+            up: cell.up,
+            down: cell.down,
+            distance: cell.distance(tree),
+            relation: cell.relation(),
+            excluded,
+            codes,
+        };
+        out.push(row(false, cell.len() as u64 - in_cell));
+        if in_cell > 0 {
+            out.push(row(true, in_cell));
+        }
+    }
+    out.retain(|r| r.codes > 0);
+    out
+}
+
+/// Each code's exclusion partners in both directions, sorted and without itself.
+pub fn symmetric_exclusions(n: usize, pairs: impl IntoIterator<Item = (u32, u32)>) -> Vec<Vec<u32>> {
+    let mut out = vec![Vec::new(); n];
+    for (a, b) in pairs {
+        if a != b {
+            out[a as usize].push(b);
+            out[b as usize].push(a);
+        }
+    }
+    for list in &mut out {
+        list.sort_unstable();
+        list.dedup();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::tests::random_tree;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Brute force: every other code's (distance, excluded), as the SQL defines them.
+    fn brute(tree: &Tree, anchor: u32, excluded: &[u32]) -> Vec<(u32, f64, bool)> {
+        (0..tree.len() as u32)
+            .filter(|&j| j != anchor)
+            .map(|j| {
+                let d = match tree.up_down(anchor, j) {
+                    Some((u, d)) => tree::distance(u, d),
+                    None => tree.unrelated_distance(),
+                };
+                (j, d, excluded.contains(&j))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_match_brute_force_on_random_trees() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for seed in 0..25 {
+            let tree = random_tree(80, seed);
+            let pairs: Vec<(u32, u32)> = (0..30)
+                .map(|_| (rng.random_range(0..80), rng.random_range(0..80)))
+                .collect();
+            let excl = symmetric_exclusions(80, pairs);
+            for anchor in 0..80u32 {
+                let groups = groups(&tree, anchor, &excl[anchor as usize]);
+                // Brute force, grouped in order of first appearance.
+                let mut expected: Vec<(f64, bool, Vec<u32>)> = Vec::new();
+                for (j, d, e) in brute(&tree, anchor, &excl[anchor as usize]) {
+                    match expected.iter_mut().find(|g| g.0 == d && g.1 == e) {
+                        Some(g) => g.2.push(j),
+                        None => expected.push((d, e, vec![j])),
+                    }
+                }
+                let got: Vec<(f64, bool, Vec<u32>)> = groups
+                    .iter()
+                    .map(|g| (g.distance, g.excluded, (0..g.len()).map(|i| g.nth(&tree, i)).collect()))
+                    .collect();
+                assert_eq!(got, expected, "seed {seed} anchor {anchor}");
+                for g in &groups {
+                    for j in 0..80 {
+                        let member = expected
+                            .iter()
+                            .any(|e| e.0 == g.distance && e.1 == g.excluded && e.2.contains(&j));
+                        assert_eq!(g.contains(&tree, j), member);
+                    }
+                }
+                let counts = cell_counts(&tree, anchor, &excl[anchor as usize]);
+                assert_eq!(counts.iter().map(|c| c.codes).sum::<u64>(), 79);
+            }
+        }
+    }
+}
