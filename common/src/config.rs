@@ -2,7 +2,8 @@
 //! style, then `key=value` overrides, then checked into typed structs.
 //!
 //! Semantics a Hydra user expects: `-c NAME` selects `conf/curriculum/NAME.yaml` and names the
-//! experiment (`-c all`: every stage of `conf/curriculum/`, in name order); `GROUP=NAME` selects
+//! experiment (`-c all`: every stage of `conf/curriculum/`, in name order; `-c icd10cm/all`: those
+//! of `conf/curriculum/icd10cm/`, experiments `icd10cm_01_...`); `GROUP=NAME` selects
 //! another file of a group (`model=mpnet`); `profile=NAME` applies the `key: value` overrides of
 //! `conf/profile/NAME.yaml` (as Hydra's experiment configs do); `a.b.c=value` replaces one
 //! existing key, the value parsed as YAML (`0.5`, `[5, 6]`, `null`, `text`). Command-line
@@ -326,7 +327,7 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
     if root.get("experiment").and_then(Value::as_str).is_none_or(str::is_empty) {
         root.as_mapping_mut()
             .expect("mapping")
-            .insert("experiment".into(), Value::from(curriculum_name));
+            .insert("experiment".into(), Value::from(curriculum_name.replace('/', "_")));
     }
     let config: Config = serde_path_to_error::deserialize(root.clone())
         .map_err(|e| anyhow!("configuration key `{}`: {}", e.path(), e.inner()))?;
@@ -336,11 +337,17 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
 
 /// The curriculum stages `-c all` runs, in order: the files of `conf_dir/curriculum/` by name.
 pub fn stages(conf_dir: &Path) -> Result<Vec<String>> {
-    let dir = conf_dir.join("curriculum");
+    stages_in(conf_dir, None)
+}
+
+/// The stages of `conf_dir/curriculum/` (or of its subfolder, named `FOLDER/NAME`), by name.
+fn stages_in(conf_dir: &Path, folder: Option<&str>) -> Result<Vec<String>> {
+    let dir = conf_dir.join("curriculum").join(folder.unwrap_or_default());
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".yaml").map(str::to_string))
+        .map(|n| folder.map_or(n.clone(), |f| format!("{f}/{n}")))
         .collect();
     names.sort();
     if names.is_empty() {
@@ -349,12 +356,13 @@ pub fn stages(conf_dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The stages `-c NAME` names: every stage for `all`, else NAME alone.
+/// The stages `-c NAME` names: every stage for `all` (`FOLDER/all`: every stage of a
+/// taxonomy's own curriculum, `conf/curriculum/FOLDER/`), else NAME alone.
 pub fn selected_stages(conf_dir: &Path, curriculum: &str) -> Result<Vec<String>> {
-    if curriculum == ALL_STAGES {
-        stages(conf_dir)
-    } else {
-        Ok(vec![curriculum.to_string()])
+    match curriculum.rsplit_once('/') {
+        _ if curriculum == ALL_STAGES => stages(conf_dir),
+        Some((folder, ALL_STAGES)) => stages_in(conf_dir, Some(folder)),
+        _ => Ok(vec![curriculum.to_string()]),
     }
 }
 

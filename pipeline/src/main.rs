@@ -1,6 +1,6 @@
 //! The `naics-pipeline` command line: a thin layer over the library's modules.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use naics_pipeline::session::{self, DataDir};
 use naics_pipeline::shell::{self, print::Format};
@@ -28,13 +28,31 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Taxonomy {
+    /// NAICS 2022's Census files.
+    Naics,
+    /// One table: code, parent, title, [description, examples, excluded, excluded_codes].
+    Generic,
+    /// ICD-10-CM's tabular list (XML).
+    Icd10cm,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Read the Census files into naics_codes.parquet and naics_index_holdout.parquet.
+    /// Read a taxonomy into naics_codes.parquet and naics_index_holdout.parquet.
     Ingest {
-        /// Folder holding the four Census files under their published names.
+        /// Which adapter reads the input.
+        #[arg(long, value_enum, default_value = "naics")]
+        taxonomy: Taxonomy,
+        /// naics: the folder holding the four Census files (default DATA/naics2022); generic: the
+        /// taxonomy table (CSV or Parquet); icd10cm: the tabular XML (default
+        /// DATA/icd10cm-tabular-April-1-2026.xml; scripts/fetch_icd10cm.sh puts it in data/icd10cm).
         #[arg(long)]
         input: Option<PathBuf>,
+        /// generic: free-text entries (code, text), CSV or Parquet; a share is held out.
+        #[arg(long)]
+        entries: Option<PathBuf>,
         #[arg(long)]
         codes: Option<PathBuf>,
         #[arg(long)]
@@ -99,7 +117,9 @@ async fn run(cli: Cli) -> Result<()> {
     let memory_limit = cli.memory_limit_mib << 20;
     match cli.command {
         Command::Ingest {
+            taxonomy,
             input,
+            entries,
             codes,
             descriptions,
             index,
@@ -107,13 +127,25 @@ async fn run(cli: Cli) -> Result<()> {
             holdout_fraction,
         } => {
             let started = Instant::now();
-            let mut paths =
-                ingest::IngestPaths::in_folder(&input.unwrap_or_else(|| cli.data.join("naics2022")), &cli.data);
-            paths.codes = codes.unwrap_or(paths.codes);
-            paths.descriptions = descriptions.unwrap_or(paths.descriptions);
-            paths.index = index.unwrap_or(paths.index);
-            paths.cross_references = cross_references.unwrap_or(paths.cross_references);
-            let s = ingest::run(&paths, holdout_fraction)?;
+            let s = match taxonomy {
+                Taxonomy::Naics => {
+                    let mut paths =
+                        ingest::IngestPaths::in_folder(&input.unwrap_or_else(|| cli.data.join("naics2022")), &cli.data);
+                    paths.codes = codes.unwrap_or(paths.codes);
+                    paths.descriptions = descriptions.unwrap_or(paths.descriptions);
+                    paths.index = index.unwrap_or(paths.index);
+                    paths.cross_references = cross_references.unwrap_or(paths.cross_references);
+                    ingest::run(&paths, holdout_fraction)?
+                }
+                Taxonomy::Generic => {
+                    let input = input.context("--taxonomy generic needs --input TABLE (CSV or Parquet)")?;
+                    ingest::run_generic(&input, entries.as_deref(), &cli.data, holdout_fraction)?
+                }
+                Taxonomy::Icd10cm => {
+                    let input = input.unwrap_or_else(|| cli.data.join(ingest::icd10cm::DEFAULT_FILE));
+                    ingest::run_icd10cm(&input, &cli.data, holdout_fraction)?
+                }
+            };
             println!(
                 "ingest: {} codes ({} descriptions inherited from a child, {} stale description rows skipped), {} index entries \
                  ({} held out, {} pointer rows skipped), {} cross-reference rows, {} exclusion pairs over {} codes, in {:.2}s",

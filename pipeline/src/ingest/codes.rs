@@ -13,6 +13,8 @@ pub struct TreeCode {
     pub index: usize,
     pub code: String,
     pub level: u8,
+    /// Generations below the root (a NAICS sector is depth 0, level 2).
+    pub depth: u8,
     pub sector: String,
     pub parent: Option<String>,
     pub title: String,
@@ -105,6 +107,7 @@ pub fn build_tree(path: &Path, rows: &[SourceRow]) -> Result<Vec<TreeCode>> {
             index: seq - 1,
             code,
             level,
+            depth: level - 2,
             sector,
             parent,
             title,

@@ -1,7 +1,11 @@
-//! `naics-pipeline ingest`: the four Census files -> `naics_codes.parquet` (one row per code)
-//! and `naics_index_holdout.parquet` (index entries kept out of every training text).
+//! `naics-pipeline ingest`: a taxonomy -> `naics_codes.parquet` (one row per code, whatever the
+//! taxonomy: the table keeps its first taxonomy's name) and `naics_index_holdout.parquet`
+//! (free-text entries kept out of every training text). Three adapters: NAICS's four Census
+//! files (this module), the generic table ([`generic`]) and ICD-10-CM's XML ([`icd10cm`]).
 
 pub mod codes;
+pub mod generic;
+pub mod icd10cm;
 pub mod sources;
 pub mod text;
 mod write;
@@ -42,7 +46,7 @@ impl IngestPaths {
     }
 }
 
-/// One row of `naics_codes`.
+/// One row of `naics_codes`, for any taxonomy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NaicsCode {
     pub tree: TreeCode,
@@ -74,9 +78,107 @@ pub struct IngestSummary {
 
 /// Reads, cleans and writes everything; the summary is what the command prints.
 pub fn run(paths: &IngestPaths, holdout_fraction: f64) -> Result<IngestSummary> {
-    let (codes, held_out, mut summary) = read_all(paths, holdout_fraction)?;
-    write::write_codes(&paths.out_dir.join(CODES_TABLE), &codes)?;
-    write::write_holdout(&paths.out_dir.join(HOLDOUT_TABLE), &held_out)?;
+    let (codes, held_out, summary) = read_all(paths, holdout_fraction)?;
+    write_all(&paths.out_dir, codes, held_out, summary)
+}
+
+/// `ingest --taxonomy generic`: the taxonomy table and, optionally, free-text entries, of which
+/// a deterministic `holdout_fraction` is held out and the rest join their code's examples.
+pub fn run_generic(
+    table: &Path,
+    entries: Option<&Path>,
+    out_dir: &Path,
+    holdout_fraction: f64,
+) -> Result<IngestSummary> {
+    check_fraction(holdout_fraction)?;
+    let codes = generic::into_codes(table, generic::read_table(table)?)?;
+    let entries = match entries {
+        Some(path) => checked_entries(path, generic::read_entries(path)?, &codes)?,
+        None => Vec::new(),
+    };
+    let summary = IngestSummary {
+        index_entries: entries.len(),
+        ..Default::default()
+    };
+    let (codes, held_out) = hold_out(codes, entries, holdout_fraction);
+    write_all(out_dir, codes, held_out, summary)
+}
+
+/// `ingest --taxonomy icd10cm`: ICD-10-CM's tabular XML, its inclusion terms as the entries.
+pub fn run_icd10cm(xml: &Path, out_dir: &Path, holdout_fraction: f64) -> Result<IngestSummary> {
+    check_fraction(holdout_fraction)?;
+    let (rows, entries) = icd10cm::read(xml)?;
+    let codes = generic::into_codes(xml, rows)?;
+    let summary = IngestSummary {
+        index_entries: entries.len(),
+        ..Default::default()
+    };
+    let entries = checked_entries(xml, entries, &codes)?;
+    let (codes, held_out) = hold_out(codes, entries, holdout_fraction);
+    write_all(out_dir, codes, held_out, summary)
+}
+
+fn check_fraction(holdout_fraction: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&holdout_fraction) {
+        anyhow::bail!("--holdout-fraction must be in [0, 1), got {holdout_fraction}");
+    }
+    Ok(())
+}
+
+/// Entries whose code is in the table and whose text is not empty, as (position, text).
+fn checked_entries(path: &Path, entries: Vec<generic::Entry>, codes: &[NaicsCode]) -> Result<Vec<(usize, String)>> {
+    let position: HashMap<&str, usize> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.tree.code.as_str(), i))
+        .collect();
+    entries
+        .into_iter()
+        .map(|e| {
+            let pos = *position.get(e.code.as_str()).ok_or_else(|| {
+                input_error(
+                    path,
+                    Some(e.row),
+                    format!("unknown code {}: it is not in the taxonomy", e.code),
+                )
+            })?;
+            if e.text.is_empty() {
+                return Err(input_error(
+                    path,
+                    Some(e.row),
+                    format!("empty text for code {}", e.code),
+                ));
+            }
+            Ok((pos, e.text))
+        })
+        .collect()
+}
+
+/// Splits entries into held-out ones and the rest, which join their code's examples (once).
+fn hold_out(mut codes: Vec<NaicsCode>, entries: Vec<(usize, String)>, fraction: f64) -> (Vec<NaicsCode>, Vec<HeldOut>) {
+    let mut held_out = Vec::new();
+    for (pos, text) in entries {
+        let code = &mut codes[pos];
+        if is_held_out(&code.tree.code, &text, fraction) {
+            held_out.push(HeldOut {
+                code: code.tree.code.clone(),
+                text,
+            });
+        } else if !code.examples.contains(&text) {
+            code.examples.push(text);
+        }
+    }
+    (codes, held_out)
+}
+
+fn write_all(
+    out_dir: &Path,
+    codes: Vec<NaicsCode>,
+    held_out: Vec<HeldOut>,
+    mut summary: IngestSummary,
+) -> Result<IngestSummary> {
+    write::write_codes(&out_dir.join(CODES_TABLE), &codes)?;
+    write::write_holdout(&out_dir.join(HOLDOUT_TABLE), &held_out)?;
     summary.codes = codes.len();
     summary.held_out = held_out.len();
     summary.exclusion_pairs = codes.iter().map(|c| c.excluded_codes.len()).sum();
@@ -86,9 +188,7 @@ pub fn run(paths: &IngestPaths, holdout_fraction: f64) -> Result<IngestSummary> 
 
 /// The in-memory result of ingest, before anything is written.
 pub fn read_all(paths: &IngestPaths, holdout_fraction: f64) -> Result<(Vec<NaicsCode>, Vec<HeldOut>, IngestSummary)> {
-    if !(0.0..1.0).contains(&holdout_fraction) {
-        anyhow::bail!("--holdout-fraction must be in [0, 1), got {holdout_fraction}");
-    }
+    check_fraction(holdout_fraction)?;
     for p in [&paths.codes, &paths.descriptions, &paths.index, &paths.cross_references] {
         sources::require_file(p)?;
     }

@@ -41,7 +41,7 @@ pub fn write_codes(path: &Path, codes: &[NaicsCode]) -> Result<()> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(codes.iter().map(|c| c.tree.index as i32).collect::<Int32Array>()),
         Arc::new(codes.iter().map(|c| c.tree.level as i32).collect::<Int32Array>()),
-        Arc::new(codes.iter().map(|c| c.tree.level as i32 - 2).collect::<Int32Array>()),
+        Arc::new(codes.iter().map(|c| c.tree.depth as i32).collect::<Int32Array>()),
         strings(|c| &c.tree.code),
         strings(|c| &c.tree.sector),
         Arc::new(codes.iter().map(|c| c.tree.parent.as_deref()).collect::<StringArray>()),

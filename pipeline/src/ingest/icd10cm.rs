@@ -1,0 +1,239 @@
+//! ICD-10-CM's tabular list (CMS/NCHS's XML, as `scripts/fetch_icd10cm.sh` fetches it) -> the
+//! generic taxonomy rows: chapters (roots, coded by their range, `A00-B99`) -> sections (their
+//! `id`; a one-category section `B10` becomes `B10-B10`, since the category is also `B10`) ->
+//! categories -> subcategories.
+//!
+//! The texts: title = `desc`; description = the `includes`, `codeFirst`, `useAdditionalCode`
+//! and `codeAlso` notes, and the seventh characters in force (`sevenChrDef`, defined on a code
+//! and inherited by the codes under it) as one sentence: seventh characters are text, not codes
+//! (as leaves they would multiply the leaves' count for no new text); the `inclusionTerm` notes
+//! are the free-text entries (examples, a share held out); `excludes1` and `excludes2` notes are
+//! the exclusion text, and the codes they cite are its excluded codes ([`cited_codes`]).
+
+use super::generic::{Entry, Row};
+use crate::error::input_error;
+use anyhow::Result;
+use quick_xml::events::Event;
+use regex::Regex;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::LazyLock;
+
+/// Where `scripts/fetch_icd10cm.sh` puts the XML, in ICD-10-CM's data folder (`data/icd10cm`).
+pub const DEFAULT_FILE: &str = "icd10cm-tabular-April-1-2026.xml";
+
+/// A chapter, section or diag being read.
+#[derive(Default)]
+struct Node {
+    line: usize,
+    code: String,
+    title: String,
+    notes: Vec<String>,
+    excluded: Vec<String>,
+    inclusion: Vec<String>,
+    seventh: Option<String>,
+    extensions: Vec<String>,
+}
+
+/// The rows (in document order of their closing tags: children before parents; the generic
+/// path orders them) and the inclusion terms as entries.
+pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<Entry>)> {
+    super::sources::require_file(path)?;
+    let xml = std::fs::read_to_string(path)
+        .map_err(|e| input_error(path, None, format!("cannot read as UTF-8 text: {e}")))?;
+    let newlines: Vec<usize> = xml.match_indices('\n').map(|(i, _)| i).collect();
+    let line_at = |pos: u64| newlines.partition_point(|&n| (n as u64) < pos) + 1;
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    reader.config_mut().trim_text(true);
+    let mut path_names: Vec<String> = Vec::new();
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut extension_char = String::new();
+    loop {
+        let position = reader.buffer_position();
+        let event = reader
+            .read_event()
+            .map_err(|e| input_error(path, Some(line_at(position)), format!("malformed XML: {e}")))?;
+        match event {
+            Event::Start(e) => {
+                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                if matches!(name.as_str(), "chapter" | "section" | "diag") {
+                    let mut node = Node {
+                        line: line_at(position),
+                        seventh: nodes.last().and_then(|n| n.seventh.clone()),
+                        ..Default::default()
+                    };
+                    if name == "section" {
+                        let id = e
+                            .try_get_attribute("id")
+                            .ok()
+                            .flatten()
+                            .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+                            .ok_or_else(|| input_error(path, Some(node.line), "a section without an id"))?;
+                        node.code = if id.contains('-') { id } else { format!("{id}-{id}") };
+                    }
+                    nodes.push(node);
+                }
+                if name == "extension" {
+                    extension_char = e
+                        .try_get_attribute("char")
+                        .ok()
+                        .flatten()
+                        .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+                        .unwrap_or_default();
+                }
+                path_names.push(name);
+            }
+            Event::End(_) => {
+                let name = path_names.pop().unwrap_or_default();
+                if name == "sevenChrDef" {
+                    if let Some(node) = nodes.last_mut() {
+                        node.seventh = Some(format!("Seventh character: {}.", node.extensions.join("; ")));
+                        node.extensions.clear();
+                    }
+                }
+                if matches!(name.as_str(), "chapter" | "section" | "diag") {
+                    let node = nodes.pop().expect("opened above");
+                    if node.code.is_empty() {
+                        return Err(input_error(path, Some(node.line), format!("a {name} without a code")));
+                    }
+                    let mut description = node.notes.clone();
+                    description.extend(node.seventh.clone());
+                    entries.extend(node.inclusion.iter().map(|t| Entry {
+                        row: node.line,
+                        code: node.code.clone(),
+                        text: t.clone(),
+                    }));
+                    rows.push(Row {
+                        row: node.line,
+                        code: node.code,
+                        parent: nodes.last().map(|p| p.code.clone()),
+                        title: node.title,
+                        description: description.join(" "),
+                        examples: Vec::new(),
+                        excluded: node.excluded.join("; "),
+                        excluded_codes: Vec::new(),
+                    });
+                }
+            }
+            Event::Text(t) => {
+                let text = t
+                    .decode()
+                    .map_err(|e| input_error(path, Some(line_at(position)), format!("bad text: {e}")))?;
+                let text = quick_xml::escape::unescape(&text)
+                    .map_err(|e| input_error(path, Some(line_at(position)), format!("bad text: {e}")))?;
+                let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                take_text(&path_names, nodes.last_mut(), text, &extension_char);
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let known: BTreeSet<String> = rows.iter().map(|r| r.code.clone()).collect();
+    for r in &mut rows {
+        r.excluded_codes = cited_codes(&r.excluded, &known)
+            .into_iter()
+            .filter(|c| *c != r.code)
+            .collect();
+    }
+    Ok((rows, entries))
+}
+
+/// Files a text under the node it belongs to, by the elements around it.
+fn take_text(path: &[String], node: Option<&mut Node>, text: String, extension_char: &str) {
+    let Some(node) = node else { return };
+    let names: Vec<&str> = path.iter().rev().take(3).map(String::as_str).collect();
+    match names.as_slice() {
+        ["name", "diag", ..] => node.code = text,
+        ["desc", "chapter", ..] => {
+            node.code = chapter_range(&text).unwrap_or_default();
+            node.title = text;
+        }
+        ["desc", "section" | "diag", ..] => node.title = text,
+        ["note", "inclusionTerm", "chapter" | "section" | "diag"] => node.inclusion.push(text),
+        ["note", "excludes1" | "excludes2", "chapter" | "section" | "diag"] => node.excluded.push(text),
+        [
+            "note",
+            "includes" | "codeFirst" | "useAdditionalCode" | "codeAlso",
+            "chapter" | "section" | "diag",
+        ] => node.notes.push(text),
+        ["extension", "sevenChrDef", ..] => node.extensions.push(format!("{extension_char} {text}")),
+        _ => {}
+    }
+}
+
+/// `Certain infectious and parasitic diseases (A00-B99)` -> `A00-B99`.
+fn chapter_range(desc: &str) -> Option<String> {
+    let open = desc.rfind('(')?;
+    let inner = desc[open + 1..].strip_suffix(')')?;
+    inner.contains('-').then(|| inner.to_string())
+}
+
+static CODE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$").expect("valid"));
+static PARENTHESES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\(([^()]+)\)").expect("valid"));
+
+/// The codes a note cites in parentheses, in order of first mention: `(Z16.-)` the category
+/// Z16 (`.-`: any code under it), `(A00.0)` that code, `(K50-K52)` the section of that range if
+/// there is one, else every code of the same length from K50 to K52; several separated by
+/// commas. Codes not in the tree (seventh-character codes, typos) are left out.
+pub fn cited_codes(text: &str, known: &BTreeSet<String>) -> Vec<String> {
+    let clean = |s: &str| s.trim().trim_end_matches(['-', '.']).trim().to_string();
+    let mut out: Vec<String> = Vec::new();
+    let push = |c: String, out: &mut Vec<String>| {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    };
+    for group in PARENTHESES.captures_iter(text) {
+        for item in group[1].split(',') {
+            let item = clean(item);
+            if CODE.is_match(&item) {
+                if known.contains(&item) {
+                    push(item, &mut out);
+                }
+                continue;
+            }
+            let Some((first, last)) = item.split_once('-').map(|(a, b)| (clean(a), clean(b))) else {
+                continue;
+            };
+            if !(CODE.is_match(&first) && CODE.is_match(&last)) {
+                continue;
+            }
+            let range = format!("{first}-{last}");
+            if known.contains(&range) {
+                push(range, &mut out);
+                continue;
+            }
+            for c in known
+                .range(first.clone()..=last.clone())
+                .filter(|c| c.len() == first.len())
+            {
+                push(c.clone(), &mut out);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cited_codes_resolve_ranges_and_dashes() {
+        let known: BTreeSet<String> = ["K50", "K50.0", "K51", "K52", "K53", "K50-K52", "Z16", "A00.0", "A00"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let got = cited_codes(
+            "see (K50-K52) and (Z16.-, A00.0) or (K51-K53) (T36.0X1) (nothing)",
+            &known,
+        );
+        assert_eq!(got, vec!["K50-K52", "Z16", "A00.0", "K51", "K52", "K53"]);
+        assert_eq!(
+            chapter_range("Certain infectious diseases (A00-B99)").as_deref(),
+            Some("A00-B99")
+        );
+    }
+}
