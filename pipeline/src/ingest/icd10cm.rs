@@ -44,12 +44,12 @@ pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<Entry>)> {
     let newlines: Vec<usize> = xml.match_indices('\n').map(|(i, _)| i).collect();
     let line_at = |pos: u64| newlines.partition_point(|&n| (n as u64) < pos) + 1;
     let mut reader = quick_xml::Reader::from_str(&xml);
-    reader.config_mut().trim_text(true);
     let mut path_names: Vec<String> = Vec::new();
     let mut nodes: Vec<Node> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();
     let mut extension_char = String::new();
+    let mut text = String::new();
     loop {
         let position = reader.buffer_position();
         let event = reader
@@ -84,8 +84,14 @@ pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<Entry>)> {
                         .unwrap_or_default();
                 }
                 path_names.push(name);
+                text.clear();
             }
             Event::End(_) => {
+                if !text.trim().is_empty() {
+                    let clean = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                    take_text(&path_names, nodes.last_mut(), clean, &extension_char);
+                }
+                text.clear();
                 let name = path_names.pop().unwrap_or_default();
                 if name == "sevenChrDef" {
                     if let Some(node) = nodes.last_mut() {
@@ -117,14 +123,23 @@ pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<Entry>)> {
                     });
                 }
             }
+            // An element's text may come in pieces around entity references (`&amp;`).
             Event::Text(t) => {
-                let text = t
+                let piece = t
                     .decode()
                     .map_err(|e| input_error(path, Some(line_at(position)), format!("bad text: {e}")))?;
-                let text = quick_xml::escape::unescape(&text)
-                    .map_err(|e| input_error(path, Some(line_at(position)), format!("bad text: {e}")))?;
-                let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-                take_text(&path_names, nodes.last_mut(), text, &extension_char);
+                text.push_str(&piece);
+            }
+            Event::GeneralRef(r) => {
+                let bad = |e: String| input_error(path, Some(line_at(position)), format!("bad entity: {e}"));
+                if let Some(c) = r.resolve_char_ref().map_err(|e| bad(e.to_string()))? {
+                    text.push(c);
+                } else {
+                    let name = r.decode().map_err(|e| bad(e.to_string()))?;
+                    let resolved =
+                        quick_xml::escape::resolve_predefined_entity(&name).ok_or_else(|| bad(format!("&{name};")))?;
+                    text.push_str(resolved);
+                }
             }
             Event::Eof => break,
             _ => {}

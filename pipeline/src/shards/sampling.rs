@@ -386,4 +386,60 @@ mod tests {
                 .contains("anchor 2 with positive 1 has only 28 valid negatives")
         );
     }
+
+    /// On random trees with exclusions, a one-bucket draw picks uniformly among exactly the
+    /// codes brute force puts in that bucket: every member drawn, nothing else, counts within
+    /// 5 standard deviations of the uniform expectation.
+    #[test]
+    fn draws_match_exact_enumeration_on_random_trees() {
+        use crate::tree::{self, tests::random_tree};
+        let rules = HardnessRules::new((1..=12).flat_map(|p| {
+            (1..=12).flat_map(move |n| {
+                let (dp, dn) = (p as f64 * 0.5, n as f64 * 0.5);
+                [false, true].map(|e| (dp, dn, e, if e { 8 } else if dn - dp <= 1.0 { 6 } else { 2 }))
+            })
+        }));
+        for seed in 0..4 {
+            let t = random_tree(40, seed);
+            let excluded = groups::symmetric_exclusions(40, (0..8).map(|i| (i * 5 % 40, (i * 7 + 3) % 40)));
+            let unrelated = t.unrelated_distance();
+            let pool = NegativePool::new(t.clone(), &excluded);
+            let d = |a: u32, j: u32| t.up_down(a, j).map_or(unrelated, |(u, dn)| tree::distance(u, dn));
+            for anchor in 0..40u32 {
+                let Some(positive) = (0..40).find(|&j| j != anchor && d(anchor, j) < unrelated) else {
+                    continue;
+                };
+                let dp = d(anchor, positive);
+                for bucket in [2u8, 6, 8] {
+                    let members: Vec<u32> = (0..40u32)
+                        .filter(|&j| j != anchor && d(anchor, j) > dp && d(anchor, j) < unrelated)
+                        .filter(|&j| rules.get(dp, d(anchor, j), excluded[anchor as usize].contains(&j)) == bucket)
+                        .collect();
+                    if members.len() < 2 {
+                        continue;
+                    }
+                    let spec = BucketSpec {
+                        targets: vec![(bucket, 1)],
+                        k: 1,
+                    };
+                    let mut rng = ChaCha8Rng::seed_from_u64(anchor as u64);
+                    let mut seen = std::collections::HashMap::new();
+                    let draws = 200 * members.len();
+                    for _ in 0..draws {
+                        let s = draw(&pool, &rules, &spec, (anchor, positive, dp), &mut rng, &mut DrawStats::default())
+                            .unwrap();
+                        *seen.entry(s.negatives[0]).or_insert(0usize) += 1;
+                    }
+                    let mut drawn: Vec<u32> = seen.keys().copied().collect();
+                    drawn.sort();
+                    assert_eq!(drawn, members, "seed {seed} anchor {anchor} bucket {bucket}");
+                    let p = 1.0 / members.len() as f64;
+                    let sd = (draws as f64 * p * (1.0 - p)).sqrt();
+                    for (&m, &c) in &seen {
+                        assert!((c as f64 - draws as f64 * p).abs() < 5.0 * sd, "member {m}: {c} of {draws}");
+                    }
+                }
+            }
+        }
+    }
 }
