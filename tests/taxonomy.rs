@@ -66,7 +66,12 @@ async fn generic_csv_and_parquet_give_one_table_in_preorder() {
     assert_eq!(got, expected);
     // Entries either held out or appended to their code's examples, never both, never lost.
     let held = counts(&ctx, "SELECT 'n', count(*) FROM naics_index_holdout").await[0].1;
-    let examples = counts(&ctx, "SELECT 'n', CAST(sum(array_length(examples)) AS BIGINT) FROM naics_codes").await[0].1;
+    let examples = counts(
+        &ctx,
+        "SELECT 'n', CAST(sum(array_length(examples)) AS BIGINT) FROM naics_codes",
+    )
+    .await[0]
+        .1;
     assert_eq!(held as usize, s.held_out);
     assert_eq!(examples + held, 3 + 4);
 
@@ -83,8 +88,14 @@ async fn generic_csv_and_parquet_give_one_table_in_preorder() {
     };
     let text = |items: &[Option<&str>]| -> ArrayRef { Arc::new(StringArray::from(items.to_vec())) };
     let batch = RecordBatch::try_from_iter(vec![
-        ("code", text(&[Some("A1"), Some("B"), Some("A"), Some("A2"), Some("A11"), Some("B1")])),
-        ("parent", text(&[Some("A"), None, None, Some("A"), Some("A1"), Some("B")])),
+        (
+            "code",
+            text(&[Some("A1"), Some("B"), Some("A"), Some("A2"), Some("A11"), Some("B1")]),
+        ),
+        (
+            "parent",
+            text(&[Some("A"), None, None, Some("A"), Some("A1"), Some("B")]),
+        ),
         (
             "title",
             text(&[
@@ -98,15 +109,36 @@ async fn generic_csv_and_parquet_give_one_table_in_preorder() {
         ),
         (
             "description",
-            text(&[Some("Orchards of apples"), None, Some("Growing things"), None, None, Some("Fermented apple juice")]),
+            text(&[
+                Some("Orchards of apples"),
+                None,
+                Some("Growing things"),
+                None,
+                None,
+                Some("Fermented apple juice"),
+            ]),
         ),
         (
             "examples",
-            list(&[&["apple orchard", "cider apples"], &[], &[], &["apricot farm"], &[], &[]]),
+            list(&[
+                &["apple orchard", "cider apples"],
+                &[],
+                &[],
+                &["apricot farm"],
+                &[],
+                &[],
+            ]),
         ),
         (
             "excluded",
-            text(&[None, None, Some("beverages are in B (B1)"), None, None, Some("apples are in A1")]),
+            text(&[
+                None,
+                None,
+                Some("beverages are in B (B1)"),
+                None,
+                None,
+                Some("apples are in A1"),
+            ]),
         ),
         ("excluded_codes", list(&[&[], &[], &["B1"], &[], &[], &["A1"]])),
     ])
@@ -192,11 +224,20 @@ fn generic_error(table: &str, entries: Option<&str>) -> String {
 #[test]
 fn generic_errors_name_the_row() {
     let e = generic_error("code,parent,title\nA,,Apples\nA1,A,Red\nA1,A,Again\n", None);
-    assert!(e.ends_with("tree.csv: row 4: duplicate code A1 (first seen on row 3)"), "{e}");
+    assert!(
+        e.ends_with("tree.csv: row 4: duplicate code A1 (first seen on row 3)"),
+        "{e}"
+    );
     let e = generic_error("code,parent,title\nA,,Apples\nA1,X,Red\n", None);
-    assert!(e.ends_with("row 3: code A1 has no parent: X is not in the table"), "{e}");
+    assert!(
+        e.ends_with("row 3: code A1 has no parent: X is not in the table"),
+        "{e}"
+    );
     let e = generic_error("code,parent,title\nR,,Root\nA,B,Apples\nB,A,Bananas\n", None);
-    assert!(e.ends_with("row 3: code A is on a cycle of parents (A -> B -> A): no root above it"), "{e}");
+    assert!(
+        e.ends_with("row 3: code A is on a cycle of parents (A -> B -> A): no root above it"),
+        "{e}"
+    );
     let e = generic_error("code,parent,title\nA,A,Apples\n", None);
     assert!(e.contains("row 2: code A is on a cycle of parents (A -> A)"), "{e}");
     let e = generic_error("code,parent,title\nA,,Apples\nA1,A,\n", None);
@@ -204,11 +245,17 @@ fn generic_errors_name_the_row() {
     let e = generic_error("code,parent,title\n,,Apples\n", None);
     assert!(e.ends_with("row 2: empty code"), "{e}");
     let e = generic_error("code,parent,title,excluded_codes\nA,,Apples,Z\n", None);
-    assert!(e.ends_with("row 2: code A excludes Z, which is not in the table"), "{e}");
+    assert!(
+        e.ends_with("row 2: code A excludes Z, which is not in the table"),
+        "{e}"
+    );
     let e = generic_error("code,title\nA,Apples\n", None);
     assert!(e.contains("expected a column `parent`"), "{e}");
     let e = generic_error("code,parent,title\nA,,Apples\n", Some("code,text\nA,ok\nQ,apple\n"));
-    assert!(e.ends_with("entries.csv: row 3: unknown code Q: it is not in the taxonomy"), "{e}");
+    assert!(
+        e.ends_with("entries.csv: row 3: unknown code Q: it is not in the taxonomy"),
+        "{e}"
+    );
     let e = generic_error("code,parent,title\nA,,Apples\n", Some("code,text\nA,\n"));
     assert!(e.ends_with("entries.csv: row 2: empty text for code A"), "{e}");
 }

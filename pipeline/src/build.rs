@@ -7,7 +7,7 @@ use crate::atomic;
 use crate::parquet_io::write_stream;
 use crate::relations;
 use crate::session::{self, DataDir};
-use crate::sql_files::{self, STAGES};
+use crate::sql_files::{self, STAGES, Source};
 use anyhow::{Context, Result};
 use arrow::array::Int32Array;
 use arrow::compute::filter_record_batch;
@@ -55,6 +55,7 @@ pub async fn run(
         let started = Instant::now();
         let path = data.table(stage.name);
         let rows = match (stage.query(unrelated), stage.all_pairs && !all_pairs) {
+            (None, _) if matches!(stage.source, Source::Paths) => Some(relations::write_ancestors(&path, &tree)),
             (Some(sql), true) => {
                 std::fs::remove_file(&path).or_else(|e| if path.exists() { Err(e) } else { Ok(()) })?;
                 ctx.sql(&format!("CREATE VIEW {} AS {sql}", stage.name)).await?;

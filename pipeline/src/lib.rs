@@ -14,4 +14,5 @@ pub mod session;
 pub mod shards;
 pub mod shell;
 pub mod sql_files;
+pub mod synth;
 pub mod tree;

@@ -91,6 +91,19 @@ enum Command {
         /// `key=value` overrides (`curriculum.k_negatives=8`) and group choices (`model=mpnet`).
         overrides: Vec<String>,
     },
+    /// Write a random taxonomy as a generic table (Parquet), for `ingest --taxonomy generic`.
+    Synth {
+        #[arg(long)]
+        codes: usize,
+        /// The deepest level below the roots.
+        #[arg(long, default_value_t = 5)]
+        depth: u8,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Default: DATA/synthetic.parquet.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Query every table with SQL: one query, a file (-f), or an interactive shell.
     Sql {
         query: Option<String>,
@@ -211,6 +224,16 @@ async fn run(cli: Cli) -> Result<()> {
                 );
                 println!("wrote {}", s.out_dir.display());
             }
+        }
+        Command::Synth {
+            codes,
+            depth,
+            seed,
+            output,
+        } => {
+            let out = output.unwrap_or_else(|| cli.data.join("synthetic.parquet"));
+            let per_depth = naics_pipeline::synth::write(&out, codes, depth, seed)?;
+            println!("synth: {codes} codes, per depth {per_depth:?}; wrote {}", out.display());
         }
         Command::Sql {
             query,

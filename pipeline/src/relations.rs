@@ -1,5 +1,6 @@
 //! The tree and the exclusion lists read from the tables (`naics_codes`, `exclusions`), and the
-//! `anchor_groups` table written from them: the inputs [`crate::groups`] works on.
+//! two tables written from them rather than by SQL: `ancestors` (every code's path) and
+//! `anchor_groups` (what [`crate::groups`] counts).
 
 use crate::groups;
 use crate::parquet_io::writer_properties;
@@ -80,6 +81,63 @@ fn anchor_groups_schema() -> Schema {
     ])
 }
 
+/// Writes `ancestors`: (code, ancestor) for every code and each code on its path to the root,
+/// itself at generation 0, ordered by code then generation.
+pub fn write_ancestors(path: &Path, codes: &CodeTree) -> Result<usize> {
+    let tree = &codes.tree;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("idx", DataType::Int32, false),
+        Field::new("code", DataType::Utf8, false),
+        Field::new("ancestor_idx", DataType::Int32, false),
+        Field::new("ancestor", DataType::Utf8, false),
+        Field::new("ancestor_depth", DataType::Int32, false),
+        Field::new("generations", DataType::Int64, false),
+    ]));
+    write_in_batches(path, schema.clone(), tree.len(), |range| {
+        let pairs: Vec<(usize, u32, i64)> = range
+            .flat_map(|i| tree.ancestors(i as u32).enumerate().map(move |(g, a)| (i, a, g as i64)))
+            .collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(pairs.iter().map(|p| p.0 as i32).collect::<Int32Array>()),
+            Arc::new(StringArray::from_iter_values(pairs.iter().map(|p| &codes.code[p.0]))),
+            Arc::new(pairs.iter().map(|p| p.1 as i32).collect::<Int32Array>()),
+            Arc::new(StringArray::from_iter_values(
+                pairs.iter().map(|p| &codes.code[p.1 as usize]),
+            )),
+            Arc::new(
+                pairs
+                    .iter()
+                    .map(|p| tree.depth[p.1 as usize] as i32)
+                    .collect::<Int32Array>(),
+            ),
+            Arc::new(pairs.iter().map(|p| p.2).collect::<Int64Array>()),
+        ];
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    })
+}
+
+/// Writes one batch per `ANCHORS_PER_BATCH` codes, `batch` making each; returns the rows.
+fn write_in_batches(
+    path: &Path,
+    schema: Arc<Schema>,
+    n: usize,
+    batch: impl Fn(std::ops::Range<usize>) -> Result<RecordBatch>,
+) -> Result<usize> {
+    crate::atomic::write_atomically(path, |tmp| {
+        let file = std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut writer = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
+        let mut rows = 0;
+        for start in (0..n).step_by(ANCHORS_PER_BATCH) {
+            let b = batch(start..(start + ANCHORS_PER_BATCH).min(n))?;
+            rows += b.num_rows();
+            writer.write(&b)?;
+        }
+        writer.close()?;
+        Ok(rows)
+    })
+    .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Anchors per written batch: bounds memory on trees of millions of codes.
 const ANCHORS_PER_BATCH: usize = 1 << 14;
 
@@ -98,49 +156,38 @@ pub fn write_anchor_groups(path: &Path, codes: &CodeTree, excluded: &[Vec<u32>])
         );
     }
     let schema = Arc::new(anchor_groups_schema());
-    crate::atomic::write_atomically(path, |tmp| {
-        let file = std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties()))?;
-        let mut rows = 0;
-        for start in (0..tree.len()).step_by(ANCHORS_PER_BATCH) {
-            let end = (start + ANCHORS_PER_BATCH).min(tree.len());
-            let counts: Vec<groups::CellCount> = (start..end)
-                .flat_map(|a| groups::cell_counts(tree, a as u32, &excluded[a]))
-                .collect();
-            let level = |c: &groups::CellCount| {
-                let anchor_depth = tree.depth[c.anchor as usize] as i32;
-                c.up.map(|up| anchor_depth - up as i32 + c.down as i32 + offset)
-            };
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(counts.iter().map(|c| c.anchor as i32).collect::<Int32Array>()),
-                Arc::new(StringArray::from_iter_values(
-                    counts.iter().map(|c| &codes.code[c.anchor as usize]),
-                )),
-                Arc::new(
-                    counts
-                        .iter()
-                        .map(|c| codes.level[c.anchor as usize])
-                        .collect::<Int32Array>(),
-                ),
-                Arc::new(counts.iter().map(|c| c.up.map(i32::from)).collect::<Int32Array>()),
-                Arc::new(
-                    counts
-                        .iter()
-                        .map(|c| c.up.map(|_| c.down as i32))
-                        .collect::<Int32Array>(),
-                ),
-                Arc::new(counts.iter().map(level).collect::<Int32Array>()),
-                Arc::new(counts.iter().map(|c| c.distance).collect::<Float64Array>()),
-                Arc::new(StringArray::from_iter_values(counts.iter().map(|c| c.relation))),
-                Arc::new(counts.iter().map(|c| Some(c.excluded)).collect::<BooleanArray>()),
-                Arc::new(counts.iter().map(|c| c.codes as i64).collect::<Int64Array>()),
-            ];
-            let batch = RecordBatch::try_new(schema.clone(), columns)?;
-            rows += batch.num_rows();
-            writer.write(&batch)?;
-        }
-        writer.close()?;
-        Ok(rows)
+    write_in_batches(path, schema.clone(), tree.len(), |range| {
+        let counts: Vec<groups::CellCount> = range
+            .flat_map(|a| groups::cell_counts(tree, a as u32, &excluded[a]))
+            .collect();
+        let level = |c: &groups::CellCount| {
+            let anchor_depth = tree.depth[c.anchor as usize] as i32;
+            c.up.map(|up| anchor_depth - up as i32 + c.down as i32 + offset)
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(counts.iter().map(|c| c.anchor as i32).collect::<Int32Array>()),
+            Arc::new(StringArray::from_iter_values(
+                counts.iter().map(|c| &codes.code[c.anchor as usize]),
+            )),
+            Arc::new(
+                counts
+                    .iter()
+                    .map(|c| codes.level[c.anchor as usize])
+                    .collect::<Int32Array>(),
+            ),
+            Arc::new(counts.iter().map(|c| c.up.map(i32::from)).collect::<Int32Array>()),
+            Arc::new(
+                counts
+                    .iter()
+                    .map(|c| c.up.map(|_| c.down as i32))
+                    .collect::<Int32Array>(),
+            ),
+            Arc::new(counts.iter().map(level).collect::<Int32Array>()),
+            Arc::new(counts.iter().map(|c| c.distance).collect::<Float64Array>()),
+            Arc::new(StringArray::from_iter_values(counts.iter().map(|c| c.relation))),
+            Arc::new(counts.iter().map(|c| Some(c.excluded)).collect::<BooleanArray>()),
+            Arc::new(counts.iter().map(|c| c.codes as i64).collect::<Int64Array>()),
+        ];
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
     })
-    .with_context(|| format!("writing {}", path.display()))
 }

@@ -1,6 +1,7 @@
 //! The pipeline's SQL, every file of `sql/` at the repository root compiled into the binary here
 //! (so that it runs from anywhere), in two numbered sets: `sql/build/` the stages of `build`, in
-//! order (stage 3, `anchor_groups`, is computed from the tree instead), with the `triplets` view; `sql/shards/` the queries of `build-shards`, in the order it
+//! order (stages 1 and 3, `ancestors` and `anchor_groups`, are computed from the tree instead),
+//! with the `triplets` view; `sql/shards/` the queries of `build-shards`, in the order it
 //! runs them. `{{hardness}}` in a file is replaced by the expression in `sql/build/hardness.sql`,
 //! the one definition of hardness.
 
@@ -15,14 +16,17 @@ pub struct Stage {
 
 pub enum Source {
     Sql(&'static str),
+    /// Every code's path to its root, written from the pre-order tree ([`crate::relations`]): a
+    /// recursive SQL query would hold every row in memory at once (it cannot spill).
+    Paths,
     /// Computed by [`crate::groups`] from the pre-order tree (no SQL could do it without pairs).
-    Tree,
+    Groups,
 }
 
 pub const STAGES: [Stage; 7] = [
     Stage {
         name: "ancestors",
-        source: Source::Sql(include_str!("../../sql/build/01_ancestors.sql")),
+        source: Source::Paths,
         all_pairs: false,
     },
     Stage {
@@ -32,7 +36,7 @@ pub const STAGES: [Stage; 7] = [
     },
     Stage {
         name: "anchor_groups",
-        source: Source::Tree,
+        source: Source::Groups,
         all_pairs: false,
     },
     Stage {
@@ -71,7 +75,7 @@ impl Stage {
     pub fn query(&self, unrelated: f64) -> Option<String> {
         match self.source {
             Source::Sql(sql) => Some(expand(sql).replace("{{unrelated}}", &format!("{unrelated:?}"))),
-            Source::Tree => None,
+            Source::Paths | Source::Groups => None,
         }
     }
 }

@@ -1,13 +1,17 @@
 //! The pipeline's Parquet tables the trainer reads, with the parquet crate alone (DataFusion
-//! stays in naics-pipeline): codes, tree distances and held-out index entries. Where they are:
-//! `naics_common::layout`.
+//! stays in naics-pipeline): codes and held-out index entries (where they are:
+//! `naics_common::layout`); tree distances are computed from the codes' parents, as
+//! `sql/build/04_distances.sql` defines them, so no table of all pairs is needed.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type, Int32Type};
+use arrow::datatypes::{DataType, Int32Type};
 use candle_core::{Device, Tensor};
 use naics_common::layout::DataDir;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -58,7 +62,7 @@ fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<i32>> {
     Ok(col.as_primitive::<Int32Type>().values().to_vec())
 }
 
-/// The code tree in Census order.
+/// The code tree in the pipeline's order (pre-order: NAICS's Census order).
 pub struct Codes {
     pub code: Vec<String>,
     pub title: Vec<String>,
@@ -109,7 +113,25 @@ impl Codes {
         self.code.is_empty()
     }
 
-    /// The codes from the sector down to `i`.
+    /// The codes no other code has as parent: what free text is coded to (NAICS's six-digit
+    /// industries).
+    pub fn leaves(&self) -> Vec<usize> {
+        let mut has_child = vec![false; self.len()];
+        for p in self.parent.iter().flatten() {
+            has_child[*p] = true;
+        }
+        (0..self.len()).filter(|&i| !has_child[i]).collect()
+    }
+
+    /// The levels that occur, in order (NAICS: 2..=6).
+    pub fn levels(&self) -> Vec<u8> {
+        let mut levels = self.level.clone();
+        levels.sort_unstable();
+        levels.dedup();
+        levels
+    }
+
+    /// The codes from the root (a NAICS sector) down to `i`.
     pub fn path(&self, i: usize) -> Vec<usize> {
         let mut path = vec![i];
         while let Some(p) = self.parent[*path.last().expect("non-empty")] {
@@ -120,42 +142,71 @@ impl Codes {
     }
 }
 
-/// The n x n tree-distance matrix (zero diagonal) from `tables/distances.parquet`.
-pub fn tree_distances(data_dir: &Path, n: usize) -> Result<Vec<f64>> {
-    let mut m = vec![0.0; n * n];
-    let mut rows = 0;
-    for b in read(&DataDir(data_dir.to_path_buf()).table("distances"))? {
-        let (i, j) = (ints(&b, "idx_i")?, ints(&b, "idx_j")?);
-        let d = b
-            .column_by_name("distance")
-            .context("no column distance")?
-            .as_primitive::<Float64Type>();
-        for k in 0..b.num_rows() {
-            m[i[k] as usize * n + j[k] as usize] = d.value(k);
-        }
-        rows += b.num_rows();
-    }
-    if rows != n * (n - 1) {
-        bail!(
-            "tables/distances.parquet has {rows} rows, expected {} for {n} codes: rebuild with `naics-pipeline build`",
-            n * (n - 1)
-        );
-    }
-    Ok(m)
-}
-
-/// The pipeline's tree distances of all codes, dense n x n.
+/// Tree distances between codes, as `sql/build/04_distances.sql` defines them: up + down
+/// generations through the lowest common ancestor, less 0.5 along one line of descent; 2 (max
+/// depth + 1) between codes under different roots. Small trees keep the whole matrix (a lookup
+/// per pair in every training step); larger ones walk the paths per pair.
 pub struct TreeDistances {
     n: usize,
-    pub matrix: Vec<f64>,
+    /// Each code's path from its root, as code indexes.
+    paths: Vec<Vec<u32>>,
+    unrelated: f64,
+    matrix: Option<Vec<f64>>,
 }
 
+/// Trees up to this many codes get the dense matrix (NAICS: 2,125 codes, 36 MB).
+pub const DENSE_MAX_CODES: usize = 4096;
+
+/// The hierarchy metrics (`eval`, a monitored metric) use every pair of up to this many codes
+/// (16.8 M pairs); larger trees, a sample of this size ([`metric_codes`]).
+pub const METRIC_MAX_CODES: usize = 4096;
+
 impl TreeDistances {
-    pub fn load(data_dir: &Path, n: usize) -> Result<Self> {
-        Ok(TreeDistances {
+    pub fn new(codes: &Codes) -> Self {
+        let n = codes.len();
+        let paths: Vec<Vec<u32>> = (0..n)
+            .map(|i| codes.path(i).into_iter().map(|c| c as u32).collect())
+            .collect();
+        let max_depth = paths.iter().map(|p| p.len() - 1).max().unwrap_or(0);
+        let mut tree = TreeDistances {
             n,
-            matrix: tree_distances(data_dir, n)?,
-        })
+            paths,
+            unrelated: 2.0 * (max_depth as f64 + 1.0),
+            matrix: None,
+        };
+        if n <= DENSE_MAX_CODES {
+            tree.matrix = Some((0..n * n).map(|k| tree.walk(k / n, k % n)).collect());
+        }
+        tree
+    }
+
+    fn walk(&self, i: usize, j: usize) -> f64 {
+        if i == j {
+            return 0.0;
+        }
+        let (a, b) = (&self.paths[i], &self.paths[j]);
+        let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        if common == 0 {
+            return self.unrelated;
+        }
+        let (up, down) = (a.len() - common, b.len() - common);
+        let d = (up + down) as f64;
+        if up == 0 || down == 0 { d - 0.5 } else { d }
+    }
+
+    pub fn get(&self, i: usize, j: usize) -> f64 {
+        match &self.matrix {
+            Some(m) => m[i * self.n + j],
+            None => self.walk(i, j),
+        }
+    }
+
+    /// The [m, m] tree distances among `codes`, row-major.
+    pub fn among_values(&self, codes: &[usize]) -> Vec<f64> {
+        codes
+            .iter()
+            .flat_map(|&i| codes.iter().map(move |&j| self.get(i, j)))
+            .collect()
     }
 
     /// The [m, m] tree distances among `codes`.
@@ -163,14 +214,46 @@ impl TreeDistances {
         let m = codes.len();
         let values: Vec<f32> = codes
             .iter()
-            .flat_map(|&i| {
-                codes
-                    .iter()
-                    .map(move |&j| self.matrix[i as usize * self.n + j as usize] as f32)
-            })
+            .flat_map(|&i| codes.iter().map(move |&j| self.get(i as usize, j as usize) as f32))
             .collect();
         Ok(Tensor::from_vec(values, (m, m), device)?)
     }
+}
+
+/// The codes the hierarchy metrics are computed over: all of them up to `max`; past it (ICD-10-CM),
+/// a seeded sample closed under parents (each code drawn brings its ancestors), so that every
+/// sampled code's parent is there for parent@1, sorted.
+pub fn metric_codes(codes: &Codes, max: usize) -> Vec<usize> {
+    let n = codes.len();
+    if n <= max {
+        return (0..n).collect();
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(0));
+    let mut chosen = vec![false; n];
+    let mut count = 0;
+    for i in order {
+        for c in codes.path(i) {
+            if !chosen[c] {
+                chosen[c] = true;
+                count += 1;
+            }
+        }
+        if count >= max {
+            break;
+        }
+    }
+    (0..n).filter(|&i| chosen[i]).collect()
+}
+
+/// The sub-tree of `sample` (sorted, closed under parents): parents and levels by position.
+pub fn sub_tree(codes: &Codes, sample: &[usize]) -> (Vec<Option<usize>>, Vec<u8>) {
+    let position: HashMap<usize, usize> = sample.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+    let parents = sample
+        .iter()
+        .map(|&i| codes.parent[i].and_then(|p| position.get(&p).copied()))
+        .collect();
+    (parents, sample.iter().map(|&i| codes.level[i]).collect())
 }
 
 /// Whether a training entry is a validation entry: kept out of training, for the coder to fit
@@ -193,14 +276,57 @@ pub fn holdout(data_dir: &Path) -> Result<Vec<(String, String)>> {
 mod tests {
     use super::*;
 
+    /// 0 -> 1 -> 2, 0 -> 3; 4 alone (depth 2 at most: unrelated = 6).
+    fn codes() -> Codes {
+        let parent = vec![None, Some(0), Some(1), Some(0), None];
+        Codes {
+            code: (0..5).map(|i| i.to_string()).collect(),
+            title: vec![String::new(); 5],
+            description: vec![String::new(); 5],
+            level: vec![1, 2, 3, 2, 1],
+            sector: vec!["0".into(), "0".into(), "0".into(), "0".into(), "4".into()],
+            parent,
+            examples: vec![Vec::new(); 5],
+            position: HashMap::new(),
+        }
+    }
+
     #[test]
-    fn among_gathers_the_submatrix() {
-        let n = 3;
-        let tree = TreeDistances {
-            n,
-            matrix: vec![0.0, 1.0, 2.0, 1.0, 0.0, 3.0, 2.0, 3.0, 0.0],
-        };
+    fn distances_by_hand_dense_or_walked() {
+        let c = codes();
+        let tree = TreeDistances::new(&c);
+        assert!(tree.matrix.is_some());
+        let expected = [
+            (2, 0, 1.5),
+            (2, 3, 3.0),
+            (1, 3, 2.0),
+            (0, 2, 1.5),
+            (2, 4, 6.0),
+            (3, 3, 0.0),
+        ];
+        for (i, j, d) in expected {
+            assert_eq!(tree.get(i, j), d, "{i} {j}");
+            assert_eq!(tree.walk(i, j), d, "{i} {j}");
+        }
         let sub = tree.among(&[2, 0], &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
-        assert_eq!(sub, vec![vec![0.0, 2.0], vec![2.0, 0.0]]);
+        assert_eq!(sub, vec![vec![0.0, 1.5], vec![1.5, 0.0]]);
+        assert_eq!(c.leaves(), vec![2, 3, 4]);
+        assert_eq!(c.levels(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn metric_samples_are_closed_under_parents() {
+        let c = codes();
+        assert_eq!(metric_codes(&c, 10), vec![0, 1, 2, 3, 4]);
+        for max in 1..5 {
+            let s = metric_codes(&c, max);
+            assert!(s.len() >= max.min(5));
+            for &i in &s {
+                assert!(c.parent[i].is_none_or(|p| s.contains(&p)), "{s:?}");
+            }
+            let (parents, levels) = sub_tree(&c, &s);
+            assert_eq!(levels.len(), s.len());
+            assert!(parents.iter().zip(&s).all(|(p, &i)| p.map(|k| s[k]) == c.parent[i]));
+        }
     }
 }

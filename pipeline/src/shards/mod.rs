@@ -79,7 +79,7 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
     }
     let (train, validation) = split::by_anchor(&pairs, config.data.val_fraction, config.data.seed);
     let excluded = relations::exclusions(&ctx, codes.tree.len()).await?;
-    let pool = NegativePool::new(codes.tree, &excluded);
+    let pool = NegativePool::new(codes.tree, excluded);
     let rules = hardness_rules(&ctx).await?;
     let spec = BucketSpec::new(&cur.difficulty_buckets, &cur.bucket_percentages, cur.k_negatives);
     let meta = |split, epoch: usize| SamplesMeta {
@@ -278,16 +278,47 @@ async fn curriculum_pairs(
     let mut pairs = Vec::new();
     for anchor_cells in selected.chunk_by(|x, y| x.0 == y.0) {
         let anchor = anchor_cells[0].0;
-        let mut list: Vec<split::Pair> = Vec::new();
-        for cell in groups::cells(tree, anchor) {
-            if let Some(&(_, _, _, distance)) = anchor_cells.iter().find(|c| Some(c.1) == cell.up && c.2 == cell.down) {
-                list.extend(cell.codes(tree).map(|p| (anchor, p, distance)));
+        let chosen: Vec<(groups::Cell, f64)> = groups::cells(tree, anchor)
+            .into_iter()
+            .filter_map(|cell| {
+                let found = anchor_cells.iter().find(|c| Some(c.1) == cell.up && c.2 == cell.down)?;
+                Some((cell, found.3))
+            })
+            .collect();
+        let total = chosen.iter().map(|(c, _)| c.len()).sum();
+        match limit.sample_by_index(total) {
+            Some(indices) => {
+                let mut list: Vec<split::Pair> = indices
+                    .into_iter()
+                    .map(|i| nth_pair(tree, anchor, &chosen, i))
+                    .collect();
+                list.sort_unstable_by_key(|p| p.1);
+                pairs.extend(list);
+            }
+            None => {
+                let mut list: Vec<split::Pair> = chosen
+                    .iter()
+                    .flat_map(|(c, d)| c.codes(tree).map(move |p| (anchor, p, *d)))
+                    .collect();
+                list.sort_unstable_by_key(|p| p.1);
+                pairs.extend(limit.apply(list));
             }
         }
-        list.sort_unstable_by_key(|p| p.1);
-        pairs.extend(limit.apply(list));
     }
     Ok(pairs)
+}
+
+/// The `i`-th (anchor, positive) pair of `cells` read end to end.
+fn nth_pair(tree: &Tree, anchor: u32, cells: &[(groups::Cell, f64)], mut i: usize) -> split::Pair {
+    for (cell, distance) in cells {
+        for span in &cell.spans {
+            if i < span.len() {
+                return (anchor, tree.code_at(span, i as u32), *distance);
+            }
+            i -= span.len();
+        }
+    }
+    unreachable!("index within the cells' codes")
 }
 
 async fn hardness_rules(ctx: &SessionContext) -> Result<HardnessRules> {

@@ -51,19 +51,17 @@ impl HardnessRules {
     }
 }
 
-/// Every anchor's candidate negatives (all other codes), grouped.
+/// Every anchor's candidate negatives (all other codes), grouped when a draw asks: a few spans
+/// per group, so nothing of size n x n (nor n x groups) is held.
 pub struct NegativePool {
     tree: Tree,
-    groups: Vec<Vec<Group>>,
+    excluded: Vec<Vec<u32>>,
 }
 
 impl NegativePool {
     /// `excluded`: each code's exclusion partners (both directions, sorted).
-    pub fn new(tree: Tree, excluded: &[Vec<u32>]) -> Self {
-        let groups = (0..tree.len() as u32)
-            .map(|a| groups::groups(&tree, a, &excluded[a as usize]))
-            .collect();
-        NegativePool { tree, groups }
+    pub fn new(tree: Tree, excluded: Vec<Vec<u32>>) -> Self {
+        NegativePool { tree, excluded }
     }
 
     /// The `i`-th member of `parts` read end to end.
@@ -154,7 +152,7 @@ pub fn draw(
     rng: &mut impl Rng,
     stats: &mut DrawStats,
 ) -> Result<Sample> {
-    let groups = &pool.groups[anchor as usize];
+    let groups = groups::groups(&pool.tree, anchor, &pool.excluded[anchor as usize]);
     let bucket_of = |g: &Group| {
         if g.distance > dp {
             rules.get(dp, g.distance, g.excluded)
@@ -247,7 +245,7 @@ mod tests {
             (2.0, 3.0, true, 8),
             (2.0, 6.0, false, 1),
         ]);
-        (NegativePool::new(tree, &excluded), rules)
+        (NegativePool::new(tree, excluded), rules)
     }
 
     #[test]
@@ -396,14 +394,27 @@ mod tests {
         let rules = HardnessRules::new((1..=12).flat_map(|p| {
             (1..=12).flat_map(move |n| {
                 let (dp, dn) = (p as f64 * 0.5, n as f64 * 0.5);
-                [false, true].map(|e| (dp, dn, e, if e { 8 } else if dn - dp <= 1.0 { 6 } else { 2 }))
+                [false, true].map(|e| {
+                    (
+                        dp,
+                        dn,
+                        e,
+                        if e {
+                            8
+                        } else if dn - dp <= 1.0 {
+                            6
+                        } else {
+                            2
+                        },
+                    )
+                })
             })
         }));
         for seed in 0..4 {
             let t = random_tree(40, seed);
             let excluded = groups::symmetric_exclusions(40, (0..8).map(|i| (i * 5 % 40, (i * 7 + 3) % 40)));
             let unrelated = t.unrelated_distance();
-            let pool = NegativePool::new(t.clone(), &excluded);
+            let pool = NegativePool::new(t.clone(), excluded.clone());
             let d = |a: u32, j: u32| t.up_down(a, j).map_or(unrelated, |(u, dn)| tree::distance(u, dn));
             for anchor in 0..40u32 {
                 let Some(positive) = (0..40).find(|&j| j != anchor && d(anchor, j) < unrelated) else {
@@ -426,8 +437,15 @@ mod tests {
                     let mut seen = std::collections::HashMap::new();
                     let draws = 200 * members.len();
                     for _ in 0..draws {
-                        let s = draw(&pool, &rules, &spec, (anchor, positive, dp), &mut rng, &mut DrawStats::default())
-                            .unwrap();
+                        let s = draw(
+                            &pool,
+                            &rules,
+                            &spec,
+                            (anchor, positive, dp),
+                            &mut rng,
+                            &mut DrawStats::default(),
+                        )
+                        .unwrap();
                         *seen.entry(s.negatives[0]).or_insert(0usize) += 1;
                     }
                     let mut drawn: Vec<u32> = seen.keys().copied().collect();
@@ -436,7 +454,10 @@ mod tests {
                     let p = 1.0 / members.len() as f64;
                     let sd = (draws as f64 * p * (1.0 - p)).sqrt();
                     for (&m, &c) in &seen {
-                        assert!((c as f64 - draws as f64 * p).abs() < 5.0 * sd, "member {m}: {c} of {draws}");
+                        assert!(
+                            (c as f64 - draws as f64 * p).abs() < 5.0 * sd,
+                            "member {m}: {c} of {draws}"
+                        );
                     }
                 }
             }

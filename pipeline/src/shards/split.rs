@@ -2,7 +2,7 @@
 //! 5% of anchors whose pairs all go to validation, so no validation anchor is ever trained on.
 
 use rand::SeedableRng;
-use rand::seq::SliceRandom;
+use rand::seq::{SliceRandom, index};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
 
@@ -15,12 +15,23 @@ pub struct PositiveLimit {
     rng: ChaCha8Rng,
 }
 
+/// Anchors with more positives than this (NAICS has at most 629: every code of a sector) draw
+/// `max` of them by index instead of listing and shuffling them all, so that the cost per
+/// anchor does not grow with the tree (ICD-10-CM's chapters hold up to 13,357 codes).
+pub const LISTED_MAX: usize = 1024;
+
 impl PositiveLimit {
     pub fn new(max: Option<usize>, seed: u64) -> Self {
         PositiveLimit {
             max,
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
+    }
+
+    /// Which `max` of `total` positives to keep, when there are too many to list.
+    pub fn sample_by_index(&mut self, total: usize) -> Option<Vec<usize>> {
+        let max = self.max?;
+        (total > LISTED_MAX).then(|| index::sample(&mut self.rng, total, max.min(total)).into_vec())
     }
 
     pub fn apply(&mut self, mut list: Vec<Pair>) -> Vec<Pair> {

@@ -144,7 +144,7 @@ impl<'a> Coder<'a> {
     /// Builds the entry index and the lexical index, and fits the fusion on the validation
     /// entries (or reads it from the cache, keyed by the checkpoint's points).
     pub fn new(e: &'a Embedded) -> Result<Coder<'a>> {
-        let candidates: Vec<usize> = (0..e.codes.len()).filter(|&i| e.codes.level[i] == 6).collect();
+        let candidates = e.codes.leaves();
         let per_candidate = candidate_texts(e, &candidates);
         let text_candidate: Vec<usize> = per_candidate
             .iter()

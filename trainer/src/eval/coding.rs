@@ -105,7 +105,8 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
     let reliability = calibration::reliability(&confidence, &correct, 10);
 
     let n = truth.len().max(1) as f64;
-    let mut per_level = [(0usize, 0usize); 7];
+    let all_levels = e.codes.levels();
+    let mut per_level = vec![(0usize, 0usize); *all_levels.last().unwrap_or(&0) as usize + 1];
     let mut unanswered = 0;
     for (p, &t) in probabilities.iter().zip(&truth) {
         match level_answer(&e.codes.parent, &coder.candidates, p, MIN_CONFIDENCE) {
@@ -117,7 +118,8 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
             None => unanswered += 1,
         }
     }
-    let levels = (2..=6u8)
+    let levels = all_levels
+        .into_iter()
         .map(|l| {
             let (count, right) = per_level[l as usize];
             LevelStats {

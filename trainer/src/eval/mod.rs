@@ -25,7 +25,8 @@ pub struct Retrieval {
     pub top1: f64,
     pub top5: f64,
     pub top10: f64,
-    /// Top-1 prefix accuracy at 2 (same sector), 3, 4 and 5 digits.
+    /// Top-1 agreement with the truth's ancestor at depth 0 (same root: NAICS's sector, 2
+    /// digits), 1, 2 and 3 (NAICS: 3, 4 and 5 digits).
     pub prefix: [f64; 4],
 }
 
@@ -42,11 +43,9 @@ pub fn retrieval(codes: &Codes, candidates: &[usize], truth: &[usize], rows: &[V
         r.top1 += (rank < 1) as u8 as f64;
         r.top5 += (rank < 5) as u8 as f64;
         r.top10 += (rank < 10) as u8 as f64;
-        let best = &codes.code[candidates[order[0]]];
-        let truth = &codes.code[*t];
-        r.prefix[0] += (codes.sector[candidates[order[0]]] == codes.sector[*t]) as u8 as f64;
-        for (k, digits) in [3, 4, 5].into_iter().enumerate() {
-            r.prefix[k + 1] += (best[..digits] == truth[..digits]) as u8 as f64;
+        let (best, truth) = (codes.path(candidates[order[0]]), codes.path(*t));
+        for (depth, p) in r.prefix.iter_mut().enumerate() {
+            *p += (best.get(depth) == truth.get(depth)) as u8 as f64;
         }
     }
     let n = truth.len().max(1) as f64;
@@ -87,9 +86,17 @@ pub fn poincare(e: &Embedded) -> Result<Tensor> {
     Ok(lorentz::to_poincare(&e.points, e.curvature())?)
 }
 
-/// The full n x n Lorentz distance matrix of the codes.
-pub fn distance_matrix(e: &Embedded) -> Result<Vec<f64>> {
-    Ok(lorentz::distance_matrix(&e.points, e.curvature())?)
+/// The Lorentz distance matrix among `codes` (row-major).
+pub fn distance_matrix(e: &Embedded, codes: &[usize]) -> Result<Vec<f64>> {
+    let index = Tensor::from_vec(
+        codes.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+        codes.len(),
+        e.points.device(),
+    )?;
+    Ok(lorentz::distance_matrix(
+        &e.points.index_select(&index, 0)?,
+        e.curvature(),
+    )?)
 }
 
 /// Manifold check: max |<x, x>_L + 1/c| over codes.

@@ -17,6 +17,9 @@ pub struct Report {
     pub experiment: String,
     pub checkpoint: String,
     pub codes: usize,
+    /// The codes the hierarchy metrics (cophenetic .. distortion) use every pair of: all of
+    /// them, or a sample closed under parents past `tables::METRIC_MAX_CODES`.
+    pub metric_codes: usize,
     pub cophenetic: f64,
     pub spearman: f64,
     pub spearman_ceiling: f64,
@@ -30,7 +33,7 @@ pub struct Report {
     pub distortion_mean: f64,
     pub distortion_worst: f64,
     pub manifold_max_error: f64,
-    /// Mean distance from the origin, levels 2..6.
+    /// Mean distance from the origin per level, from the top (NAICS: levels 2..6).
     pub radius_per_level: Vec<f64>,
     /// Warnings: points collapsed onto one another or onto the origin.
     pub collapse: Vec<String>,
@@ -45,9 +48,11 @@ pub struct Report {
 }
 
 pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Report> {
-    let n = e.codes.len();
-    let tree = tables::tree_distances(&e.config.data.dir, n)?;
-    let emb = super::distance_matrix(e)?;
+    let sample = tables::metric_codes(&e.codes, tables::METRIC_MAX_CODES);
+    let n = sample.len();
+    let tree = tables::TreeDistances::new(&e.codes).among_values(&sample);
+    let emb = super::distance_matrix(e, &sample)?;
+    let (parents, levels) = tables::sub_tree(&e.codes, &sample);
     let (t, d) = (m::upper_triangle(&tree, n), m::upper_triangle(&emb, n));
     let (scale, mean, worst) = m::distortion(&t, &d);
     let radius: Vec<f64> = e
@@ -59,9 +64,15 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
         .into_iter()
         .map(|r| r as f64)
         .collect();
-    let radius_per_level: Vec<f64> = (2..=6u8)
+    let radius_per_level: Vec<f64> = e
+        .codes
+        .levels()
+        .into_iter()
         .map(|l| {
-            let r: Vec<f64> = (0..n).filter(|&i| e.codes.level[i] == l).map(|i| radius[i]).collect();
+            let r: Vec<f64> = (0..e.codes.len())
+                .filter(|&i| e.codes.level[i] == l)
+                .map(|i| radius[i])
+                .collect();
             r.iter().sum::<f64>() / r.len().max(1) as f64
         })
         .collect();
@@ -88,16 +99,17 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
     let report = Report {
         experiment: e.config.experiment.clone(),
         checkpoint: checkpoint.display().to_string(),
-        codes: n,
+        codes: e.codes.len(),
+        metric_codes: n,
         cophenetic: m::pearson(&t, &d),
         spearman: m::spearman(&t, &d),
         spearman_ceiling: m::spearman_ceiling(&t),
         ndcg_at_5: m::ndcg_at(&tree, &emb, n, 5),
         ndcg_at_10: m::ndcg_at(&tree, &emb, n, 10),
         ndcg_at_20: m::ndcg_at(&tree, &emb, n, 20),
-        neighbourhood_map: m::neighbourhood_map(&e.codes.parent, &emb, n),
-        parent_at_1: m::parent_at_1(&e.codes.parent, &e.codes.level, &emb, n),
-        sibling_precision_at_5: m::sibling_precision_at_5(&e.codes.parent, &emb, n),
+        neighbourhood_map: m::neighbourhood_map(&parents, &emb, n),
+        parent_at_1: m::parent_at_1(&parents, &levels, &emb, n),
+        sibling_precision_at_5: m::sibling_precision_at_5(&parents, &emb, n),
         distortion_scale: scale,
         distortion_mean: mean,
         distortion_worst: worst,
@@ -130,7 +142,7 @@ fn expert_share(e: &Embedded) -> Result<Vec<f32>> {
 /// and the baseline (frozen base, mean pooling, cosine).
 fn held_out_retrieval(e: &Embedded) -> Result<(Retrieval, Retrieval)> {
     let held = tables::holdout(&e.config.data.dir)?;
-    let candidates: Vec<usize> = (0..e.codes.len()).filter(|&i| e.codes.level[i] == 6).collect();
+    let candidates = e.codes.leaves();
     let truth: Vec<usize> = held
         .iter()
         .filter_map(|(c, _)| e.codes.position.get(c).copied())
@@ -148,11 +160,16 @@ impl Report {
     pub fn table(&self) -> String {
         let r = |x: &Retrieval| {
             format!(
-                "top-1 {:.3}  top-5 {:.3}  top-10 {:.3}  prefix 2/3/4/5 {:.3}/{:.3}/{:.3}/{:.3}",
+                "top-1 {:.3}  top-5 {:.3}  top-10 {:.3}  ancestors at depth 0/1/2/3 {:.3}/{:.3}/{:.3}/{:.3}",
                 x.top1, x.top5, x.top10, x.prefix[0], x.prefix[1], x.prefix[2], x.prefix[3]
             )
         };
-        let mut out = format!("eval of {} ({} codes, all pairs)\n", self.checkpoint, self.codes);
+        let pairs = if self.metric_codes == self.codes {
+            "all pairs".to_string()
+        } else {
+            format!("pairs among a sample of {} codes", self.metric_codes)
+        };
+        let mut out = format!("eval of {} ({} codes, {pairs})\n", self.checkpoint, self.codes);
         for (name, value) in [
             ("cophenetic (Pearson)", self.cophenetic),
             ("Spearman", self.spearman),
@@ -170,7 +187,7 @@ impl Report {
             out.push_str(&format!("  {name:<26} {value:>9.4}\n"));
         }
         out.push_str(&format!(
-            "  radius per level 2..6      {:?}\n",
+            "  radius per level (top down) {:?}\n",
             self.radius_per_level
                 .iter()
                 .map(|r| (r * 1000.0).round() / 1000.0)

@@ -110,9 +110,9 @@ pub fn batch_loss(
         let (vectors, replay) = Replay::leaf(model.channels.as_ref(), train, vectors, encoded, rng_start)?;
         replays.extend(replay);
         let q = model.head.forward(&vectors, train)?.points;
-        // Six-digit codes are what a query is matched against (and every query's own code).
+        // Leaves (NAICS's six-digit codes) are what a query is matched against (and every query's own code).
         let pool: Vec<u32> = (0..distinct.len() as u32)
-            .filter(|&s| data.codes.level[distinct[s as usize] as usize] == 6 || query_slots.contains(&s))
+            .filter(|&s| data.is_leaf[distinct[s as usize] as usize] || query_slots.contains(&s))
             .collect();
         let targets: Vec<u32> = query_slots
             .iter()

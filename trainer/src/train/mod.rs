@@ -17,11 +17,13 @@ use crate::tables::{Codes, TreeDistances};
 use anyhow::Result;
 use queries::Queries;
 
-/// What training reads besides the shards: the code tree (levels, tree distances for
+/// What training reads besides the shards: the code tree (levels, leaves, tree distances for
 /// `loss.tree_weight` and monitored metrics) and the index-entry anchors.
 pub struct TrainingData {
     pub codes: Codes,
     pub tree: TreeDistances,
+    /// Whether each code is a leaf (what free text is coded to).
+    pub is_leaf: Vec<bool>,
     pub queries: Queries,
 }
 
@@ -29,8 +31,17 @@ impl TrainingData {
     pub fn load(model: &Embedder) -> Result<Self> {
         let dir = &model.config.data.dir;
         let codes = Codes::read(dir)?;
-        let tree = TreeDistances::load(dir, codes.len())?;
+        let tree = TreeDistances::new(&codes);
+        let mut is_leaf = vec![false; codes.len()];
+        for i in codes.leaves() {
+            is_leaf[i] = true;
+        }
         let queries = Queries::load(&codes, model)?;
-        Ok(TrainingData { codes, tree, queries })
+        Ok(TrainingData {
+            codes,
+            tree,
+            is_leaf,
+            queries,
+        })
     }
 }

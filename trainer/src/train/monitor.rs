@@ -6,9 +6,10 @@ use super::TrainingData;
 use super::checkpoint::{self, Checkpoint, TrainState};
 use super::loss::batch_loss;
 use super::optim::AdamW;
-use crate::metrics;
 use crate::model::{Embedder, lorentz};
+use crate::{metrics, tables};
 use anyhow::{Result, bail};
+use candle_core::Tensor;
 use naics_common::config::{Loaded, Monitor};
 use naics_common::samples::{Record, SamplesFile};
 use serde_json::json;
@@ -28,18 +29,22 @@ pub fn validate(model: &Embedder, data: &TrainingData, file: &SamplesFile) -> Re
     Ok(if count == 0 { f64::NAN } else { total / count as f64 })
 }
 
-/// A hierarchy metric over all codes, as `eval` computes it.
+/// A hierarchy metric over all codes (over `eval`'s sample on trees past
+/// `tables::METRIC_MAX_CODES`), as `eval` computes it.
 pub fn hierarchy_metric(model: &Embedder, data: &TrainingData, metric: Monitor) -> Result<f64> {
-    let n = data.codes.len();
-    let (points, _) = model.embed_codes(n)?;
-    let emb = lorentz::distance_matrix(&points, model.curvature())?;
-    let tree = &data.tree.matrix;
+    let sample = tables::metric_codes(&data.codes, tables::METRIC_MAX_CODES);
+    let n = sample.len();
+    let (points, _) = model.embed_codes(data.codes.len())?;
+    let index = Tensor::from_vec(sample.iter().map(|&i| i as u32).collect::<Vec<_>>(), n, points.device())?;
+    let emb = lorentz::distance_matrix(&points.index_select(&index, 0)?, model.curvature())?;
+    let tree = data.tree.among_values(&sample);
+    let (parents, levels) = tables::sub_tree(&data.codes, &sample);
     Ok(match metric {
         Monitor::ValLoss => bail!("val_loss is not a hierarchy metric"),
-        Monitor::Cophenetic => metrics::pearson(&metrics::upper_triangle(tree, n), &metrics::upper_triangle(&emb, n)),
-        Monitor::NdcgAt10 => metrics::ndcg_at(tree, &emb, n, 10),
-        Monitor::ParentAt1 => metrics::parent_at_1(&data.codes.parent, &data.codes.level, &emb, n),
-        Monitor::NeighbourhoodMap => metrics::neighbourhood_map(&data.codes.parent, &emb, n),
+        Monitor::Cophenetic => metrics::pearson(&metrics::upper_triangle(&tree, n), &metrics::upper_triangle(&emb, n)),
+        Monitor::NdcgAt10 => metrics::ndcg_at(&tree, &emb, n, 10),
+        Monitor::ParentAt1 => metrics::parent_at_1(&parents, &levels, &emb, n),
+        Monitor::NeighbourhoodMap => metrics::neighbourhood_map(&parents, &emb, n),
     })
 }
 
