@@ -50,12 +50,16 @@ pub async fn run(
     let unrelated = tree.tree.unrelated_distance();
     let all_pairs = tree.tree.len() <= all_pairs_max_codes;
     let mut summary = Vec::new();
+    let mut shapes = crate::groups::Shapes::new();
     for stage in &STAGES {
         bar.set_message(format!("stage {}", stage.name));
         let started = Instant::now();
         let path = data.table(stage.name);
         let rows = match (stage.query(unrelated), stage.all_pairs && !all_pairs) {
             (None, _) if matches!(stage.source, Source::Paths) => Some(relations::write_ancestors(&path, &tree)),
+            (None, _) if matches!(stage.source, Source::Shapes) => {
+                Some(relations::write_triplet_shapes(&path, &shapes))
+            }
             (Some(sql), true) => {
                 std::fs::remove_file(&path).or_else(|e| if path.exists() { Err(e) } else { Ok(()) })?;
                 ctx.sql(&format!("CREATE VIEW {} AS {sql}", stage.name)).await?;
@@ -64,7 +68,11 @@ pub async fn run(
             (Some(sql), false) => Some(write_query(&ctx, &sql, &path).await),
             (None, _) => {
                 let excluded = relations::exclusions(&ctx, tree.tree.len()).await?;
-                Some(relations::write_anchor_groups(&path, &tree, &excluded))
+                let written = relations::write_anchor_groups(&path, &tree, &excluded);
+                Some(written.map(|(rows, s)| {
+                    shapes = s;
+                    rows
+                }))
             }
         };
         let rows = rows.transpose().with_context(|| format!("stage `{}`", stage.name))?;

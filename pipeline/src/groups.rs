@@ -135,17 +135,42 @@ impl Group {
 
     /// How many members have an index below `code`.
     pub fn rank(&self, tree: &Tree, code: u32) -> usize {
-        let listed: usize = self.spans.iter().map(|s| tree.count_below(s, code)).sum();
-        listed - self.removed.partition_point(|&r| r < code)
+        self.listed_before(tree, code) - self.removed.partition_point(|&r| r < code)
+    }
+
+    /// How many codes of the spans (removed ones included) have an index below `code`.
+    fn listed_before(&self, tree: &Tree, code: u32) -> usize {
+        self.spans.iter().map(|s| tree.count_below(s, code)).sum()
     }
 
     pub fn contains(&self, tree: &Tree, code: u32) -> bool {
         self.rank(tree, code + 1) > self.rank(tree, code)
     }
 
-    /// The `i`-th member in index order: the smallest code with `i + 1` members at or below it.
+    /// The `i`-th member in index order. Spans of one list, in order (every group but those that
+    /// merge cells of different depths at one distance), read end to end skipping the removed
+    /// codes; otherwise the smallest code with `i + 1` members at or below it, by binary search.
     pub fn nth(&self, tree: &Tree, i: usize) -> u32 {
         debug_assert!(i < self.len);
+        let one_list = self
+            .spans
+            .windows(2)
+            .all(|w| w[0].depth == w[1].depth && w[0].end <= w[1].start);
+        if one_list {
+            let mut x = i;
+            for &r in &self.removed {
+                if self.listed_before(tree, r) <= x {
+                    x += 1;
+                }
+            }
+            for span in &self.spans {
+                if x < span.len() {
+                    return tree.code_at(span, x as u32);
+                }
+                x -= span.len();
+            }
+            unreachable!("index within the spans");
+        }
         let (mut lo, mut hi) = (0u32, tree.len() as u32);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -246,6 +271,30 @@ pub fn cell_counts(tree: &Tree, anchor: u32, excluded: &[u32]) -> Vec<CellCount>
     }
     out.retain(|r| r.codes > 0);
     out
+}
+
+/// Triplets per shape (positive distance, negative distance, excluded, unrelated), distances in
+/// half units: the sum over anchors of (positives at that distance) x (negatives of that kind).
+pub type Shapes = BTreeMap<(u32, u32, bool, bool), u128>;
+
+/// Adds one anchor's triplets to `shapes`, from its rows of `anchor_groups`: every group of
+/// positives (one distance, not unrelated) times every group of farther negatives.
+pub fn add_shapes(rows: &[CellCount], shapes: &mut Shapes) {
+    let half = |d: f64| (d * 2.0).round() as u32;
+    let mut positives: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut negatives: BTreeMap<(u32, bool, bool), u64> = BTreeMap::new();
+    for r in rows {
+        let unrelated = r.up.is_none();
+        if !unrelated {
+            *positives.entry(half(r.distance)).or_default() += r.codes;
+        }
+        *negatives.entry((half(r.distance), r.excluded, unrelated)).or_default() += r.codes;
+    }
+    for (&dp, &p) in &positives {
+        for (&(dn, excluded, unrelated), &n) in negatives.range((dp + 1, false, false)..) {
+            *shapes.entry((dp, dn, excluded, unrelated)).or_default() += p as u128 * n as u128;
+        }
+    }
 }
 
 /// Each code's exclusion partners in both directions, sorted and without itself.

@@ -142,9 +142,9 @@ fn write_in_batches(
 const ANCHORS_PER_BATCH: usize = 1 << 14;
 
 /// Writes `anchor_groups` (per anchor, per relation and exclusion flag: how many codes), in
-/// anchor order; returns the rows written. The level of a cell's codes is the anchor's level
+/// anchor order; returns the rows written and the triplets per shape, summed on the way. The level of a cell's codes is the anchor's level
 /// moved by the depth difference (levels and depths differ by one constant, checked here).
-pub fn write_anchor_groups(path: &Path, codes: &CodeTree, excluded: &[Vec<u32>]) -> Result<usize> {
+pub fn write_anchor_groups(path: &Path, codes: &CodeTree, excluded: &[Vec<u32>]) -> Result<(usize, groups::Shapes)> {
     let tree = &codes.tree;
     let offset = codes.level.first().copied().unwrap_or(0) - tree.depth.first().copied().unwrap_or(0) as i32;
     if let Some(i) = (0..tree.len()).find(|&i| codes.level[i] - tree.depth[i] as i32 != offset) {
@@ -156,10 +156,14 @@ pub fn write_anchor_groups(path: &Path, codes: &CodeTree, excluded: &[Vec<u32>])
         );
     }
     let schema = Arc::new(anchor_groups_schema());
-    write_in_batches(path, schema.clone(), tree.len(), |range| {
-        let counts: Vec<groups::CellCount> = range
-            .flat_map(|a| groups::cell_counts(tree, a as u32, &excluded[a]))
-            .collect();
+    let shapes = std::cell::RefCell::new(groups::Shapes::new());
+    let rows = write_in_batches(path, schema.clone(), tree.len(), |range| {
+        let mut counts: Vec<groups::CellCount> = Vec::new();
+        for a in range {
+            let rows = groups::cell_counts(tree, a as u32, &excluded[a]);
+            groups::add_shapes(&rows, &mut shapes.borrow_mut());
+            counts.extend(rows);
+        }
         let level = |c: &groups::CellCount| {
             let anchor_depth = tree.depth[c.anchor as usize] as i32;
             c.up.map(|up| anchor_depth - up as i32 + c.down as i32 + offset)
@@ -189,5 +193,31 @@ pub fn write_anchor_groups(path: &Path, codes: &CodeTree, excluded: &[Vec<u32>])
             Arc::new(counts.iter().map(|c| c.codes as i64).collect::<Int64Array>()),
         ];
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
-    })
+    })?;
+    Ok((rows, shapes.into_inner()))
+}
+
+/// Writes `triplet_shapes`: how many triplets each (positive distance, negative distance,
+/// excluded, unrelated) has, the only inputs of hardness.
+pub fn write_triplet_shapes(path: &Path, shapes: &groups::Shapes) -> Result<usize> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("positive_distance", DataType::Float64, false),
+        Field::new("negative_distance", DataType::Float64, false),
+        Field::new("excluded", DataType::Boolean, false),
+        Field::new("unrelated", DataType::Boolean, false),
+        Field::new("triplets", DataType::Int64, false),
+    ]));
+    let triplets = shapes
+        .values()
+        .map(|&t| i64::try_from(t).context("more than 2^63 triplets of one shape"))
+        .collect::<Result<Int64Array>>()?;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(shapes.keys().map(|k| k.0 as f64 / 2.0).collect::<Float64Array>()),
+        Arc::new(shapes.keys().map(|k| k.1 as f64 / 2.0).collect::<Float64Array>()),
+        Arc::new(shapes.keys().map(|k| Some(k.2)).collect::<BooleanArray>()),
+        Arc::new(shapes.keys().map(|k| Some(k.3)).collect::<BooleanArray>()),
+        Arc::new(triplets),
+    ];
+    crate::parquet_io::write_batch(path, &RecordBatch::try_new(schema, columns)?)?;
+    Ok(shapes.len())
 }

@@ -1,6 +1,7 @@
 //! The pipeline's SQL, every file of `sql/` at the repository root compiled into the binary here
 //! (so that it runs from anywhere), in two numbered sets: `sql/build/` the stages of `build`, in
-//! order (stages 1 and 3, `ancestors` and `anchor_groups`, are computed from the tree instead),
+//! order (stages 1, 3 and 4, `ancestors`, `anchor_groups` and `triplet_shapes`, are computed
+//! from the tree instead),
 //! with the `triplets` view; `sql/shards/` the queries of `build-shards`, in the order it
 //! runs them. `{{hardness}}` in a file is replaced by the expression in `sql/build/hardness.sql`,
 //! the one definition of hardness.
@@ -21,9 +22,11 @@ pub enum Source {
     Paths,
     /// Computed by [`crate::groups`] from the pre-order tree (no SQL could do it without pairs).
     Groups,
+    /// Summed while `anchor_groups` is written: per anchor, positives x farther negatives.
+    Shapes,
 }
 
-pub const STAGES: [Stage; 7] = [
+pub const STAGES: [Stage; 8] = [
     Stage {
         name: "ancestors",
         source: Source::Paths,
@@ -40,23 +43,28 @@ pub const STAGES: [Stage; 7] = [
         all_pairs: false,
     },
     Stage {
+        name: "triplet_shapes",
+        source: Source::Shapes,
+        all_pairs: false,
+    },
+    Stage {
         name: "distances",
-        source: Source::Sql(include_str!("../../sql/build/04_distances.sql")),
+        source: Source::Sql(include_str!("../../sql/build/05_distances.sql")),
         all_pairs: true,
     },
     Stage {
         name: "positives",
-        source: Source::Sql(include_str!("../../sql/build/05_positives.sql")),
+        source: Source::Sql(include_str!("../../sql/build/06_positives.sql")),
         all_pairs: true,
     },
     Stage {
         name: "hardness_rules",
-        source: Source::Sql(include_str!("../../sql/build/06_hardness_rules.sql")),
+        source: Source::Sql(include_str!("../../sql/build/07_hardness_rules.sql")),
         all_pairs: false,
     },
     Stage {
         name: "triplet_counts",
-        source: Source::Sql(include_str!("../../sql/build/07_triplet_counts.sql")),
+        source: Source::Sql(include_str!("../../sql/build/08_triplet_counts.sql")),
         all_pairs: false,
     },
 ];
@@ -75,7 +83,7 @@ impl Stage {
     pub fn query(&self, unrelated: f64) -> Option<String> {
         match self.source {
             Source::Sql(sql) => Some(expand(sql).replace("{{unrelated}}", &format!("{unrelated:?}"))),
-            Source::Paths | Source::Groups => None,
+            Source::Paths | Source::Groups | Source::Shapes => None,
         }
     }
 }

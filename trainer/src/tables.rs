@@ -1,7 +1,7 @@
 //! The pipeline's Parquet tables the trainer reads, with the parquet crate alone (DataFusion
 //! stays in naics-pipeline): codes and held-out index entries (where they are:
 //! `naics_common::layout`); tree distances are computed from the codes' parents, as
-//! `sql/build/04_distances.sql` defines them, so no table of all pairs is needed.
+//! `sql/build/05_distances.sql` defines them, so no table of all pairs is needed.
 
 use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -142,7 +142,7 @@ impl Codes {
     }
 }
 
-/// Tree distances between codes, as `sql/build/04_distances.sql` defines them: up + down
+/// Tree distances between codes, as `sql/build/05_distances.sql` defines them: up + down
 /// generations through the lowest common ancestor, less 0.5 along one line of descent; 2 (max
 /// depth + 1) between codes under different roots. Small trees keep the whole matrix (a lookup
 /// per pair in every training step); larger ones walk the paths per pair.

@@ -1,4 +1,4 @@
--- Stage 5, `positives`: every ordered (anchor, positive) pair of distinct codes under one root
+-- Stage 6, `positives`: every ordered (anchor, positive) pair of distinct codes under one root
 -- (a view, not a table, on trees past `build --all-pairs-max-codes`).
 SELECT d.idx_i   AS anchor_idx,
        d.code_i  AS anchor,

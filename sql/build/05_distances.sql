@@ -1,4 +1,4 @@
--- Stage 4, `distances`: every ordered pair of distinct codes (2,125 x 2,124 rows for NAICS; a
+-- Stage 5, `distances`: every ordered pair of distinct codes (2,125 x 2,124 rows for NAICS; a
 -- view, not a table, on trees past `build --all-pairs-max-codes`).
 --   up   = depth_i - depth_lca, down = depth_j - depth_lca (depth 0 at the roots)
 --   distance = up + down, minus 0.5 when one code is an ancestor of the other;

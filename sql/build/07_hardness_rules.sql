@@ -1,4 +1,4 @@
--- Stage 6, `hardness_rules`: the hardness of every combination of positive distance, negative
+-- Stage 7, `hardness_rules`: the hardness of every combination of positive distance, negative
 -- distance and exclusion that occurs. Since hardness depends on nothing else, the negative
 -- sampler reads its buckets from this small table instead of from the ~10^9 triplets. Read from
 -- `anchor_groups`, which holds every distance and exclusion flag `distances` holds, per anchor.
