@@ -146,6 +146,18 @@ fn unknown_keys_in_a_file_are_errors() {
 fn the_stage_list_is_the_curriculum_folder_in_name_order() {
     let all = ["01_stage_easy", "02_stage_medium", "03_stage_hard"];
     assert_eq!(stages(&conf()).unwrap(), all);
+    assert_eq!(
+        selected_stages(&conf(), "icd10cm/all").unwrap(),
+        vec![
+            "icd10cm/01_stage_easy",
+            "icd10cm/02_stage_medium",
+            "icd10cm/03_stage_hard"
+        ]
+    );
+    let icd = load(&conf(), Some("icd10cm/03_stage_hard"), &["data=icd10cm".into()]).unwrap();
+    assert_eq!(icd.config.experiment, "icd10cm_03_stage_hard");
+    assert_eq!(icd.config.curriculum.max_positives, Some(1));
+    assert_eq!(icd.config.data.dir, std::path::PathBuf::from("data/icd10cm"));
     assert_eq!(selected_stages(&conf(), "all").unwrap(), all);
     assert_eq!(
         selected_stages(&conf(), "02_stage_medium").unwrap(),
@@ -178,9 +190,12 @@ fn a_profile_applies_its_keys_and_the_command_line_wins() {
         if entry.file_type().unwrap().is_dir() && entry.file_name() != "profile" {
             let to = dir.path().join(entry.file_name());
             std::fs::create_dir(&to).unwrap();
+            // The group files (a taxonomy's own curriculum folder is not needed here).
             for f in std::fs::read_dir(entry.path()).unwrap() {
                 let f = f.unwrap();
-                std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+                if f.file_type().unwrap().is_file() {
+                    std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+                }
             }
         }
     }

@@ -159,20 +159,26 @@ async fn run(cli: Cli) -> Result<()> {
                     ingest::run_icd10cm(&input, &cli.data, holdout_fraction)?
                 }
             };
-            println!(
-                "ingest: {} codes ({} descriptions inherited from a child, {} stale description rows skipped), {} index entries \
-                 ({} held out, {} pointer rows skipped), {} cross-reference rows, {} exclusion pairs over {} codes, in {:.2}s",
-                s.codes,
-                s.inherited_descriptions,
-                s.skipped_description_rows,
-                s.index_entries,
-                s.held_out,
-                s.skipped_index_rows,
-                s.cross_reference_rows,
-                s.exclusion_pairs,
-                s.codes_with_exclusions,
-                started.elapsed().as_secs_f64()
-            );
+            let took = started.elapsed().as_secs_f64();
+            match taxonomy {
+                Taxonomy::Naics => println!(
+                    "ingest: {} codes ({} descriptions inherited from a child, {} stale description rows skipped), {} index entries \
+                     ({} held out, {} pointer rows skipped), {} cross-reference rows, {} exclusion pairs over {} codes, in {took:.2}s",
+                    s.codes,
+                    s.inherited_descriptions,
+                    s.skipped_description_rows,
+                    s.index_entries,
+                    s.held_out,
+                    s.skipped_index_rows,
+                    s.cross_reference_rows,
+                    s.exclusion_pairs,
+                    s.codes_with_exclusions,
+                ),
+                _ => println!(
+                    "ingest: {} codes, {} entries ({} held out), {} exclusion pairs over {} codes, in {took:.2}s",
+                    s.codes, s.index_entries, s.held_out, s.exclusion_pairs, s.codes_with_exclusions,
+                ),
+            }
             println!("wrote {} and {}", data.codes().display(), data.holdout().display());
         }
         Command::Build {
