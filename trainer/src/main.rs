@@ -74,7 +74,7 @@ enum Command {
         #[command(flatten)]
         which: WhichCheckpoint,
     },
-    /// The six-digit codes of a free-text description, each with its confidence, and the deepest
+    /// The leaf codes (NAICS: six-digit) of a free-text description, each with its confidence, and the deepest
     /// code (any level) whose confidence reaches --min-confidence.
     Search {
         query: String,

@@ -275,6 +275,8 @@ async fn curriculum_pairs(
             (0..batch.num_rows()).map(|r| (a.value(r) as u32, u.value(r) as u8, d.value(r) as u8, dist.value(r))),
         );
     }
+    selected.sort_unstable_by_key(|c| (c.0, c.1, c.2));
+    selected.dedup_by_key(|c| (c.0, c.1, c.2));
     let mut pairs = Vec::new();
     for anchor_cells in selected.chunk_by(|x, y| x.0 == y.0) {
         let anchor = anchor_cells[0].0;

@@ -1,4 +1,4 @@
-//! Free text in, six-digit codes out, each with a confidence. Three signals per candidate code,
+//! Free text in, leaf codes out (NAICS: six-digit industries), each with a confidence. Three signals per candidate code,
 //! fused by weights fitted on validation entries:
 //!
 //! - the trained points: minus the Lorentz distance from the text's point to the code's;
@@ -55,7 +55,7 @@ pub struct Ranked {
 /// What a coder answers for one text.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    /// The k most likely six-digit codes, most likely first.
+    /// The k most likely leaf codes (NAICS: six-digit), most likely first.
     pub ranked: Vec<Ranked>,
     /// The deepest code whose confidence reaches `min_confidence` (none: not even a sector).
     pub level: Option<LevelAnswer>,
@@ -95,7 +95,7 @@ pub struct Fusion {
 
 pub struct Coder<'a> {
     e: &'a Embedded,
-    /// The six-digit codes, as code indexes: what a text is coded to.
+    /// The leaves (NAICS: the six-digit codes), as code indexes: what a text is coded to.
     pub candidates: Vec<usize>,
     /// The frozen base's mean-pooled, normalized vectors of every candidate's texts, transposed
     /// once into a contiguous [h, m]: the right-hand side of every similarity product (against
@@ -107,7 +107,7 @@ pub struct Coder<'a> {
     pub fusion: Fusion,
 }
 
-/// The texts of each six-digit code an answer may lean on: its title and its training entries,
+/// The texts of each leaf code an answer may lean on: its title and its training entries,
 /// less the validation entries.
 fn candidate_texts(e: &Embedded, candidates: &[usize]) -> Vec<Vec<String>> {
     let share = e.config.data.validation_entries;

@@ -138,7 +138,7 @@ fn expert_share(e: &Embedded) -> Result<Vec<f32>> {
     Ok(shares(&global_load(&parts.iter().collect::<Vec<_>>())))
 }
 
-/// Every held-out index entry as a query against all six-digit codes: ours (Lorentz distance)
+/// Every held-out index entry as a query against all leaf (NAICS: six-digit) codes: ours (Lorentz distance)
 /// and the baseline (frozen base, mean pooling, cosine).
 fn held_out_retrieval(e: &Embedded) -> Result<(Retrieval, Retrieval)> {
     let held = tables::holdout(&e.config.data.dir)?;
