@@ -248,7 +248,7 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
         assert!(out.join(file).exists(), "{file}");
     }
 
-    // The coder: three six-digit candidates, confidences that sum to 1, paths from the sector.
+    // The coder: the top three leaves, confidences that sum to 1, paths from the sector.
     let c = &report.coding;
     assert_eq!(c.retrieval.queries, held);
     assert_eq!(c.retrieval.top10, 1.0);

@@ -138,6 +138,20 @@ impl Group {
         self.listed_before(tree, code) - self.removed.partition_point(|&r| r < code)
     }
 
+    /// The first member: the smallest of each span's first code that is not removed.
+    fn first(&self, tree: &Tree) -> u32 {
+        let first_kept = |span: &Span| {
+            (0..span.len() as u32)
+                .map(|k| tree.code_at(span, k))
+                .find(|c| self.removed.binary_search(c).is_err())
+        };
+        self.spans
+            .iter()
+            .filter_map(first_kept)
+            .min()
+            .expect("a group has members")
+    }
+
     /// How many codes of the spans (removed ones included) have an index below `code`.
     fn listed_before(&self, tree: &Tree, code: u32) -> usize {
         self.spans.iter().map(|s| tree.count_below(s, code)).sum()
@@ -231,7 +245,7 @@ pub fn groups(tree: &Tree, anchor: u32, excluded: &[u32]) -> Vec<Group> {
     for g in &mut out {
         g.removed.sort_unstable();
     }
-    out.sort_by_cached_key(|g| g.nth(tree, 0));
+    out.sort_by_cached_key(|g| g.first(tree));
     out
 }
 
@@ -366,6 +380,7 @@ mod tests {
                         assert_eq!(g.contains(&tree, j), member);
                     }
                 }
+                assert!(groups.iter().all(|g| g.first(&tree) == g.nth(&tree, 0)));
                 let counts = cell_counts(&tree, anchor, &excl[anchor as usize]);
                 assert_eq!(counts.iter().map(|c| c.codes).sum::<u64>(), 79);
             }
