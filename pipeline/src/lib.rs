@@ -1,7 +1,10 @@
-//! naics-pipeline: NAICS 2022 from the Census files to the training shards, over Apache
-//! DataFusion. The data's path: [`ingest`] (xlsx/CSV -> `naics_codes.parquet`), [`build`] (the
-//! SQL stages under `sql/build/` -> tree relations), then the sampler that writes shards. [`session`]
-//! sees every table, and [`shell`] is the SQL shell over it.
+//! naics-pipeline: a classification tree (NAICS 2022's Census files, ICD-10-CM's XML, or any
+//! tree as one table) to the training shards, over Apache DataFusion. The data's path: [`ingest`]
+//! (-> `naics_codes.parquet`, codes in pre-order), [`tree`] and [`groups`] (each anchor's codes
+//! by relation, as spans of the pre-order tree), [`build`] (the stages: SQL under `sql/build/`,
+//! and [`relations`] for the tables written from the tree), then the sampler that writes
+//! [`shards`]. [`session`] sees every table, and [`shell`] is the SQL shell over it; [`synth`]
+//! makes random trees for the scaling benchmark.
 
 pub use naics_common::atomic;
 pub mod build;

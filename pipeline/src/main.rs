@@ -12,7 +12,7 @@ use std::time::Instant;
 #[command(
     name = "naics-pipeline",
     version,
-    about = "NAICS 2022: Census files -> tree relations -> training shards"
+    about = "A classification tree (NAICS 2022, ICD-10-CM or any table) -> tree relations -> training shards"
 )]
 struct Cli {
     /// Folder of the pipeline's tables (inputs are read from DATA/naics2022 by default).
