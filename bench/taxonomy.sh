@@ -18,8 +18,7 @@ trap 'rm -rf "$work"' EXIT
 csv=outputs/bench/taxonomy_scaling.csv
 mkdir -p outputs/bench
 
-step() { # label data-dir args... -> prints "secs kib"
-  local label=$1; shift
+step() { # command... -> prints "secs kib"
   /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out"; exit 1; }
   cat "$work/time"
 }
@@ -28,9 +27,9 @@ run() { # name codes ingest-args...
   local name=$1 codes=$2; shift 2
   local d="$work/$name"
   mkdir -p "$d"
-  read -r si ki < <(step ingest "$bin" --data "$d" ingest "$@")
-  read -r sb kb < <(step build "$bin" --data "$d" build)
-  read -r ss ks < <(step shards "$bin" build-shards -c icd10cm/03_stage_hard "data.dir=$d" "data.shards_dir=$d/shards" \
+  read -r si ki < <(step "$bin" --data "$d" ingest "$@")
+  read -r sb kb < <(step "$bin" --data "$d" build)
+  read -r ss ks < <(step "$bin" build-shards -c icd10cm/03_stage_hard "data.dir=$d" "data.shards_dir=$d/shards" \
     "model.path=data/models/all-MiniLM-L6-v2" "curriculum.positive_levels=[1, 2, 3, 4, 5, 6, 7]")
   local total peak
   total=$(echo "$si + $sb + $ss" | bc)

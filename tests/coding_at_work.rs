@@ -8,7 +8,6 @@ mod common;
 use arrow::array::{Array, AsArray, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use common::fixtures;
-use naics_pipeline::ingest::{self, IngestPaths};
 use naics_pipeline::session::{DEFAULT_MEMORY_LIMIT, DataDir};
 use naics_trainer::classify::{self, Options, input::Format};
 use naics_trainer::coder::{Coder, Policy};
@@ -33,20 +32,10 @@ struct Trained {
 fn trained() -> &'static Trained {
     static TRAINED: OnceLock<Trained> = OnceLock::new();
     TRAINED.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.7).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = runtime.block_on(common::tables(&fixtures().join("mini"), 0.7));
         let config = common::mini_config(dir.path(), &["data.validation_entries=0.5"]);
-        tokio::runtime::Runtime::new().unwrap().block_on(async {
-            naics_pipeline::build::run(
-                &DataDir(dir.path().to_path_buf()),
-                false,
-                naics_pipeline::build::ALL_PAIRS_MAX_CODES,
-                DEFAULT_MEMORY_LIMIT,
-            )
-            .await
-            .unwrap();
-            naics_pipeline::shards::run(&config).await.unwrap();
-        });
+        runtime.block_on(naics_pipeline::shards::run(&config)).unwrap();
         let options = naics_trainer::train::FitOptions {
             resume: false,
             init: None,

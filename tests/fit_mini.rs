@@ -6,7 +6,6 @@ mod common;
 
 use common::fixtures;
 use naics_common::config::Loaded;
-use naics_pipeline::ingest::{self, IngestPaths};
 use naics_pipeline::session::{DEFAULT_MEMORY_LIMIT, DataDir};
 use naics_trainer::train::{FitOptions, fit};
 use std::path::Path;
@@ -115,16 +114,7 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_monitored_metric_selects_the_best_checkpoint_and_queries_train_without_held_out_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.7).unwrap();
-    naics_pipeline::build::run(
-        &DataDir(dir.path().to_path_buf()),
-        false,
-        naics_pipeline::build::ALL_PAIRS_MAX_CODES,
-        DEFAULT_MEMORY_LIMIT,
-    )
-    .await
-    .unwrap();
+    let dir = common::tables(&fixtures().join("mini"), 0.7).await;
     let loaded = config(
         dir.path(),
         &["training.trainer.monitor=parent_at_1", "data.queries_per_step=4"],
@@ -187,17 +177,8 @@ async fn a_nan_loss_stops_the_run_naming_the_step() {
 #[tokio::test(flavor = "multi_thread")]
 async fn eval_embed_and_search_on_the_trained_mini_tree() {
     use naics_trainer::coder::{Coder, Policy};
-    let dir = tempfile::tempdir().unwrap();
     // 3 of the 7 index entries are held out at 0.7 (a hash draw), so that retrieval has queries.
-    ingest::run(&IngestPaths::in_folder(&fixtures().join("mini"), dir.path()), 0.7).unwrap();
-    naics_pipeline::build::run(
-        &DataDir(dir.path().to_path_buf()),
-        false,
-        naics_pipeline::build::ALL_PAIRS_MAX_CODES,
-        DEFAULT_MEMORY_LIMIT,
-    )
-    .await
-    .unwrap();
+    let dir = common::tables(&fixtures().join("mini"), 0.7).await;
     naics_pipeline::shards::run(&config(dir.path(), &[])).await.unwrap();
     // Half of the kept entries are the coder's validation entries, so that it fits its fusion.
     let trained = config(dir.path(), &["data.validation_entries=0.5"]);

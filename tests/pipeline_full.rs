@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::{counts, repo};
+use common::{build_and_open, counts, repo};
 use naics_pipeline::ingest::{self, IngestPaths};
-use naics_pipeline::session::{self, DEFAULT_MEMORY_LIMIT, DataDir};
 
 fn pairs(list: &[(&str, i64)]) -> Vec<(String, i64)> {
     list.iter().map(|(k, v)| (k.to_string(), *v)).collect()
@@ -20,18 +19,7 @@ async fn full_data_matches_the_expected_counts() {
     assert_eq!(summary.index_entries, 20_373);
     assert_eq!(summary.skipped_index_rows, 25);
     assert_eq!(summary.skipped_description_rows, 2);
-    let data = DataDir(dir.path().to_path_buf());
-    naics_pipeline::build::run(
-        &data,
-        false,
-        naics_pipeline::build::ALL_PAIRS_MAX_CODES,
-        DEFAULT_MEMORY_LIMIT,
-    )
-    .await
-    .unwrap();
-    let ctx = session::open(&data, &dir.path().join("outputs"), DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    let ctx = build_and_open(dir.path(), naics_pipeline::build::ALL_PAIRS_MAX_CODES).await;
 
     let levels = counts(
         &ctx,

@@ -5,7 +5,7 @@
 mod common;
 
 use arrow::array::{ArrayRef, ListBuilder, RecordBatch, StringArray, StringBuilder};
-use common::{counts, rows};
+use common::{build_and_open, counts, rows};
 use naics_pipeline::ingest::{self, generic};
 use naics_pipeline::session::{self, DEFAULT_MEMORY_LIMIT, DataDir};
 use std::path::Path;
@@ -150,12 +150,7 @@ async fn generic_csv_and_parquet_give_one_table_in_preorder() {
     assert_eq!(from_parquet, from_csv);
 
     // The tree through build: group counts and views agree with the all-pairs SQL.
-    naics_pipeline::build::run(&DataDir(out.clone()), false, 1_000, DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
-    let ctx = session::open(&DataDir(out.clone()), &dir.path().join("o"), DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    let ctx = build_and_open(&out, 1_000).await;
     let d = rows(
         &ctx,
         "SELECT code_i, code_j, CAST(distance AS VARCHAR), relation, CAST(excluded AS VARCHAR) FROM distances \
@@ -188,13 +183,8 @@ async fn generic_csv_and_parquet_give_one_table_in_preorder() {
     assert!(computed.iter().any(|(h, _)| h == "8"), "{computed:?}");
 
     // Past --all-pairs-max-codes the all-pairs tables are views giving the same rows.
-    naics_pipeline::build::run(&DataDir(out.clone()), false, 3, DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    let ctx = build_and_open(&out, 3).await;
     assert!(!DataDir(out.clone()).table("distances").exists());
-    let ctx = session::open(&DataDir(out.clone()), &dir.path().join("o"), DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
     let view = rows(
         &ctx,
         "SELECT code_i, code_j, CAST(distance AS VARCHAR), relation, CAST(excluded AS VARCHAR) FROM distances \
@@ -357,18 +347,7 @@ async fn icd10cm_real_tree() {
     let s = ingest::run_icd10cm(&xml, dir.path(), 0.1).unwrap();
     assert_eq!((s.codes, s.index_entries, s.held_out), (47_200, 12_574, 1_302));
     assert_eq!((s.exclusion_pairs, s.codes_with_exclusions), (13_121, 3_474));
-    let data = DataDir(dir.path().to_path_buf());
-    naics_pipeline::build::run(
-        &data,
-        false,
-        naics_pipeline::build::ALL_PAIRS_MAX_CODES,
-        DEFAULT_MEMORY_LIMIT,
-    )
-    .await
-    .unwrap();
-    let ctx = session::open(&data, &dir.path().join("o"), DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    let ctx = build_and_open(dir.path(), naics_pipeline::build::ALL_PAIRS_MAX_CODES).await;
     let depths = counts(
         &ctx,
         "SELECT CAST(depth AS VARCHAR), count(*) FROM naics_codes GROUP BY 1 ORDER BY 1",

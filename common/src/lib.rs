@@ -9,3 +9,4 @@ pub mod samples;
 pub mod share;
 pub mod tokenizer;
 pub mod tokens;
+pub mod tree_distance;

@@ -55,24 +55,26 @@ pub async fn run(
         bar.set_message(format!("stage {}", stage.name));
         let started = Instant::now();
         let path = data.table(stage.name);
-        let rows = match (stage.query(unrelated), stage.all_pairs && !all_pairs) {
-            (None, _) if matches!(stage.source, Source::Paths) => Some(relations::write_ancestors(&path, &tree)),
-            (None, _) if matches!(stage.source, Source::Shapes) => {
-                Some(relations::write_triplet_shapes(&path, &shapes))
-            }
-            (Some(sql), true) => {
-                std::fs::remove_file(&path).or_else(|e| if path.exists() { Err(e) } else { Ok(()) })?;
-                ctx.sql(&format!("CREATE VIEW {} AS {sql}", stage.name)).await?;
-                None
-            }
-            (Some(sql), false) => Some(write_query(&ctx, &sql, &path).await),
-            (None, _) => {
+        let rows = match stage.source {
+            Source::Paths => Some(relations::write_ancestors(&path, &tree)),
+            Source::Groups => {
                 let excluded = relations::exclusions(&ctx, tree.tree.len()).await?;
                 let written = relations::write_anchor_groups(&path, &tree, &excluded);
                 Some(written.map(|(rows, s)| {
                     shapes = s;
                     rows
                 }))
+            }
+            Source::Shapes => Some(relations::write_triplet_shapes(&path, &shapes)),
+            Source::Sql(_) => {
+                let sql = stage.query(unrelated).expect("an SQL stage");
+                if stage.all_pairs && !all_pairs {
+                    std::fs::remove_file(&path).or_else(|e| if path.exists() { Err(e) } else { Ok(()) })?;
+                    ctx.sql(&format!("CREATE VIEW {} AS {sql}", stage.name)).await?;
+                    None
+                } else {
+                    Some(write_query(&ctx, &sql, &path).await)
+                }
             }
         };
         let rows = rows.transpose().with_context(|| format!("stage `{}`", stage.name))?;

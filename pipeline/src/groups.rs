@@ -7,6 +7,7 @@
 //! distance with one exclusion flag, in index order (`distances` read in order would list them so).
 
 use crate::tree::{self, Span, Tree};
+use naics_common::tree_distance::half_units;
 use std::collections::BTreeMap;
 
 /// The codes at (up, down) from an anchor; `up: None` is every code under another root.
@@ -19,10 +20,7 @@ pub struct Cell {
 
 impl Cell {
     pub fn distance(&self, tree: &Tree) -> f64 {
-        match self.up {
-            Some(up) => tree::distance(up, self.down),
-            None => tree.unrelated_distance(),
-        }
+        tree.distance_of(self.up.map(|up| (up, self.down)))
     }
 
     pub fn relation(&self) -> &'static str {
@@ -125,6 +123,16 @@ pub struct Group {
 }
 
 impl Group {
+    fn empty(distance: f64, excluded: bool) -> Group {
+        Group {
+            distance,
+            excluded,
+            spans: Vec::new(),
+            removed: Vec::new(),
+            len: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -202,38 +210,25 @@ impl Group {
 /// anchor's `distances` rows by index meets them). `excluded`: the codes excluded with the
 /// anchor in either direction, sorted, without the anchor.
 pub fn groups(tree: &Tree, anchor: u32, excluded: &[u32]) -> Vec<Group> {
-    let key = |d: f64| (d * 2.0).round() as u32;
     let mut by_distance: BTreeMap<(u32, bool), Group> = BTreeMap::new();
     for cell in cells(tree, anchor) {
         let distance = cell.distance(tree);
-        let g = by_distance.entry((key(distance), false)).or_insert_with(|| Group {
-            distance,
-            excluded: false,
-            spans: Vec::new(),
-            removed: Vec::new(),
-            len: 0,
-        });
+        let g = by_distance
+            .entry((half_units(distance), false))
+            .or_insert_with(|| Group::empty(distance, false));
         g.len += cell.len();
         g.spans.extend(cell.spans);
     }
     for &x in excluded {
-        let (up, down) = cell_of(tree, anchor, x);
-        let distance = match up {
-            Some(up) => tree::distance(up, down),
-            None => tree.unrelated_distance(),
-        };
+        let distance = tree.distance_of(tree.up_down(anchor, x));
         let natural = by_distance
-            .get_mut(&(key(distance), false))
+            .get_mut(&(half_units(distance), false))
             .expect("every code is in a cell");
         natural.removed.push(x);
         natural.len -= 1;
-        let g = by_distance.entry((key(distance), true)).or_insert_with(|| Group {
-            distance,
-            excluded: true,
-            spans: Vec::new(),
-            removed: Vec::new(),
-            len: 0,
-        });
+        let g = by_distance
+            .entry((half_units(distance), true))
+            .or_insert_with(|| Group::empty(distance, true));
         g.spans.push(Span {
             depth: None,
             start: x,
@@ -263,12 +258,10 @@ pub struct CellCount {
 
 /// The rows of `anchor_groups` for one anchor: each cell split by the exclusion flag.
 pub fn cell_counts(tree: &Tree, anchor: u32, excluded: &[u32]) -> Vec<CellCount> {
+    let excluded_cells: Vec<(Option<u8>, u8)> = excluded.iter().map(|&x| cell_of(tree, anchor, x)).collect();
     let mut out = Vec::new();
     for cell in cells(tree, anchor) {
-        let in_cell = excluded
-            .iter()
-            .filter(|&&x| cell_of(tree, anchor, x) == (cell.up, cell.down))
-            .count() as u64;
+        let in_cell = excluded_cells.iter().filter(|&&c| c == (cell.up, cell.down)).count() as u64;
         let row = |excluded, codes| CellCount {
             anchor,
             up: cell.up,
@@ -294,15 +287,16 @@ pub type Shapes = BTreeMap<(u32, u32, bool, bool), u128>;
 /// Adds one anchor's triplets to `shapes`, from its rows of `anchor_groups`: every group of
 /// positives (one distance, not unrelated) times every group of farther negatives.
 pub fn add_shapes(rows: &[CellCount], shapes: &mut Shapes) {
-    let half = |d: f64| (d * 2.0).round() as u32;
     let mut positives: BTreeMap<u32, u64> = BTreeMap::new();
     let mut negatives: BTreeMap<(u32, bool, bool), u64> = BTreeMap::new();
     for r in rows {
         let unrelated = r.up.is_none();
         if !unrelated {
-            *positives.entry(half(r.distance)).or_default() += r.codes;
+            *positives.entry(half_units(r.distance)).or_default() += r.codes;
         }
-        *negatives.entry((half(r.distance), r.excluded, unrelated)).or_default() += r.codes;
+        *negatives
+            .entry((half_units(r.distance), r.excluded, unrelated))
+            .or_default() += r.codes;
     }
     for (&dp, &p) in &positives {
         for (&(dn, excluded, unrelated), &n) in negatives.range((dp + 1, false, false)..) {
@@ -338,13 +332,7 @@ mod tests {
     fn brute(tree: &Tree, anchor: u32, excluded: &[u32]) -> Vec<(u32, f64, bool)> {
         (0..tree.len() as u32)
             .filter(|&j| j != anchor)
-            .map(|j| {
-                let d = match tree.up_down(anchor, j) {
-                    Some((u, d)) => tree::distance(u, d),
-                    None => tree.unrelated_distance(),
-                };
-                (j, d, excluded.contains(&j))
-            })
+            .map(|j| (j, tree.distance_of(tree.up_down(anchor, j)), excluded.contains(&j)))
             .collect()
     }
 

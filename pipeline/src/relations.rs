@@ -121,7 +121,7 @@ fn write_in_batches(
     path: &Path,
     schema: Arc<Schema>,
     n: usize,
-    batch: impl Fn(std::ops::Range<usize>) -> Result<RecordBatch>,
+    mut batch: impl FnMut(std::ops::Range<usize>) -> Result<RecordBatch>,
 ) -> Result<usize> {
     crate::atomic::write_atomically(path, |tmp| {
         let file = std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -142,8 +142,8 @@ fn write_in_batches(
 const ANCHORS_PER_BATCH: usize = 1 << 14;
 
 /// Writes `anchor_groups` (per anchor, per relation and exclusion flag: how many codes), in
-/// anchor order; returns the rows written and the triplets per shape, summed on the way. The level of a cell's codes is the anchor's level
-/// moved by the depth difference (levels and depths differ by one constant, checked here).
+/// anchor order; returns the rows written and the triplets per shape, summed on the way. The
+/// level of a cell's codes is the anchor's level moved by the depth difference (levels and depths differ by one constant, checked here).
 pub fn write_anchor_groups(path: &Path, codes: &CodeTree, excluded: &[Vec<u32>]) -> Result<(usize, groups::Shapes)> {
     let tree = &codes.tree;
     let offset = codes.level.first().copied().unwrap_or(0) - tree.depth.first().copied().unwrap_or(0) as i32;
@@ -156,12 +156,12 @@ pub fn write_anchor_groups(path: &Path, codes: &CodeTree, excluded: &[Vec<u32>])
         );
     }
     let schema = Arc::new(anchor_groups_schema());
-    let shapes = std::cell::RefCell::new(groups::Shapes::new());
+    let mut shapes = groups::Shapes::new();
     let rows = write_in_batches(path, schema.clone(), tree.len(), |range| {
         let mut counts: Vec<groups::CellCount> = Vec::new();
         for a in range {
             let rows = groups::cell_counts(tree, a as u32, &excluded[a]);
-            groups::add_shapes(&rows, &mut shapes.borrow_mut());
+            groups::add_shapes(&rows, &mut shapes);
             counts.extend(rows);
         }
         let level = |c: &groups::CellCount| {
@@ -194,7 +194,7 @@ pub fn write_anchor_groups(path: &Path, codes: &CodeTree, excluded: &[Vec<u32>])
         ];
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     })?;
-    Ok((rows, shapes.into_inner()))
+    Ok((rows, shapes))
 }
 
 /// Writes `triplet_shapes`: how many triplets each (positive distance, negative distance,

@@ -41,20 +41,17 @@ pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result
             register_parquet(&ctx, name, &path).await?;
         }
     }
-    let mut all_pairs = 0;
     for stage in &sql_files::STAGES {
         let path = data.table(stage.name);
         if path.exists() {
             register_parquet(&ctx, stage.name, &path).await?;
-            all_pairs += stage.all_pairs as usize;
         } else if stage.all_pairs && data.table("ancestors").exists() && data.table("exclusions").exists() {
             // Not stored (a tree past `build --all-pairs-max-codes`): the same SQL as a view.
             let sql = stage.query(unrelated_distance(&ctx).await?).expect("an SQL stage");
             ctx.sql(&format!("CREATE VIEW {} AS {sql}", stage.name)).await?;
-            all_pairs += 1;
         }
     }
-    if all_pairs == 2 {
+    if ctx.table_exist("positives")? && ctx.table_exist("distances")? {
         ctx.sql(&sql_files::triplets_view()).await?;
     }
     if data.materialized_triplets().is_dir() {
@@ -84,7 +81,7 @@ pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result
     Ok(ctx)
 }
 
-/// [`crate::tree::unrelated_distance`] of the registered `naics_codes`.
+/// [`naics_common::tree_distance::unrelated`] of the registered `naics_codes`.
 async fn unrelated_distance(ctx: &SessionContext) -> Result<f64> {
     let batches = ctx
         .sql("SELECT CAST(max(depth) AS DOUBLE) FROM naics_codes")
@@ -101,7 +98,7 @@ async fn unrelated_distance(ctx: &SessionContext) -> Result<f64> {
                 .next()?
         })
         .context("naics_codes has no depth column: run `naics-pipeline ingest` again")?;
-    Ok(crate::tree::unrelated_distance(max_depth as u8))
+    Ok(naics_common::tree_distance::unrelated(max_depth as u8))
 }
 
 /// `(experiment, folder/experiment/file)` for every experiment folder holding `file`, with the

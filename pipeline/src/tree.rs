@@ -89,8 +89,9 @@ impl Tree {
         self.by_depth.len().saturating_sub(1) as u8
     }
 
+    /// [`naics_common::tree_distance::unrelated`] of this tree.
     pub fn unrelated_distance(&self) -> f64 {
-        unrelated_distance(self.max_depth())
+        naics_common::tree_distance::unrelated(self.max_depth())
     }
 
     /// The code and its ancestors, the code first.
@@ -136,6 +137,11 @@ impl Tree {
         }
     }
 
+    /// The distance of (up, down) from [`Tree::up_down`] (`None`: under different roots).
+    pub fn distance_of(&self, up_down: Option<(u8, u8)>) -> f64 {
+        up_down.map_or_else(|| self.unrelated_distance(), |(up, down)| distance(up, down))
+    }
+
     /// (up, down): generations from `i` up to the lowest common ancestor, then down to `j`;
     /// `None` when they share no ancestor. By walking the tree, for tests and small inputs.
     pub fn up_down(&self, i: u32, j: u32) -> Option<(u8, u8)> {
@@ -145,17 +151,7 @@ impl Tree {
     }
 }
 
-/// The distance between codes under different roots: 2 (max depth + 1), one step past the
-/// longest path under one root (10 for NAICS, whose deepest codes are at depth 4).
-pub fn unrelated_distance(max_depth: u8) -> f64 {
-    2.0 * (max_depth as f64 + 1.0)
-}
-
-/// Tree distance from (up, down): up + down, less 0.5 when one code is an ancestor of the other.
-pub fn distance(up: u8, down: u8) -> f64 {
-    let d = (up + down) as f64;
-    if up == 0 || down == 0 { d - 0.5 } else { d }
-}
+pub use naics_common::tree_distance::distance;
 
 /// The relation's name as `sql/build/03_distances.sql` gives it (j as seen from i).
 pub fn relation(up: u8, down: u8) -> &'static str {

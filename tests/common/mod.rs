@@ -50,15 +50,20 @@ pub async fn counts(ctx: &SessionContext, sql: &str) -> Vec<(String, i64)> {
 pub async fn tables(input: &Path, holdout: f64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     ingest::run(&IngestPaths::in_folder(input, dir.path()), holdout).unwrap();
-    naics_pipeline::build::run(
-        &DataDir(dir.path().to_path_buf()),
-        false,
-        naics_pipeline::build::ALL_PAIRS_MAX_CODES,
-        DEFAULT_MEMORY_LIMIT,
-    )
-    .await
-    .unwrap();
+    build_and_open(dir.path(), naics_pipeline::build::ALL_PAIRS_MAX_CODES).await;
     dir
+}
+
+/// Runs `build` over the ingested tables in `dir` (pairs stored up to `all_pairs_max_codes`
+/// codes) and opens a session on them, outputs looked for under `dir/outputs`.
+pub async fn build_and_open(dir: &Path, all_pairs_max_codes: usize) -> SessionContext {
+    let data = DataDir(dir.to_path_buf());
+    naics_pipeline::build::run(&data, false, all_pairs_max_codes, DEFAULT_MEMORY_LIMIT)
+        .await
+        .unwrap();
+    naics_pipeline::session::open(&data, &dir.join("outputs"), DEFAULT_MEMORY_LIMIT)
+        .await
+        .unwrap()
 }
 
 /// The repository's configuration for `stage`, reading and writing under `dir` with the fetched

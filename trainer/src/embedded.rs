@@ -93,14 +93,9 @@ impl Embedded {
 
     /// Lorentz distances [q, n] from query points to the codes `columns`.
     pub fn distances_to(&self, queries: &Tensor, columns: &[usize]) -> Result<Vec<Vec<f32>>> {
-        let idx = Tensor::from_vec(
-            columns.iter().map(|&c| c as u32).collect::<Vec<_>>(),
-            columns.len(),
-            &Device::Cpu,
-        )?;
         Ok(distance_rows(
             queries,
-            &self.points.index_select(&idx, 0)?,
+            &crate::model::select_rows(&self.points, columns)?,
             self.curvature(),
         )?)
     }

@@ -8,6 +8,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type};
 use candle_core::{Device, Tensor};
 use naics_common::layout::DataDir;
+use naics_common::tree_distance;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -142,9 +143,8 @@ impl Codes {
     }
 }
 
-/// Tree distances between codes, as `sql/build/05_distances.sql` defines them: up + down
-/// generations through the lowest common ancestor, less 0.5 along one line of descent; 2 (max
-/// depth + 1) between codes under different roots. Small trees keep the whole matrix (a lookup
+/// Tree distances between codes ([`naics_common::tree_distance`]), the (up, down) of a pair read
+/// off the codes' paths from their roots. Small trees keep the whole matrix (a lookup
 /// per pair in every training step); larger ones walk the paths per pair.
 pub struct TreeDistances {
     n: usize,
@@ -171,7 +171,7 @@ impl TreeDistances {
         let mut tree = TreeDistances {
             n,
             paths,
-            unrelated: 2.0 * (max_depth as f64 + 1.0),
+            unrelated: tree_distance::unrelated(max_depth as u8),
             matrix: None,
         };
         if n <= DENSE_MAX_CODES {
@@ -189,9 +189,7 @@ impl TreeDistances {
         if common == 0 {
             return self.unrelated;
         }
-        let (up, down) = (a.len() - common, b.len() - common);
-        let d = (up + down) as f64;
-        if up == 0 || down == 0 { d - 0.5 } else { d }
+        tree_distance::distance((a.len() - common) as u8, (b.len() - common) as u8)
     }
 
     pub fn get(&self, i: usize, j: usize) -> f64 {
@@ -211,12 +209,9 @@ impl TreeDistances {
 
     /// The [m, m] tree distances among `codes`.
     pub fn among(&self, codes: &[u32], device: &Device) -> Result<Tensor> {
-        let m = codes.len();
-        let values: Vec<f32> = codes
-            .iter()
-            .flat_map(|&i| codes.iter().map(move |&j| self.get(i as usize, j as usize) as f32))
-            .collect();
-        Ok(Tensor::from_vec(values, (m, m), device)?)
+        let codes: Vec<usize> = codes.iter().map(|&c| c as usize).collect();
+        let values: Vec<f32> = self.among_values(&codes).into_iter().map(|d| d as f32).collect();
+        Ok(Tensor::from_vec(values, (codes.len(), codes.len()), device)?)
     }
 }
 

@@ -65,23 +65,14 @@ pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<Entry>)> {
                         ..Default::default()
                     };
                     if name == "section" {
-                        let id = e
-                            .try_get_attribute("id")
-                            .ok()
-                            .flatten()
-                            .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+                        let id = attribute(&e, "id")
                             .ok_or_else(|| input_error(path, Some(node.line), "a section without an id"))?;
                         node.code = if id.contains('-') { id } else { format!("{id}-{id}") };
                     }
                     nodes.push(node);
                 }
                 if name == "extension" {
-                    extension_char = e
-                        .try_get_attribute("char")
-                        .ok()
-                        .flatten()
-                        .map(|a| String::from_utf8_lossy(&a.value).into_owned())
-                        .unwrap_or_default();
+                    extension_char = attribute(&e, "char").unwrap_or_default();
                 }
                 path_names.push(name);
                 text.clear();
@@ -93,11 +84,11 @@ pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<Entry>)> {
                 }
                 text.clear();
                 let name = path_names.pop().unwrap_or_default();
-                if name == "sevenChrDef" {
-                    if let Some(node) = nodes.last_mut() {
-                        node.seventh = Some(format!("Seventh character: {}.", node.extensions.join("; ")));
-                        node.extensions.clear();
-                    }
+                if name == "sevenChrDef"
+                    && let Some(node) = nodes.last_mut()
+                {
+                    node.seventh = Some(format!("Seventh character: {}.", node.extensions.join("; ")));
+                    node.extensions.clear();
                 }
                 if matches!(name.as_str(), "chapter" | "section" | "diag") {
                     let node = nodes.pop().expect("opened above");
@@ -153,6 +144,12 @@ pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<Entry>)> {
             .collect();
     }
     Ok((rows, entries))
+}
+
+/// An attribute's value, if the element has it.
+fn attribute(e: &quick_xml::events::BytesStart, name: &str) -> Option<String> {
+    let a = e.try_get_attribute(name).ok()??;
+    Some(String::from_utf8_lossy(&a.value).into_owned())
 }
 
 /// Files a text under the node it belongs to, by the elements around it.

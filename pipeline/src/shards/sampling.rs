@@ -9,13 +9,9 @@ use crate::groups::{self, Group};
 use crate::tree::Tree;
 use anyhow::{Result, bail};
 use naics_common::samples::Sample;
+use naics_common::tree_distance::half_units;
 use rand::Rng;
 use rand::seq::index;
-
-/// Distances are multiples of 0.5: stored as half-units.
-fn half_units(distance: f64) -> usize {
-    (distance * 2.0).round() as usize
-}
 
 /// Bucket of every (positive distance, negative distance, excluded) that occurs; 0 = not a triplet.
 pub struct HardnessRules {
@@ -28,7 +24,7 @@ impl HardnessRules {
         let rows: Vec<_> = rows.into_iter().collect();
         let halves = rows
             .iter()
-            .map(|r| half_units(r.0).max(half_units(r.1)))
+            .map(|r| half_units(r.0).max(half_units(r.1)) as usize)
             .max()
             .unwrap_or(0)
             + 1;
@@ -43,7 +39,7 @@ impl HardnessRules {
         rules
     }
     fn slot(&self, dp: f64, dn: f64, excluded: bool) -> Option<usize> {
-        let (p, n) = (half_units(dp), half_units(dn));
+        let (p, n) = (half_units(dp) as usize, half_units(dn) as usize);
         (p < self.halves && n < self.halves).then(|| (p * self.halves + n) * 2 + excluded as usize)
     }
     pub fn get(&self, dp: f64, dn: f64, excluded: bool) -> u8 {
@@ -390,7 +386,7 @@ mod tests {
     /// 5 standard deviations of the uniform expectation.
     #[test]
     fn draws_match_exact_enumeration_on_random_trees() {
-        use crate::tree::{self, tests::random_tree};
+        use crate::tree::tests::random_tree;
         let rules = HardnessRules::new((1..=12).flat_map(|p| {
             (1..=12).flat_map(move |n| {
                 let (dp, dn) = (p as f64 * 0.5, n as f64 * 0.5);
@@ -415,7 +411,7 @@ mod tests {
             let excluded = groups::symmetric_exclusions(40, (0..8).map(|i| (i * 5 % 40, (i * 7 + 3) % 40)));
             let unrelated = t.unrelated_distance();
             let pool = NegativePool::new(t.clone(), excluded.clone());
-            let d = |a: u32, j: u32| t.up_down(a, j).map_or(unrelated, |(u, dn)| tree::distance(u, dn));
+            let d = |a: u32, j: u32| t.distance_of(t.up_down(a, j));
             for anchor in 0..40u32 {
                 let Some(positive) = (0..40).find(|&j| j != anchor && d(anchor, j) < unrelated) else {
                     continue;

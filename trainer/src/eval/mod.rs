@@ -86,19 +86,6 @@ pub fn poincare(e: &Embedded) -> Result<Tensor> {
     Ok(lorentz::to_poincare(&e.points, e.curvature())?)
 }
 
-/// The Lorentz distance matrix among `codes` (row-major).
-pub fn distance_matrix(e: &Embedded, codes: &[usize]) -> Result<Vec<f64>> {
-    let index = Tensor::from_vec(
-        codes.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-        codes.len(),
-        e.points.device(),
-    )?;
-    Ok(lorentz::distance_matrix(
-        &e.points.index_select(&index, 0)?,
-        e.curvature(),
-    )?)
-}
-
 /// Manifold check: max |<x, x>_L + 1/c| over codes.
 pub fn manifold_error(e: &Embedded) -> Result<f64> {
     let m = lorentz::inner(&e.points, &e.points)?;

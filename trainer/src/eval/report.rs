@@ -6,6 +6,7 @@ use super::{Retrieval, plots};
 use crate::embedded::Embedded;
 use crate::metrics as m;
 use crate::model::fusion::{global_load, shares};
+use crate::model::lorentz;
 use crate::tables;
 use anyhow::Result;
 use candle_core::DType;
@@ -51,7 +52,7 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
     let sample = tables::metric_codes(&e.codes, tables::METRIC_MAX_CODES);
     let n = sample.len();
     let tree = tables::TreeDistances::new(&e.codes).among_values(&sample);
-    let emb = super::distance_matrix(e, &sample)?;
+    let emb = lorentz::distance_matrix(&e.points, &sample, e.curvature())?;
     let (parents, levels) = tables::sub_tree(&e.codes, &sample);
     let (t, d) = (m::upper_triangle(&tree, n), m::upper_triangle(&emb, n));
     let (scale, mean, worst) = m::distortion(&t, &d);

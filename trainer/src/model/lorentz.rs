@@ -124,9 +124,10 @@ fn lorentz_square(u: &[f32], v: &[f32]) -> f32 {
     space - time * time
 }
 
-/// The full n x n Lorentz distance matrix of `points`, row-major.
-pub fn distance_matrix(points: &Tensor, c: f64) -> Result<Vec<f64>> {
-    Ok(distance_rows(points, points, c)?
+/// The m x m Lorentz distance matrix among the rows `rows` of `points`, row-major.
+pub fn distance_matrix(points: &Tensor, rows: &[usize], c: f64) -> Result<Vec<f64>> {
+    let points = super::select_rows(points, rows)?;
+    Ok(distance_rows(&points, &points, c)?
         .into_iter()
         .flatten()
         .map(|d| d as f64)

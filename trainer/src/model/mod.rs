@@ -24,6 +24,16 @@ pub mod embedder;
 pub use embedder::Embedder;
 pub use encoder::{Encoder, MODEL_FILES, pool};
 
+/// The rows `rows` of `t` (codes, entries, picks: indexes kept as `usize` elsewhere).
+pub fn select_rows(t: &candle_core::Tensor, rows: &[usize]) -> candle_core::Result<candle_core::Tensor> {
+    let index = candle_core::Tensor::from_vec(
+        rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+        rows.len(),
+        t.device(),
+    )?;
+    t.index_select(&index, 0)
+}
+
 /// The largest absolute difference between two f32 tensors of one shape (the kernels' tests).
 #[cfg(test)]
 fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {

@@ -9,7 +9,6 @@ use super::optim::AdamW;
 use crate::model::{Embedder, lorentz};
 use crate::{metrics, tables};
 use anyhow::{Result, bail};
-use candle_core::Tensor;
 use naics_common::config::{Loaded, Monitor};
 use naics_common::samples::{Record, SamplesFile};
 use serde_json::json;
@@ -35,8 +34,7 @@ pub fn hierarchy_metric(model: &Embedder, data: &TrainingData, metric: Monitor) 
     let sample = tables::metric_codes(&data.codes, tables::METRIC_MAX_CODES);
     let n = sample.len();
     let (points, _) = model.embed_codes(data.codes.len())?;
-    let index = Tensor::from_vec(sample.iter().map(|&i| i as u32).collect::<Vec<_>>(), n, points.device())?;
-    let emb = lorentz::distance_matrix(&points.index_select(&index, 0)?, model.curvature())?;
+    let emb = lorentz::distance_matrix(&points, &sample, model.curvature())?;
     let tree = data.tree.among_values(&sample);
     let (parents, levels) = tables::sub_tree(&data.codes, &sample);
     Ok(match metric {

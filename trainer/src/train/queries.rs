@@ -80,12 +80,7 @@ impl Queries {
     pub fn vectors(&self, channels: &dyn Channels, picks: &[usize], train: bool) -> Result<(Tensor, Vec<Forward>)> {
         match &self.fixed {
             Some(table) => {
-                let idx = Tensor::from_vec(
-                    picks.iter().map(|&p| p as u32).collect::<Vec<_>>(),
-                    picks.len(),
-                    table.device(),
-                )?;
-                let v = table.index_select(&idx, 0)?;
+                let v = crate::model::select_rows(table, picks)?;
                 Ok((Tensor::cat(&vec![&v; CHANNELS.len()], 1)?, Vec::new()))
             }
             None => channels.text_vectors(&self.ids(picks), train),
