@@ -266,7 +266,7 @@ fn classify_reads_csv_json_lines_and_parquet_keeping_bad_rows() {
     classify::run(t.coder, &options(&csv, &default)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (by_code, joined) = rt.block_on(async {
-        let ctx = naics_pipeline::session::open(&DataDir(t.dir.path().to_path_buf()), &outputs, DEFAULT_MEMORY_LIMIT)
+        let ctx = naics_pipeline::session::open(&DataDir(t.dir.path().to_path_buf()), &outputs, &Default::default(), DEFAULT_MEMORY_LIMIT)
             .await
             .unwrap();
         (

@@ -281,6 +281,7 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
     let ctx = naics_pipeline::session::open(
         &DataDir(dir.path().to_path_buf()),
         &dir.path().join("outputs"),
+        &Default::default(),
         DEFAULT_MEMORY_LIMIT,
     )
     .await

@@ -12,9 +12,14 @@ use std::collections::HashMap;
 async fn build_mini(holdout: f64) -> (tempfile::TempDir, datafusion::prelude::SessionContext) {
     let dir = common::tables(&fixtures().join("mini"), holdout).await;
     let data = DataDir(dir.path().to_path_buf());
-    let ctx = session::open(&data, &dir.path().join("outputs"), DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    let ctx = session::open(
+        &data,
+        &dir.path().join("outputs"),
+        &Default::default(),
+        DEFAULT_MEMORY_LIMIT,
+    )
+    .await
+    .unwrap();
     (dir, ctx)
 }
 

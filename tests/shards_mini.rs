@@ -51,6 +51,7 @@ async fn shards_hold_valid_samples_and_the_token_cache() {
     let ctx = session::open(
         &DataDir(dir.path().to_path_buf()),
         &dir.path().join("outputs"),
+        &Default::default(),
         DEFAULT_MEMORY_LIMIT,
     )
     .await

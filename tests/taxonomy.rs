@@ -7,7 +7,7 @@ mod common;
 use arrow::array::{ArrayRef, ListBuilder, RecordBatch, StringArray, StringBuilder};
 use common::{build_and_open, counts, rows};
 use naics_pipeline::ingest::{self, generic};
-use naics_pipeline::session::{self, DEFAULT_MEMORY_LIMIT, DataDir};
+use naics_pipeline::session::DataDir;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,9 +43,7 @@ async fn generic_csv_and_parquet_give_one_table_in_preorder() {
     let out = dir.path().join("csv");
     let s = ingest::run_generic(&table, Some(&entries), &out, 0.5).unwrap();
     assert_eq!((s.codes, s.index_entries, s.exclusion_pairs), (6, 4, 2));
-    let ctx = session::open(&DataDir(out.clone()), &dir.path().join("o"), DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    let ctx = common::open(&out, &dir.path().join("o")).await;
     let got = rows(
         &ctx,
         r#"SELECT "index", code, level, depth, sector, coalesce(parent, '-') FROM naics_codes ORDER BY "index""#,
@@ -305,9 +303,7 @@ async fn icd10cm_adapter_reads_the_tabular_list() {
     let out = dir.path().join("icd");
     let s = ingest::run_icd10cm(&xml, &out, 0.0).unwrap();
     assert_eq!((s.codes, s.index_entries), (11, 2));
-    let ctx = session::open(&DataDir(out.clone()), &dir.path().join("o"), DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
+    let ctx = common::open(&out, &dir.path().join("o")).await;
     let got = rows(
         &ctx,
         r#"SELECT code, CAST(level AS VARCHAR), coalesce(parent, '-'), title, description,

@@ -6,7 +6,7 @@
 use crate::atomic;
 use crate::parquet_io::write_stream;
 use crate::relations;
-use crate::session::{self, DataDir};
+use crate::session::{self, DataDir, Engine};
 use crate::sql_files::{self, STAGES, Source};
 use anyhow::{Context, Result};
 use arrow::array::Int32Array;
@@ -35,6 +35,7 @@ pub const ALL_PAIRS_MAX_CODES: usize = 10_000;
 
 pub async fn run(
     data: &DataDir,
+    engine: &Engine,
     materialize_triplets: bool,
     all_pairs_max_codes: usize,
     memory_limit: usize,
@@ -43,7 +44,7 @@ pub async fn run(
     if !codes.exists() {
         anyhow::bail!("{} not found: run `naics-pipeline ingest` first", codes.display());
     }
-    let ctx = session::new_context(memory_limit)?;
+    let ctx = engine.context(memory_limit).await?;
     session::register_parquet(&ctx, "naics_codes", &codes).await?;
     let bar = spinner();
     let tree = relations::code_tree(&ctx).await?;

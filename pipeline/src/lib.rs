@@ -3,11 +3,15 @@
 //! (-> `naics_codes.parquet`, codes in pre-order), [`tree`] and [`groups`] (each anchor's codes
 //! by relation, as spans of the pre-order tree), [`build`] (the stages: SQL under `sql/build/`,
 //! and [`relations`] for the tables written from the tree), then the sampler that writes
-//! [`shards`]. [`session`] sees every table, and [`shell`] is the SQL shell over it; [`synth`]
-//! makes random trees for the scaling benchmark.
+//! [`shards`]. [`session`] sees every table, on the [`engine`] chosen (DataFusion in the process,
+//! or Ballista, whose processes `cluster` runs), and [`shell`] is the SQL shell over it;
+//! [`synth`] makes random trees for the scaling benchmark.
 
 pub use naics_common::atomic;
 pub mod build;
+#[cfg(feature = "ballista")]
+pub mod cluster;
+pub mod engine;
 pub mod error;
 pub mod groups;
 pub mod ingest;

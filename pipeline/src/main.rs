@@ -24,8 +24,23 @@ struct Cli {
     /// Memory DataFusion may use before spilling to disk, in MiB.
     #[arg(long, global = true, default_value_t = session::DEFAULT_MEMORY_LIMIT >> 20)]
     memory_limit_mib: usize,
+    /// Where `build` and `sql` run their SQL (ballista: the `ballista` cargo feature).
+    #[arg(long, global = true, value_enum, default_value = "datafusion")]
+    engine: EngineName,
+    /// With `--engine ballista`: the scheduler, df://HOST:PORT (without: Ballista standalone in
+    /// this process). With `cluster executor`: the scheduler to register with.
+    #[arg(long, global = true)]
+    scheduler: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum EngineName {
+    /// DataFusion in this process.
+    Datafusion,
+    /// Apache DataFusion Ballista: the plans on a scheduler and executors (docs/cluster.md).
+    Ballista,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -115,10 +130,48 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Run a Ballista scheduler or executor (docs/cluster.md).
+    #[cfg(feature = "ballista")]
+    #[command(subcommand)]
+    Cluster(Role),
+}
+
+#[cfg(feature = "ballista")]
+#[derive(Subcommand)]
+enum Role {
+    /// The scheduler the pipeline's `--scheduler df://HOST:PORT` points at.
+    Scheduler {
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_host: String,
+        #[arg(long, default_value_t = naics_pipeline::engine::DEFAULT_SCHEDULER_PORT)]
+        bind_port: u16,
+    },
+    /// An executor: runs the scheduler's tasks (`--scheduler`, default df://127.0.0.1:50050),
+    /// serves their outputs over Arrow Flight.
+    Executor {
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_host: String,
+        /// Arrow Flight (shuffle files and results); a second executor on one machine needs
+        /// other ports.
+        #[arg(long, default_value_t = 50051)]
+        bind_port: u16,
+        /// The scheduler's calls.
+        #[arg(long, default_value_t = 50052)]
+        bind_grpc_port: u16,
+        /// Tasks at once (default: the cores).
+        #[arg(long)]
+        vcores: Option<usize>,
+        /// Shuffle files (default: a temporary folder).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
 async fn main() {
+    // Ballista reports through `log`: its warnings by default, more with RUST_LOG=info.
+    #[cfg(feature = "ballista")]
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     if let Err(err) = run(Cli::parse()).await {
         eprintln!("error: {err:#}");
         std::process::exit(1);
@@ -128,6 +181,7 @@ async fn main() {
 async fn run(cli: Cli) -> Result<()> {
     let data = DataDir(cli.data.clone());
     let memory_limit = cli.memory_limit_mib << 20;
+    let engine = || session::Engine::from_args(cli.engine == EngineName::Ballista, cli.scheduler.clone());
     match cli.command {
         Command::Ingest {
             taxonomy,
@@ -185,7 +239,14 @@ async fn run(cli: Cli) -> Result<()> {
             materialize_triplets,
             all_pairs_max_codes,
         } => {
-            let summary = build::run(&data, materialize_triplets, all_pairs_max_codes, memory_limit).await?;
+            let summary = build::run(
+                &data,
+                &engine()?,
+                materialize_triplets,
+                all_pairs_max_codes,
+                memory_limit,
+            )
+            .await?;
             for (table, rows, took) in summary {
                 match rows {
                     Some(rows) => println!("{table:>16}: {rows:>13} rows in {:>6.2}s", took.as_secs_f64()),
@@ -247,7 +308,7 @@ async fn run(cli: Cli) -> Result<()> {
             format,
             output,
         } => {
-            let ctx = session::open(&data, &cli.outputs, memory_limit).await?;
+            let ctx = session::open(&data, &cli.outputs, &engine()?, memory_limit).await?;
             let text = match (query, file) {
                 (Some(_), Some(_)) => anyhow::bail!("give either a query or -f FILE, not both"),
                 (Some(q), None) => Some(q),
@@ -259,6 +320,33 @@ async fn run(cli: Cli) -> Result<()> {
             match text {
                 Some(sql) => shell::run_batch(&ctx, &sql, format, output.as_deref()).await?,
                 None => shell::interactive(&ctx, format, cli.data.join(".sql_history")).await?,
+            }
+        }
+        #[cfg(feature = "ballista")]
+        Command::Cluster(role) => {
+            use naics_pipeline::cluster;
+            match role {
+                Role::Scheduler { bind_host, bind_port } => cluster::scheduler(&bind_host, bind_port).await?,
+                Role::Executor {
+                    bind_host,
+                    bind_port,
+                    bind_grpc_port,
+                    vcores,
+                    work_dir,
+                } => {
+                    cluster::executor(cluster::ExecutorOptions {
+                        scheduler: cli.scheduler.clone().unwrap_or_else(|| {
+                            format!("df://127.0.0.1:{}", naics_pipeline::engine::DEFAULT_SCHEDULER_PORT)
+                        }),
+                        bind_host,
+                        flight_port: bind_port,
+                        grpc_port: bind_grpc_port,
+                        vcores,
+                        work_dir,
+                        memory_limit,
+                    })
+                    .await?
+                }
             }
         }
     }

@@ -5,37 +5,27 @@
 use crate::sql_files;
 use anyhow::{Context, Result};
 use arrow::datatypes::DataType;
-use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use naics_common::layout;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-/// Memory DataFusion may hold before it spills sorts and aggregations to disk.
-pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
-
+pub use crate::engine::{DEFAULT_MEMORY_LIMIT, Engine};
 pub use naics_common::layout::DataDir;
 
-pub fn new_context(memory_limit: usize) -> Result<SessionContext> {
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
-        .build_arc()?;
-    let config = SessionConfig::new().with_information_schema(true);
-    Ok(SessionContext::new_with_config_rt(config, runtime))
-}
-
+/// Registers by absolute path: on Ballista the path travels in the plan to executors, which
+/// may run in other folders (or on other machines sharing the storage).
 pub async fn register_parquet(ctx: &SessionContext, name: &str, path: &Path) -> Result<()> {
     ctx.deregister_table(name)?;
-    ctx.register_parquet(name, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
+    let absolute = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
+    ctx.register_parquet(name, absolute.to_string_lossy().as_ref(), ParquetReadOptions::default())
         .await
         .with_context(|| format!("registering {} as table `{name}`", path.display()))
 }
 
 /// A session with every table present under `data` (and `outputs`: embeddings, classified files). As in
 /// datafusion-cli, a file path can also be queried directly: `SELECT * FROM 'x.parquet'`.
-pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result<SessionContext> {
-    let ctx = new_context(memory_limit)?.enable_url_table();
+pub async fn open(data: &DataDir, outputs: &Path, engine: &Engine, memory_limit: usize) -> Result<SessionContext> {
+    let ctx = engine.context(memory_limit).await?.enable_url_table();
     for (name, path) in [("naics_codes", data.codes()), ("naics_index_holdout", data.holdout())] {
         if path.exists() {
             register_parquet(&ctx, name, &path).await?;
@@ -57,7 +47,7 @@ pub async fn open(data: &DataDir, outputs: &Path, memory_limit: usize) -> Result
     if data.materialized_triplets().is_dir() {
         let partitioned =
             ParquetReadOptions::default().table_partition_cols(vec![("hardness".to_string(), DataType::Int32)]);
-        let path = data.materialized_triplets();
+        let path = std::path::absolute(data.materialized_triplets())?;
         ctx.register_parquet("triplets_materialized", path.to_string_lossy().as_ref(), partitioned)
             .await
             .with_context(|| format!("registering {}", path.display()))?;

@@ -58,10 +58,22 @@ pub async fn tables(input: &Path, holdout: f64) -> tempfile::TempDir {
 /// codes) and opens a session on them, outputs looked for under `dir/outputs`.
 pub async fn build_and_open(dir: &Path, all_pairs_max_codes: usize) -> SessionContext {
     let data = DataDir(dir.to_path_buf());
-    naics_pipeline::build::run(&data, false, all_pairs_max_codes, DEFAULT_MEMORY_LIMIT)
-        .await
-        .unwrap();
-    naics_pipeline::session::open(&data, &dir.join("outputs"), DEFAULT_MEMORY_LIMIT)
+    naics_pipeline::build::run(
+        &data,
+        &Default::default(),
+        false,
+        all_pairs_max_codes,
+        DEFAULT_MEMORY_LIMIT,
+    )
+    .await
+    .unwrap();
+    open(dir, &dir.join("outputs")).await
+}
+
+/// A DataFusion session over the tables in `data`, outputs looked for under `outputs`.
+pub async fn open(data: &Path, outputs: &Path) -> SessionContext {
+    let data = DataDir(data.to_path_buf());
+    naics_pipeline::session::open(&data, outputs, &Default::default(), DEFAULT_MEMORY_LIMIT)
         .await
         .unwrap()
 }

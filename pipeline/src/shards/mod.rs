@@ -199,7 +199,13 @@ async fn open_tables(data: &DataDir) -> Result<SessionContext> {
             );
         }
     }
-    session::open(data, Path::new(layout::OUTPUTS_DIR), session::DEFAULT_MEMORY_LIMIT).await
+    session::open(
+        data,
+        Path::new(layout::OUTPUTS_DIR),
+        &session::Engine::DataFusion,
+        session::DEFAULT_MEMORY_LIMIT,
+    )
+    .await
 }
 
 async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow::array::RecordBatch>> {
