@@ -82,6 +82,6 @@ async fn ballista_context(
 ) -> Result<SessionContext> {
     bail!(
         "this naics-pipeline was built without Ballista: build it with \
-         `cargo build --release --features naics-pipeline/ballista` (docs/cluster.md)"
+         `cargo build --locked --bins --features naics-pipeline/ballista` (docs/cluster.md)"
     )
 }
