@@ -52,7 +52,10 @@ for _ in range(20):
     a @ b.T
 gflops = 2 * batch * length * 384 * 1536 * 20 / (time.perf_counter() - start) / 1e9
 
-print(f"PyTorch {torch.__version__}, MiniLM CPU, batch {batch} x {length} tokens, {rounds} rounds, {threads} threads")
+print(
+    f"PyTorch {torch.__version__}, MiniLM CPU, batch {batch} x {length} tokens, {rounds} rounds, {threads} threads, "
+    f"{torch.backends.cpu.get_cpu_capability().lower()} path"
+)
 print(f"matmul {batch * length} x 384 x 1536:      {gflops:>8.0f} GFLOP/s")
 print(f"forward:                    {forward:>8.0f} tokens/s")
 print(f"forward + backward (LoRA):  {backward:>8.0f} tokens/s")

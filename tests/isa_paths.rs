@@ -1,10 +1,11 @@
-//! The kernels' instruction-set paths (`kernels::force`, `NAICS_ISA`): each path this CPU has
-//! gives the default path's results within the kernels' tolerance, and is bit-identical from
-//! run to run, as is a frozen training step (MoE with dropout, head, backward, AdamW). One test
-//! function: forcing a path is process-wide.
+//! The kernels' instruction-set paths (`kernels::force`, `NAICS_ISA`), the matrix products'
+//! (gemm's AVX-512, AVX2 + FMA and scalar paths) included: each path this CPU has gives the
+//! default path's results within the kernels' tolerance, and is bit-identical from run to run,
+//! as is a frozen training step (MoE with dropout, head, backward, AdamW). One test function:
+//! forcing a path is process-wide.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{LayerNorm, VarBuilder, VarMap};
+use candle_nn::{LayerNorm, Linear, VarBuilder, VarMap};
 use naics_common::config::{LossConfig, MoeConfig};
 use naics_trainer::model::head::Head;
 use naics_trainer::model::kernels::{self, Isa};
@@ -17,7 +18,9 @@ fn values(t: &Tensor) -> Vec<f32> {
 
 /// Every kernel on fixed inputs, by name.
 fn kernel_outputs(inputs: &[Tensor]) -> Vec<(&'static str, Vec<f32>)> {
-    let [x, g, q, k_t, bias] = inputs else { unreachable!() };
+    let [x, g, q, k_t, bias, wide, tall] = inputs else {
+        unreachable!()
+    };
     let p = candle_nn::ops::softmax_last_dim(x).unwrap();
     let layer = LayerNorm::new(
         Tensor::arange(0f32, 48.0, &Device::Cpu)
@@ -44,6 +47,22 @@ fn kernel_outputs(inputs: &[Tensor]) -> Vec<(&'static str, Vec<f32>)> {
             values(&frozen::attention_probs(q, k_t, bias, 0.25).unwrap()),
         ),
         ("batch_matmul", values(&frozen::batch_matmul(q, k_t, 0.25).unwrap())),
+        // Past gemm's blocking, split across threads; and a transposed operand.
+        ("matmul", values(&kernels::matmul(wide, tall).unwrap())),
+        (
+            "matmul_transposed",
+            values(&kernels::matmul(&tall.t().unwrap(), &wide.t().unwrap()).unwrap()),
+        ),
+        (
+            "linear",
+            values(
+                &kernels::linear(
+                    &Linear::new(tall.t().unwrap(), None),
+                    &x.narrow(2, 0, 40).unwrap().repeat((1, 1, 5)).unwrap(),
+                )
+                .unwrap(),
+            ),
+        ),
         ("dropout", values(&rng::dropout(x, 0.1, true).unwrap())),
     ]
 }
@@ -89,12 +108,16 @@ fn every_instruction_set_path_agrees_and_repeats_bit_for_bit() {
         Tensor::randn(0f32, 1.0, (2, 4, 37, 32), &device).unwrap(),
         Tensor::randn(0f32, 1.0, (2, 4, 32, 37), &device).unwrap(),
         Tensor::randn(0f32, 1.0, (2, 1, 1, 37), &device).unwrap(),
+        Tensor::randn(0f32, 1.0, (130, 200), &device).unwrap(),
+        Tensor::randn(0f32, 1.0, (200, 70), &device).unwrap(),
     ];
     let channels = Tensor::randn(0f32, 1.0, (24, 32), &device).unwrap();
     kernels::force(None);
     let reference = kernel_outputs(&inputs);
+    let reference_step = frozen_step(&channels);
     let detected = Isa::detected();
     let mut tried = Vec::new();
+    let mut narrowest = None;
     for isa in Isa::ALL.into_iter().filter(|&i| i <= detected) {
         kernels::force(Some(isa));
         assert_eq!(kernels::isa(), isa);
@@ -106,19 +129,42 @@ fn every_instruction_set_path_agrees_and_repeats_bit_for_bit() {
                 .zip(want)
                 .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
                 .fold(0f32, f32::max);
+            // The element-wise kernels' tolerance; a product's rounding grows with its length
+            // (FMA against separate multiply and add): 1e-6 per term, 200 terms here.
+            let tolerance = if name.contains("matmul") || *name == "linear" {
+                2e-4
+            } else {
+                1e-5
+            };
             assert!(
-                worst <= 1e-5,
+                worst <= tolerance,
                 "{name} on {}: off by {worst} from the default path",
                 isa.name()
             );
         }
-        assert_eq!(
-            frozen_step(&channels),
-            frozen_step(&channels),
-            "a frozen step on {}",
+        let step = frozen_step(&channels);
+        assert_eq!(step, frozen_step(&channels), "a frozen step on {}", isa.name());
+        let worst = step
+            .iter()
+            .zip(&reference_step)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-4,
+            "a frozen step on {} moves weights {worst} away from the default path's",
             isa.name()
         );
+        narrowest.get_or_insert(first);
         tried.push(isa.name());
+    }
+    // The switch takes effect: the baseline path (scalar products, no FMA) rounds differently
+    // from the widest one somewhere.
+    if detected > Isa::Baseline {
+        assert_ne!(
+            narrowest.unwrap(),
+            reference,
+            "forcing the baseline path changed nothing"
+        );
     }
     // A path wider than the CPU's is capped at the CPU's.
     kernels::force(Some(Isa::Avx512));

@@ -5,12 +5,18 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 use naics_common::config::{LoraConfig, Pooling};
+use naics_trainer::model::kernels;
 use naics_trainer::model::lora::Pass;
-use naics_trainer::model::{Encoder, pool};
+use naics_trainer::model::{Encoder, frozen, pool};
+use naics_trainer::timing;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
     naics_trainer::setup::cpu::setup();
+    naics_trainer::setup::cpu::on_pool(bench)
+}
+
+fn bench() -> anyhow::Result<()> {
     let folder = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "data/models/all-MiniLM-L6-v2".into());
@@ -29,11 +35,12 @@ fn main() -> anyhow::Result<()> {
     let tokens = (batch * len * rounds) as f64;
 
     encoder.embed_ids(&ids, Pooling::Cls, Pass::default())?; // warm-up
-    let start = Instant::now();
+    let (start, products) = (Instant::now(), timing::counters());
     for _ in 0..rounds {
         encoder.embed_ids(&ids, Pooling::Cls, Pass::default())?;
     }
-    let forward = tokens / start.elapsed().as_secs_f64();
+    let (seconds, products) = (start.elapsed().as_secs_f64(), timing::counters() - products);
+    let forward = tokens / seconds;
 
     let varmap = VarMap::new();
     let lora = LoraConfig {
@@ -74,25 +81,35 @@ fn main() -> anyhow::Result<()> {
     let backward = tokens / start.elapsed().as_secs_f64();
     let gflops = matmul_gflops(batch * len, 384, 1536)?;
     println!(
-        "MiniLM CPU, batch {batch} x {len} tokens, {rounds} rounds, {} threads",
-        candle_core::utils::get_num_threads()
+        "MiniLM CPU, batch {batch} x {len} tokens, {rounds} rounds, {} threads, {} path",
+        rayon::current_num_threads(),
+        kernels::isa().name()
     );
     println!("matmul {} x 384 x 1536:      {gflops:>8.0} GFLOP/s", batch * len);
     println!("forward:                    {forward:>8.0} tokens/s");
     println!("forward + backward (LoRA):  {backward:>8.0} tokens/s");
+    // The products counted here are gemm's (with `--features mkl` the linear layers are MKL's).
+    println!(
+        "forward in gemm's products: {:>7.1} % of the time, {:.0} GFLOP/s there",
+        100.0 * products.seconds / seconds,
+        products.flops as f64 / products.seconds.max(1e-9) / 1e9
+    );
     Ok(())
 }
 
-/// The matrix product alone, [m, k] x [n, k]^T as a Linear layer computes it: how far the
-/// encoder's speed is its BLAS's.
+/// The matrix product alone, [m, k] x [n, k]^T as the encoder's linear layers compute it: how
+/// far the encoder's speed is its BLAS's.
 fn matmul_gflops(m: usize, k: usize, n: usize) -> anyhow::Result<f64> {
     let a = candle_core::Tensor::randn(0f32, 1., (m, k), &Device::Cpu)?;
-    let b = candle_core::Tensor::randn(0f32, 1., (n, k), &Device::Cpu)?;
-    a.matmul(&b.t()?)?; // warm-up
+    let layer = candle_nn::Linear::new(
+        candle_core::Tensor::randn(0f32, 1., (n, k), &Device::Cpu)?,
+        Some(candle_core::Tensor::zeros(n, DType::F32, &Device::Cpu)?),
+    );
+    frozen::linear(&layer, &a)?; // warm-up
     let rounds = 20;
     let start = Instant::now();
     for _ in 0..rounds {
-        a.matmul(&b.t()?)?;
+        frozen::linear(&layer, &a)?;
     }
     Ok((2 * m * k * n * rounds) as f64 / start.elapsed().as_secs_f64() / 1e9)
 }

@@ -25,6 +25,10 @@ use std::time::Instant;
 
 fn main() -> Result<()> {
     naics_trainer::setup::cpu::setup();
+    naics_trainer::setup::cpu::on_pool(bench)
+}
+
+fn bench() -> Result<()> {
     let anchors: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(8);
     let mut overrides = vec![
         "model.encoder_mode=lora".to_string(),

@@ -207,7 +207,14 @@ fn search_text(answer: &ShownAnswer, policy: &Policy) -> String {
 
 fn main() {
     naics_trainer::setup::cpu::setup();
-    if let Err(err) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Every command runs on the compute pool's threads, but the server: a request arrives on
+    // one of tokio's threads, which hands its products to the pool itself.
+    let result = match cli.command {
+        Command::Serve { .. } => run(cli),
+        _ => naics_trainer::setup::cpu::on_pool(|| run(cli)),
+    };
+    if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }

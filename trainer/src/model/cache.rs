@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Instant;
 
 /// A key for cached vectors of token-id rows: sha256 over each row's length and ids.
 pub fn ids_key(ids: &[Vec<u32>]) -> [u8; 32] {
@@ -93,10 +94,11 @@ pub fn progress(len: usize, what: &str) -> Result<ProgressBar> {
 /// The frozen base's pooled vectors [n, h] of `ids`, encoded in chunks of similar length so
 /// that little padding is wasted, returned in the input order.
 pub fn encode_sorted(encoder: &Encoder, ids: &[&[u32]], pooling: Pooling, bar: &ProgressBar) -> Result<Tensor> {
+    let started = Instant::now();
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| ids[i].len());
     let calls: Vec<Vec<usize>> = order.chunks(CHUNK).map(<[usize]>::to_vec).collect();
-    in_input_order(ids.len(), &calls, |call| {
+    let table = in_input_order(ids.len(), &calls, |call| {
         let batch: Vec<Vec<u32>> = call.iter().map(|&i| ids[i].to_vec()).collect();
         let vectors = encoder
             .embed_ids(&batch, pooling, Pass::default())?
@@ -104,5 +106,14 @@ pub fn encode_sorted(encoder: &Encoder, ids: &[&[u32]], pooling: Pooling, bar: &
             .to_device(&Device::Cpu)?;
         bar.inc(call.len() as u64);
         Ok(vectors)
-    })
+    })?;
+    // The tokens/s to hold against `bench/encoder.sh`'s forward (its rows have no padding).
+    let tokens: usize = ids.iter().map(|row| row.len()).sum();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "encoded {} texts ({tokens} tokens) in {seconds:.1} s: {:.0} tokens/s",
+        ids.len(),
+        tokens as f64 / seconds.max(1e-9)
+    );
+    Ok(table)
 }

@@ -7,12 +7,12 @@
 //! has no backward for the fused LayerNorm and softmax kernels. Each gradient here is checked
 //! against candle's autograd of the composed op in the tests below.
 
-use super::kernels::{self, AttentionProbs, BatchMatmul, Gelu, GeluGrad, LayerNormGrad, SoftmaxGrad};
+use super::kernels::{self, AttentionProbs, BatchMatmul, Gelu, GeluGrad, LayerNormGrad, SoftmaxGrad, rows, unrows};
 use candle_core::{D, DType, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, Module};
 
-/// `x W^T + b` as one matrix product over all rows ([.., in] -> [.., out]): candle's `Linear`
-/// broadcasts the weight over the batch and multiplies batch by batch.
+/// `x W^T + b` over all rows (`kernels::linear`); with `--features mkl`, on the CPU in f32, by
+/// MKL with the bias fused (no backward pass: the base is frozen).
 pub fn linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     #[cfg(feature = "mkl")]
     if let (true, Some(bias)) = (kernels::applies(x), layer.bias()) {
@@ -20,29 +20,12 @@ pub fn linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
             .contiguous()?
             .apply_op3_no_bwd(layer.weight(), bias, &kernels::MklLinear);
     }
-    let y = rows(x)?.matmul(&layer.weight().t()?)?;
-    let y = match layer.bias() {
-        Some(bias) => y.broadcast_add(bias)?,
-        None => y,
-    };
-    unrows(&y, x)
+    kernels::linear(layer, x)
 }
 
 /// The input gradient of [`linear`]: `g W`.
 pub fn linear_grad(layer: &Linear, g: &Tensor) -> Result<Tensor> {
-    unrows(&rows(g)?.matmul(layer.weight())?, g)
-}
-
-/// [.., n] -> [rows, n]
-pub fn rows(x: &Tensor) -> Result<Tensor> {
-    x.flatten_to(x.rank().saturating_sub(2))
-}
-
-/// [rows, m] -> the leading dimensions of `like`, then m.
-pub fn unrows(y: &Tensor, like: &Tensor) -> Result<Tensor> {
-    let mut dims = like.dims().to_vec();
-    *dims.last_mut().expect("a tensor with rows") = y.dim(D::Minus1)?;
-    y.reshape(dims)
+    unrows(&kernels::matmul(&rows(g)?, layer.weight())?, g)
 }
 
 /// LayerNorm over the last dimension (candle's fused kernel; the composed one in f64, which the

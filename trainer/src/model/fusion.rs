@@ -7,8 +7,9 @@
 //! step toward the experts that carried less than their share (auxiliary-loss-free balancing,
 //! DeepSeek-V3). The loss alone, at 0.01 beside InfoNCE, let two of four experts take every row.
 
+use super::kernels::linear;
 use candle_core::{DType, Result, Tensor, Var};
-use candle_nn::{Init, Linear, Module, VarBuilder};
+use candle_nn::{Init, Linear, VarBuilder};
 
 struct Expert {
     up: Linear,
@@ -114,7 +115,7 @@ impl Moe {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<MoeOutput> {
         let (n, _) = x.dims2()?;
         // The composed softmax: candle's fused softmax_last_dim has no backward pass.
-        let probs = candle_nn::ops::softmax(&self.gate.forward(x)?, candle_core::D::Minus1)?;
+        let probs = candle_nn::ops::softmax(&linear(&self.gate, x)?, candle_core::D::Minus1)?;
         let chosen = self.route(&probs.to_dtype(DType::F32)?.to_vec2::<f32>()?)?;
         // Renormalized weights of the chosen experts, [n, k], differentiable through the gate.
         let picks: Vec<u32> = chosen.iter().flatten().map(|&e| e as u32).collect();
@@ -140,12 +141,9 @@ impl Moe {
             }
             let rows = Tensor::from_vec(routed.iter().map(|r| r.0).collect::<Vec<_>>(), routed.len(), x.device())?;
             let slots = Tensor::from_vec(routed.iter().map(|r| r.1).collect::<Vec<_>>(), routed.len(), x.device())?;
-            let hidden = expert.up.forward(&x.index_select(&rows, 0)?)?.relu()?;
+            let hidden = linear(&expert.up, &x.index_select(&rows, 0)?)?.relu()?;
             let hidden = super::rng::dropout(&hidden, self.dropout, train)?;
-            let y = expert
-                .down
-                .forward(&hidden)?
-                .broadcast_mul(&weights.index_select(&slots, 0)?.unsqueeze(1)?)?;
+            let y = linear(&expert.down, &hidden)?.broadcast_mul(&weights.index_select(&slots, 0)?.unsqueeze(1)?)?;
             output = output.index_add(&rows, &y, 0)?;
         }
         Ok(MoeOutput {

@@ -3,8 +3,9 @@
 
 use super::fusion::{Moe, MoeOutput};
 use super::lorentz;
+use crate::timing;
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use naics_common::config::{LossConfig, MoeConfig};
 
 pub struct Head {
@@ -40,9 +41,12 @@ impl Head {
 
     /// `channels`: [n, 4h], the channel vectors of n codes concatenated.
     pub fn forward(&self, channels: &Tensor, train: bool) -> Result<HeadOutput> {
-        let moe = self.moe.forward(channels, train)?;
-        let tangent = self.project.forward(&moe.output)?;
-        let points = lorentz::exp_map0(&tangent, self.curvature)?;
+        let moe = timing::time("moe", || self.moe.forward(channels, train))?;
+        let (tangent, points) = timing::time("projection", || -> Result<_> {
+            let tangent = super::kernels::linear(&self.project, &moe.output)?;
+            let points = lorentz::exp_map0(&tangent, self.curvature)?;
+            Ok((tangent, points))
+        })?;
         Ok(HeadOutput { points, tangent, moe })
     }
 

@@ -1,7 +1,8 @@
 //! LoRA (Hu et al. 2021) on a frozen linear layer: y = W x + b + (alpha / r) B A dropout(x),
 //! with one (A, B) pair per channel. B starts at zero, so an untrained adapter changes nothing.
 
-use super::frozen::{self, rows, unrows};
+use super::frozen;
+use super::kernels::{matmul, rows, unrows};
 use super::rng::{self, masked};
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
@@ -83,8 +84,8 @@ impl LoraLinear {
         let mask = rng::dropout_mask(x, self.dropout, pass.train)?;
         let input = rows(&masked(x, mask.as_ref())?)?;
         let (a, b) = self.weights(channel, x)?;
-        let low = input.matmul(&a.t()?)?;
-        let delta = unrows(&(low.matmul(&b.t()?)? * self.scale)?, &y)?;
+        let low = matmul(&input, &a.t()?)?;
+        let delta = unrows(&(matmul(&low, &b.t()?)? * self.scale)?, &y)?;
         let tape = LoraTape {
             channel,
             input,
@@ -110,20 +111,20 @@ impl LoraLinear {
         let adapter = &self.adapters[tape.channel];
         let (a, b) = self.weights(tape.channel, g)?;
         let g = (rows(g)? * self.scale)?;
-        accumulate(grads, &adapter.b, &g.t()?.matmul(&tape.low)?)?;
-        let g_low = g.matmul(&b)?;
-        accumulate(grads, &adapter.a, &g_low.t()?.matmul(&tape.input)?)?;
+        accumulate(grads, &adapter.b, &matmul(&g.t()?, &tape.low)?)?;
+        let g_low = matmul(&g, &b)?;
+        accumulate(grads, &adapter.a, &matmul(&g_low.t()?, &tape.input)?)?;
         let Some(base) = base else {
             return Ok(None);
         };
-        let through = unrows(&g_low.matmul(&a)?, &base)?;
+        let through = unrows(&matmul(&g_low, &a)?, &base)?;
         Ok(Some((base + masked(&through, tape.mask.as_ref())?)?))
     }
 
     /// The base layer with channel `channel`'s update folded in: W + (alpha / r) B A.
     pub fn merged(&self, channel: usize) -> Result<Linear> {
         let adapter = &self.adapters[channel];
-        let update = (adapter.b.matmul(&adapter.a)? * self.scale)?.to_dtype(self.base.weight().dtype())?;
+        let update = (matmul(&adapter.b, &adapter.a)? * self.scale)?.to_dtype(self.base.weight().dtype())?;
         let weight = (self.base.weight() + update)?;
         Ok(Linear::new(weight, self.base.bias().cloned()))
     }

@@ -70,7 +70,7 @@ pub fn distance(u: &Tensor, v: &Tensor, c: f64) -> Result<Tensor> {
 pub fn pairwise(u: &Tensor, v: &Tensor, c: f64) -> Result<Tensor> {
     let d = u.dim(D::Minus1)?;
     let flipped = Tensor::cat(&[&u.narrow(1, 0, 1)?.neg()?, &u.narrow(1, 1, d - 1)?], 1)?;
-    let inner = flipped.matmul(&v.t()?.contiguous()?)?;
+    let inner = super::kernels::matmul(&flipped, &v.t()?.contiguous()?)?;
     acosh_1p(&((inner * -c)? - 1.0)?)? / c.sqrt()
 }
 

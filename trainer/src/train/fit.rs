@@ -15,6 +15,7 @@ use super::replay::backward;
 use crate::model::Embedder;
 use crate::model::fusion::{global_load, shares};
 use crate::setup::device;
+use crate::timing;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use naics_common::config::{Config, Loaded, Monitor};
@@ -114,11 +115,14 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
         validate_and_save(&model, &data, &validation, optimizer, state, &ckpt_dir, loaded, metrics)
     };
     let mut stopped_early = false;
+    let mut step_time = timing::Steps::default();
+    timing::take();
     'epochs: while state.epoch < t.trainer.max_epochs {
         let file = &train_files[state.epoch % train_files.len()];
         let steps = file.len().div_ceil(per_step);
         while state.batch < steps {
             let started = Instant::now();
+            timing::recording(true);
             let start = state.batch * per_step;
             let records: Vec<Record> = (start..(start + per_step).min(file.len()))
                 .map(|i| file.get(i))
@@ -139,7 +143,7 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let loads = global_load(&parts.iter().map(|p| &p.moe).collect::<Vec<_>>());
-            let (loss, terms) = step_loss(&parts, &config.loss, coef)?;
+            let (loss, terms) = timing::time("loss", || step_loss(&parts, &config.loss, coef))?;
             let value = loss.to_scalar::<f32>()?;
             if !value.is_finite() {
                 let last = checkpoint::last(&ckpt_dir)?
@@ -150,8 +154,10 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                     state.step
                 );
             }
-            let mut grads = backward(&model, &loss, &parts)?;
-            let grad_norm = optim::clip_grad_norm(&mut grads, &optimizer.vars(), t.gradient_clip)?;
+            let mut grads = timing::time("backward", || backward(&model, &loss, &parts))?;
+            let grad_norm = timing::time("clip", || {
+                optim::clip_grad_norm(&mut grads, &optimizer.vars(), t.gradient_clip)
+            })?;
             let lr = optim::learning_rate(
                 state.step,
                 t.scheduler.warmup_steps,
@@ -159,9 +165,12 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                 t.optimizer.lr,
                 t.scheduler.min_lr,
             );
-            optimizer.step(&grads, lr)?;
+            timing::time("optimizer", || optimizer.step(&grads, lr))?;
+            timing::add_flops("optimizer", optim::ADAMW_FLOPS * optimizer.weights(&grads) as u64);
             let moe = model.head.moe();
             moe.balance(&loads, config.model.moe.route_bias_rate)?;
+            timing::recording(false);
+            step_time.add(started.elapsed());
             state.step += 1;
             state.batch += 1;
             let per_s = records.len() as f64 / started.elapsed().as_secs_f64();
@@ -191,6 +200,7 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
     }
     bar.finish_and_clear();
     drop(metrics);
+    step_time.write(&out_dir.join("step_time.json"), timing::take())?;
     crate::plots::loss_curves(&metrics_path, &out_dir.join("loss.png"))?;
     let (best, score) = checkpoint::best(&ckpt_dir)?.context("no checkpoint was written")?;
     let monitor = t.trainer.monitor;

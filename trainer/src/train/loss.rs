@@ -10,6 +10,7 @@ use crate::model::Embedder;
 use crate::model::fusion::{MoeOutput, load_balancing_loss};
 use crate::model::lorentz;
 use crate::model::rng;
+use crate::timing;
 use anyhow::Result;
 use candle_core::{D, DType, Tensor};
 use naics_common::config::LossConfig;
@@ -67,7 +68,7 @@ pub fn batch_loss(
     let query_slots: Vec<u32> = picks.iter().map(|&p| intern(data.queries.code[p])).collect();
     let mut replays = Vec::new();
     let rng_start = rng::position();
-    let channels = model.channels.vectors(&distinct, train)?;
+    let channels = timing::time("channels", || model.channels.vectors(&distinct, train))?;
     let (channels, replay) = Replay::leaf(
         model.channels.as_ref(),
         train,
@@ -78,26 +79,30 @@ pub fn batch_loss(
     replays.extend(replay);
     let out = model.head.forward(&channels, train)?;
     let device = out.points.device();
-    let (b, per) = (records.len(), candidates.len() / records.len().max(1));
-    let dim = out.points.dim(1)?;
-    let a = out
-        .points
-        .index_select(&Tensor::from_vec(anchors, b, device)?, 0)?
-        .unsqueeze(1)?;
-    let c = out
-        .points
-        .index_select(&Tensor::from_vec(candidates, b * per, device)?, 0)?
-        .reshape((b, per, dim))?;
     let curvature = model.curvature();
     let loss = &model.config.loss;
-    let distances = lorentz::distance(&a, &c, curvature)?;
-    let nce = info_nce(&distances, loss.temperature)?;
+    let b = records.len();
+    let nce = timing::time("nce", || -> Result<Tensor> {
+        let per = candidates.len() / b.max(1);
+        let dim = out.points.dim(1)?;
+        let a = out
+            .points
+            .index_select(&Tensor::from_vec(anchors, b, device)?, 0)?
+            .unsqueeze(1)?;
+        let c = out
+            .points
+            .index_select(&Tensor::from_vec(candidates, b * per, device)?, 0)?
+            .reshape((b, per, dim))?;
+        Ok(info_nce(&lorentz::distance(&a, &c, curvature)?, loss.temperature)?)
+    })?;
 
     let tree = if train && loss.tree_weight > 0.0 {
-        Some(correlation_loss(
-            &lorentz::pairwise(&out.points, &out.points, curvature)?,
-            &data.tree.among(&distinct, device)?,
-        )?)
+        Some(timing::time("tree", || {
+            correlation_loss(
+                &lorentz::pairwise(&out.points, &out.points, curvature)?,
+                &data.tree.among(&distinct, device)?,
+            )
+        })?)
     } else {
         None
     };
@@ -105,25 +110,27 @@ pub fn batch_loss(
         None
     } else {
         let rng_start = rng::position();
-        let vectors = data.queries.vectors(model.channels.as_ref(), picks, train)?;
+        let vectors = timing::time("query", || data.queries.vectors(model.channels.as_ref(), picks, train))?;
         let encoded = Encoded::Texts(data.queries.ids(picks));
         let (vectors, replay) = Replay::leaf(model.channels.as_ref(), train, vectors, encoded, rng_start)?;
         replays.extend(replay);
         let q = model.head.forward(&vectors, train)?.points;
-        // Leaves (NAICS's six-digit codes) are what a query is matched against (and every query's own code).
-        let pool: Vec<u32> = (0..distinct.len() as u32)
-            .filter(|&s| data.is_leaf[distinct[s as usize] as usize] || query_slots.contains(&s))
-            .collect();
-        let targets: Vec<u32> = query_slots
-            .iter()
-            .map(|s| pool.iter().position(|p| p == s).expect("a query's code is in the pool") as u32)
-            .collect();
-        let pool_points = out
-            .points
-            .index_select(&Tensor::from_vec(pool.clone(), pool.len(), device)?, 0)?;
-        let logits = (lorentz::pairwise(&q, &pool_points, curvature)?.neg()? / loss.temperature)?;
-        let targets = Tensor::from_vec(targets, query_slots.len(), device)?;
-        Some(candle_nn::loss::cross_entropy(&logits, &targets)?)
+        Some(timing::time("query", || -> Result<Tensor> {
+            // Leaves (NAICS's six-digit codes) are what a query is matched against (and every query's own code).
+            let pool: Vec<u32> = (0..distinct.len() as u32)
+                .filter(|&s| data.is_leaf[distinct[s as usize] as usize] || query_slots.contains(&s))
+                .collect();
+            let targets: Vec<u32> = query_slots
+                .iter()
+                .map(|s| pool.iter().position(|p| p == s).expect("a query's code is in the pool") as u32)
+                .collect();
+            let pool_points = out
+                .points
+                .index_select(&Tensor::from_vec(pool.clone(), pool.len(), device)?, 0)?;
+            let logits = (lorentz::pairwise(&q, &pool_points, curvature)?.neg()? / loss.temperature)?;
+            let targets = Tensor::from_vec(targets, query_slots.len(), device)?;
+            Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+        })?)
     };
     Ok(BatchLoss {
         nce,

@@ -7,6 +7,10 @@ use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::VarMap;
 use std::collections::HashMap;
 
+/// Floating-point operations per weight of one [`AdamW::step`]: 3 for the first moment, 4 for
+/// the second, 5 for the update, 4 for the decay and the subtraction (the step's accounting).
+pub const ADAMW_FLOPS: u64 = 16;
+
 pub struct AdamW {
     params: Vec<(String, Var)>,
     m: Vec<Tensor>,
@@ -96,6 +100,15 @@ impl AdamW {
 
     pub fn vars(&self) -> Vec<Var> {
         self.params.iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// The weights a step with `grads` updates (those with a gradient).
+    pub fn weights(&self, grads: &GradStore) -> usize {
+        self.params
+            .iter()
+            .filter(|(_, v)| grads.get(v).is_some())
+            .map(|(_, v)| v.elem_count())
+            .sum()
     }
 }
 

@@ -1,7 +1,9 @@
 //! f32 CPU kernels for the encoder, by job: scalar math (`math`), element-wise passes
-//! (`elementwise`: GELU, its gradient, the softmax's and LayerNorm's gradients), attention's
-//! batched products (`attention`: the softmax with attention's bias applied to each matrix of
-//! scores as it comes out of its product) and, with `--features mkl`, linear layers (`mkl`).
+//! (`elementwise`: GELU, its gradient, the softmax's and LayerNorm's gradients), matrix products
+//! along a chosen instruction-set path of the `gemm` crate (`product`: every product of the
+//! model, counted), attention's probabilities (`attention`: the softmax with attention's bias
+//! applied to each matrix of scores as it comes out of its product) and, with
+//! `--features mkl`, linear layers (`mkl`).
 //!
 //! candle runs the element-wise work as chains of ops, each a pass over memory with a fresh
 //! buffer, and calls libm's scalar `exp` and `erf` per element (its softmax and the GELU gradient
@@ -14,11 +16,13 @@ pub mod elementwise;
 pub mod math;
 #[cfg(feature = "mkl")]
 pub mod mkl;
+pub mod product;
 
-pub use attention::{AttentionProbs, BatchMatmul};
+pub use attention::AttentionProbs;
 pub use elementwise::{Gelu, GeluGrad, LayerNormGrad, SoftmaxGrad};
 #[cfg(feature = "mkl")]
 pub use mkl::MklLinear;
+pub use product::{BatchMatmul, Matmul, linear, matmul, rows, unrows};
 
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Tensor, bail};
 use std::sync::OnceLock;
