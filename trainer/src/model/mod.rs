@@ -36,6 +36,6 @@ pub fn select_rows(t: &candle_core::Tensor, rows: &[usize]) -> candle_core::Resu
 
 /// The largest absolute difference between two f32 tensors of one shape (the kernels' tests).
 #[cfg(test)]
-fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+pub(crate) fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
 }

@@ -2,9 +2,11 @@
 //! rate schedule. Written out rather than taken from candle-nn because its state (moments and
 //! step) must be saved with each checkpoint for an exact `--resume`.
 
+use crate::model::kernels;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::VarMap;
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// Floating-point operations per weight of one [`AdamW::step`]: 3 for the first moment, 4 for
@@ -50,17 +52,24 @@ impl AdamW {
 
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         self.step += 1;
-        let (b1, b2) = (self.beta1, self.beta2);
-        let correct1 = 1.0 - b1.powi(self.step as i32);
-        let correct2 = 1.0 - b2.powi(self.step as i32);
+        let update = Update {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            correct1: 1.0 - self.beta1.powi(self.step as i32),
+            correct2: 1.0 - self.beta2.powi(self.step as i32),
+            eps: self.eps,
+            lr,
+            decay: 1.0 - lr * self.weight_decay,
+        };
         for (i, (_, var)) in self.params.iter().enumerate() {
             let Some(g) = grads.get(var) else { continue };
             let g = g.to_dtype(var.dtype())?;
-            self.m[i] = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
-            self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let update = ((&self.m[i] / correct1)? / ((&self.v[i] / correct2)?.sqrt()? + self.eps)?)?;
-            let decayed = (var.as_tensor() * (1.0 - lr * self.weight_decay))?;
-            var.set(&(decayed - (update * lr)?)?)?;
+            let (w, m, v) = match update.fused(var.as_tensor(), &g, &self.m[i], &self.v[i]) {
+                Some(fused) => fused?,
+                None => update.composed(var.as_tensor(), &g, &self.m[i], &self.v[i])?,
+            };
+            (self.m[i], self.v[i]) = (m, v);
+            var.set(&w)?;
         }
         Ok(())
     }
@@ -112,6 +121,83 @@ impl AdamW {
     }
 }
 
+/// One AdamW step's constants: the moments' rates and bias corrections, the learning rate and
+/// the decay factor 1 - lr x weight decay.
+#[derive(Debug, Clone, Copy)]
+struct Update {
+    beta1: f64,
+    beta2: f64,
+    correct1: f64,
+    correct2: f64,
+    eps: f64,
+    lr: f64,
+    decay: f64,
+}
+
+impl Update {
+    /// The new (weight, m, v) from the weight w, its gradient g and the moments m and v, as
+    /// tensor ops (any device and dtype: eleven passes over the weights).
+    fn composed(&self, w: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let m = ((m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
+        let v = ((v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+        let update = ((&m / self.correct1)? / ((&v / self.correct2)?.sqrt()? + self.eps)?)?;
+        let w = ((w * self.decay)? - (update * self.lr)?)?;
+        Ok((w, m, v))
+    }
+
+    /// The same in one parallel, vectorized pass, for contiguous f32 tensors on the CPU (None
+    /// otherwise): the optimizer was a tenth of a frozen step (docs/benchmarks.md).
+    fn fused(&self, w: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> Option<Result<(Tensor, Tensor, Tensor)>> {
+        let all = [w, g, m, v];
+        if !all.iter().all(|t| kernels::applies(t) && t.is_contiguous()) {
+            return None;
+        }
+        let guards = all.map(|t| t.storage_and_layout());
+        let mut slices = Vec::with_capacity(4);
+        for (storage, layout) in &guards {
+            let candle_core::Storage::Cpu(cpu) = &**storage else {
+                return None;
+            };
+            slices.push(
+                cpu.as_slice::<f32>()
+                    .ok()?
+                    .get(layout.start_offset()..layout.start_offset() + w.elem_count())?,
+            );
+        }
+        let [w_in, g, m_in, v_in] = slices[..] else { return None };
+        let (beta1, beta2, eps, lr) = (self.beta1 as f32, self.beta2 as f32, self.eps as f32, self.lr as f32);
+        let (rest1, rest2) = ((1.0 - self.beta1) as f32, (1.0 - self.beta2) as f32);
+        let (correct1, correct2, decay) = (self.correct1 as f32, self.correct2 as f32, self.decay as f32);
+        let n = w_in.len();
+        let (mut w_out, mut m_out, mut v_out) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        const CHUNK: usize = 16 * 1024;
+        w_out
+            .par_chunks_mut(CHUNK)
+            .zip(m_out.par_chunks_mut(CHUNK))
+            .zip(v_out.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(chunk, ((w_out, m_out), v_out))| {
+                let start = chunk * CHUNK;
+                let at = start..start + w_out.len();
+                let (w_in, g, m_in, v_in) = (&w_in[at.clone()], &g[at.clone()], &m_in[at.clone()], &v_in[at]);
+                kernels::widest(
+                    #[inline(always)]
+                    || {
+                        for j in 0..w_out.len() {
+                            let m = m_in[j] * beta1 + g[j] * rest1;
+                            let v = v_in[j] * beta2 + g[j] * g[j] * rest2;
+                            let update = (m / correct1) / ((v / correct2).sqrt() + eps);
+                            (w_out[j], m_out[j], v_out[j]) = (w_in[j] * decay - update * lr, m, v);
+                        }
+                    },
+                )
+            });
+        drop(guards);
+        let tensor = |values: Vec<f32>| Tensor::from_vec(values, w.shape(), w.device());
+        Some(tensor(w_out).and_then(|w| Ok((w, tensor(m_out)?, tensor(v_out)?))))
+    }
+}
+
 /// Scales all gradients down so that their global L2 norm is at most `max_norm`; returns the
 /// norm before clipping.
 pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
@@ -141,4 +227,58 @@ pub fn learning_rate(step: usize, warmup: usize, total: usize, base: f64, min: f
     let span = total.saturating_sub(warmup).max(1);
     let progress = ((step - warmup) as f64 / span as f64).min(1.0);
     min + 0.5 * (base - min) * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The fused pass gives the composed ops' values over several steps (to f32 rounding), and
+    /// the same values every run.
+    #[test]
+    fn fused_update_matches_the_composed_ops() {
+        let device = Device::Cpu;
+        let randn = |scale: f32| Tensor::randn(0f32, scale, 40_000, &device).unwrap();
+        let zeros = || Tensor::zeros(40_000, DType::F32, &device).unwrap();
+        // (weight, m, v) after each step, both ways, from the same start.
+        let mut fused = (randn(1.0), zeros(), zeros());
+        let mut composed = fused.clone();
+        for step in 1..=3 {
+            let update = Update {
+                beta1: 0.9,
+                beta2: 0.999,
+                correct1: 1.0 - 0.9f64.powi(step),
+                correct2: 1.0 - 0.999f64.powi(step),
+                eps: 1e-8,
+                lr: 1e-3,
+                decay: 1.0 - 1e-3 * 0.01,
+            };
+            let g = randn(0.5);
+            let once = update.fused(&fused.0, &g, &fused.1, &fused.2).unwrap().unwrap();
+            let again = update.fused(&fused.0, &g, &fused.1, &fused.2).unwrap().unwrap();
+            for (a, b) in [(&once.0, &again.0), (&once.1, &again.1), (&once.2, &again.2)] {
+                assert_eq!(a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
+            }
+            composed = update.composed(&composed.0, &g, &composed.1, &composed.2).unwrap();
+            for (ours, want) in [(&once.0, &composed.0), (&once.1, &composed.1), (&once.2, &composed.2)] {
+                let diff = crate::model::max_diff(ours, want);
+                let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+                assert!(diff <= 1e-6 * scale, "step {step}: differs by {diff} (largest {scale})");
+            }
+            fused = once;
+        }
+        // Not for other dtypes: the composed ops run there.
+        let w64 = fused.0.to_dtype(DType::F64).unwrap();
+        let update = Update {
+            beta1: 0.9,
+            beta2: 0.999,
+            correct1: 0.1,
+            correct2: 0.001,
+            eps: 1e-8,
+            lr: 1e-3,
+            decay: 1.0,
+        };
+        assert!(update.fused(&w64, &w64, &w64, &w64).is_none());
+    }
 }
