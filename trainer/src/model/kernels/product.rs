@@ -430,14 +430,14 @@ mod tests {
                 (a_t.t().unwrap(), b_t.t().unwrap()),
             ] {
                 let want = x.contiguous().unwrap().matmul(&y.contiguous().unwrap()).unwrap();
-                let ours = matmul(&x, &y).unwrap();
+                let ours = x.apply_op2(&y, Matmul).unwrap();
                 assert_eq!(ours.dims(), want.dims());
                 let diff = max_diff(&ours, &want);
                 assert!(diff <= 1e-5 * k as f32, "{m} x {k} x {n}: differs by {diff}");
             }
         }
         let (a, b) = (randn(&[3, 2, 6, 5]), randn(&[3, 2, 5, 4]));
-        assert!(max_diff(&matmul(&a, &b).unwrap(), &a.matmul(&b).unwrap()) <= 1e-5);
+        assert!(max_diff(&a.apply_op2(&b, Matmul).unwrap(), &a.matmul(&b).unwrap()) <= 1e-5);
     }
 
     /// The backward pass gives candle's gradients, and none for an operand outside the graph.
@@ -447,7 +447,7 @@ mod tests {
         let a = candle_core::Var::randn(0f32, 1., (6, 5), &device).unwrap();
         let w = candle_core::Var::randn(0f32, 1., (4, 5), &device).unwrap();
         let c = Tensor::randn(0f32, 1., (6, 4), &device).unwrap();
-        let ours = (matmul(a.as_tensor(), &w.t().unwrap()).unwrap() * &c)
+        let ours = (a.apply_op2(&w.t().unwrap(), Matmul).unwrap() * &c)
             .unwrap()
             .sum_all()
             .unwrap();
@@ -458,7 +458,8 @@ mod tests {
             assert!(diff <= 1e-5, "gradient differs by {diff}");
         }
         let constant = Tensor::randn(0f32, 1., (6, 5), &device).unwrap();
-        let grads = matmul(&constant, &w.t().unwrap())
+        let grads = constant
+            .apply_op2(&w.t().unwrap(), Matmul)
             .unwrap()
             .sum_all()
             .unwrap()
