@@ -15,6 +15,14 @@ pub struct Counters {
     pub seconds: f64,
 }
 
+impl std::ops::AddAssign for Counters {
+    fn add_assign(&mut self, more: Counters) {
+        self.calls += more.calls;
+        self.flops += more.flops;
+        self.seconds += more.seconds;
+    }
+}
+
 impl std::ops::Sub for Counters {
     type Output = Counters;
     fn sub(self, earlier: Counters) -> Counters {
@@ -77,8 +85,8 @@ pub fn take() -> Vec<(&'static str, Part)> {
     RECORDING.with(|r| std::mem::take(&mut r.borrow_mut().parts))
 }
 
-/// Runs `work`, adding its wall time and products to `part` when recording. Parts may nest (the
-/// MoE within the query term): an outer part's time includes the inner ones'.
+/// Runs `work`, adding its wall time and products to `part` when recording. Parts may nest, an
+/// outer part's time then including the inner ones' (`fit`'s parts are disjoint).
 pub fn time<R>(part: &'static str, work: impl FnOnce() -> R) -> R {
     if !RECORDING.with(|r| r.borrow().on) {
         return work();
@@ -121,9 +129,7 @@ fn add(part: &'static str, spent: Part) {
         };
         let sum = &mut parts[index].1;
         sum.seconds += spent.seconds;
-        sum.products.calls += spent.products.calls;
-        sum.products.flops += spent.products.flops;
-        sum.products.seconds += spent.products.seconds;
+        sum.products += spent.products;
         sum.other_flops += spent.other_flops;
     });
 }

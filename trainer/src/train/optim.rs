@@ -158,13 +158,12 @@ impl Update {
             let candle_core::Storage::Cpu(cpu) = &**storage else {
                 return None;
             };
-            slices.push(
-                cpu.as_slice::<f32>()
-                    .ok()?
-                    .get(layout.start_offset()..layout.start_offset() + w.elem_count())?,
-            );
+            slices.push(kernels::values(cpu, layout).ok()?);
         }
         let [w_in, g, m_in, v_in] = slices[..] else { return None };
+        if [g, m_in, v_in].iter().any(|s| s.len() != w_in.len()) {
+            return None;
+        }
         let (beta1, beta2, eps, lr) = (self.beta1 as f32, self.beta2 as f32, self.eps as f32, self.lr as f32);
         let (rest1, rest2) = ((1.0 - self.beta1) as f32, (1.0 - self.beta2) as f32);
         let (correct1, correct2, decay) = (self.correct1 as f32, self.correct2 as f32, self.decay as f32);

@@ -34,7 +34,7 @@ pub fn applies(x: &Tensor) -> bool {
 }
 
 /// The contiguous f32 values of a storage (the callers make their operands contiguous).
-fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+pub(crate) fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     match (storage, layout.contiguous_offsets()) {
         (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
         _ => bail!("expected a contiguous f32 tensor on the CPU"),
