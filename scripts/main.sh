@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (frozen MiniLM on CPU, conf/profile/cpu_default.yaml):
+# The main job on the embedded default (MiniLM on CPU, its text adapters trained: conf/profile/cpu_default.yaml):
 # fetch the model, run the pipeline on the Census files, write the shards of every curriculum
 # stage, train them in order (`fit -c all`) and evaluate the last stage's best checkpoint
 # (`eval`). Extra arguments are passed to fit as overrides.

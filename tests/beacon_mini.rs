@@ -123,3 +123,32 @@ fn beacon_script_runs_on_a_small_tree() {
     // Four six-digit candidates: the truth is always among the top ten.
     assert!(value("top1") <= value("top5") && value("top10") == 1.0);
 }
+
+/// `bench/bm25.py`, the word-matching peer of `bench/coding.sh`, against BM25 worked by hand on
+/// three documents (k1 1.2, b 0.75, average length 2) for the query "a c":
+/// idf(a) = ln(1 + 1.5/2.5) = 0.470004, idf(c) = ln(1 + 2.5/1.5) = 0.980829;
+/// ["a", "b"]: 0.470004 * 2.2 / (1 + 1.2) = 0.470004;
+/// ["a"]: 0.470004 * 2.2 / (1 + 1.2 * (0.25 + 0.375)) = 0.590862;
+/// ["c", "c", "d"]: 0.980829 * 2 * 2.2 / (2 + 1.2 * (0.25 + 1.125)) = 1.182370.
+/// Needs only a `python3` (no packages).
+#[test]
+fn bench_bm25_scores_a_hand_computed_example() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench");
+    let script = "import sys; sys.path.insert(0, sys.argv[1]); import bm25; \
+        print(*bm25.BM25([['a', 'b'], ['a'], ['c', 'c', 'd']]).scores(['a', 'c']))";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&root)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let scores: Vec<f64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    for (got, want) in scores.iter().zip([0.470004, 0.590862, 1.182370]) {
+        assert!((got - want).abs() < 1e-6, "{scores:?}");
+    }
+    assert_eq!(scores.len(), 3);
+}

@@ -65,6 +65,12 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
         &candle_core::Device::Cpu,
     )
     .unwrap();
+    // The default (`query`) mode trains the free text's adapters: they are checkpointed with the
+    // head, and the resume below must reproduce them too.
+    assert!(
+        final_weights.keys().any(|k| k.starts_with("lora.")),
+        "no adapters in the checkpoint"
+    );
 
     // Resume from the latest kept checkpoint before the last must reproduce the last exactly.
     let earlier = index["entries"]
@@ -157,6 +163,46 @@ async fn a_monitored_metric_selects_the_best_checkpoint_and_queries_train_withou
         );
     }
     assert!(codes.examples.iter().map(Vec::len).sum::<usize>() > 0);
+}
+
+/// `query` mode teaches the free text's adapters on the training entries: the held-out entries
+/// (never trained on) must land nearer their own leaf, against the other leaves, than the same
+/// checkpoint puts them with its text adapters set back to their start (B = 0: the frozen base).
+#[tokio::test(flavor = "multi_thread")]
+async fn query_side_training_brings_held_out_entries_nearer_their_code() {
+    let dir = common::tables(&fixtures().join("mini"), 0.7).await;
+    let loaded = config(dir.path(), &["model.encoder_mode=query", "data.queries_per_step=4"]);
+    naics_pipeline::shards::run(&loaded).await.unwrap();
+    let summary = fit(&loaded, &options(dir.path(), false)).unwrap();
+    let e = naics_trainer::embedded::load(&summary.best).unwrap();
+    let held = naics_trainer::tables::holdout(dir.path()).unwrap();
+    let leaves: Vec<usize> = (0..e.codes.code.len()).filter(|&i| e.codes.level[i] == 6).collect();
+    // Mean over held-out entries of d(own leaf) - min d(other leaves): lower is nearer.
+    let margin = || -> f64 {
+        let texts: Vec<String> = held.iter().map(|(_, t)| t.clone()).collect();
+        let rows = e.distances_to(&e.query_points(&texts).unwrap(), &leaves).unwrap();
+        let total: f64 = held
+            .iter()
+            .zip(&rows)
+            .map(|((code, _), row)| {
+                let own = leaves.iter().position(|&l| e.codes.code[l] == *code).unwrap();
+                let others = row.iter().enumerate().filter(|(j, _)| *j != own).map(|(_, d)| *d);
+                (row[own] - others.fold(f32::MAX, f32::min)) as f64
+            })
+            .sum();
+        total / held.len() as f64
+    };
+    let after = margin();
+    let mut text_adapters = 0;
+    for (name, var) in e.model.varmap.data().lock().unwrap().iter() {
+        if name.starts_with("lora.") && name.ends_with(".b") {
+            var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+            text_adapters += 1;
+        }
+    }
+    assert!(text_adapters > 0, "the checkpoint carries the text adapters");
+    let before = margin();
+    assert!(after < before, "held-out margin before {before}, after {after}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -305,7 +351,7 @@ async fn lora_replayed_gradients_match_finite_differences() {
     use naics_common::samples::{Record, SamplesFile};
     use naics_trainer::model::Embedder;
     use naics_trainer::train::TrainingData;
-    use naics_trainer::train::loss::{batch_loss, step_loss};
+    use naics_trainer::train::loss::{batch_loss, replays, step_loss};
     use naics_trainer::train::replay::backward;
 
     let dir = prepared().await;
@@ -352,8 +398,8 @@ async fn lora_replayed_gradients_match_finite_differences() {
         (loss, parts)
     };
     let (loss, parts) = loss_and_parts();
-    let grads = backward(&model, &loss, &parts).unwrap();
-    let value = || loss_and_parts().0.to_scalar::<f32>().unwrap() as f64;
+    let grads = backward(&model, &loss, &replays(&parts)).unwrap();
+    let value = || loss_and_parts().0.value().unwrap() as f64;
 
     // The three adapter tensors with the largest gradients (small ones drown in f32 rounding),
     // each checked at its largest entry by central differences.
@@ -409,7 +455,7 @@ fn lora_gradients(dir: &Path, dtype: candle_core::DType, overrides: &[&str]) -> 
     use naics_common::samples::{Record, SamplesFile};
     use naics_trainer::model::Embedder;
     use naics_trainer::train::TrainingData;
-    use naics_trainer::train::loss::{batch_loss, step_loss};
+    use naics_trainer::train::loss::{batch_loss, replays, step_loss};
     use naics_trainer::train::replay::backward;
 
     let file = SamplesFile::open(&dir.join("shards/03_stage_hard/train-e000.samples"), None).unwrap();
@@ -433,7 +479,7 @@ fn lora_gradients(dir: &Path, dtype: candle_core::DType, overrides: &[&str]) -> 
     naics_trainer::model::rng::seed(7);
     let parts = vec![batch_loss(&model, &data, &records, &picks, true).unwrap()];
     let (loss, _) = step_loss(&parts, &config.loss, config.model.moe.load_balance_coef).unwrap();
-    let grads = backward(&model, &loss, &parts).unwrap();
+    let grads = backward(&model, &loss, &replays(&parts)).unwrap();
     // The stream goes on from the same place whichever way the backward pass went.
     let after = naics_trainer::model::rng::position();
     let vars = model.varmap.data().lock().unwrap().clone();
@@ -451,7 +497,7 @@ fn lora_gradients(dir: &Path, dtype: candle_core::DType, overrides: &[&str]) -> 
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    (out, after, loss.to_scalar().unwrap())
+    (out, after, loss.value().unwrap())
 }
 
 /// Activation checkpointing (`model.checkpoint_layers`) recomputes each layer from its saved input

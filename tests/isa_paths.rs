@@ -85,6 +85,10 @@ fn frozen_step(channels: &Tensor) -> Vec<f32> {
         curvature: 1.0,
         tree_weight: 0.0,
         query_weight: 0.0,
+        query_pool: 0,
+        entry_weight: 0.0,
+        entry_temperature: 0.05,
+        text_apart: false,
     };
     let head = Head::new(vb, channels.dim(1).unwrap(), &moe, 16, &loss).unwrap();
     rng::seed(11);
@@ -92,7 +96,7 @@ fn frozen_step(channels: &Tensor) -> Vec<f32> {
     let out = head.forward(channels, true).unwrap();
     let objective = out.points.sqr().unwrap().mean_all().unwrap();
     let grads = objective.backward().unwrap();
-    let mut optimizer = AdamW::new(&varmap, 0.01).unwrap();
+    let mut optimizer = AdamW::new(&varmap, 0.01, 1.0).unwrap();
     optimizer.step(&grads, 1e-3).unwrap();
     let mut vars: Vec<_> = varmap.data().lock().unwrap().clone().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));

@@ -5,7 +5,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use naics_common::config::{LoraConfig, Pooling};
-use naics_trainer::model::lora::Pass;
+use naics_trainer::model::lora::{Pass, numbered};
 use naics_trainer::model::{Encoder, pool};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -109,7 +109,7 @@ fn untrained_adapters_change_nothing_and_four_channels_share_one_base() {
     let mut encoder = Encoder::load(dir.path(), 128, &Device::Cpu, DType::F32).unwrap();
     let base = pooled(&encoder, None);
     let varmap = VarMap::new();
-    encoder.add_lora(&varmap, 4, &lora_config()).unwrap();
+    encoder.add_lora(&varmap, &numbered(4), &lora_config()).unwrap();
     // 2 layers x (query, value) x 4 channels x (A, B).
     assert_eq!(varmap.all_vars().len(), 32);
     // Equal up to rounding: with an adapter active, the differentiable (composed) LayerNorm and
@@ -137,7 +137,7 @@ fn adapters_round_trip_through_safetensors_and_merge() {
     tiny_bert(dir.path(), DType::F32, "bert", false);
     let mut encoder = Encoder::load(dir.path(), 128, &Device::Cpu, DType::F32).unwrap();
     let varmap = VarMap::new();
-    encoder.add_lora(&varmap, 4, &lora_config()).unwrap();
+    encoder.add_lora(&varmap, &numbered(4), &lora_config()).unwrap();
     randomize_b(&varmap);
     let adapted = pooled(&encoder, Some(2));
     let file = dir.path().join("adapters.safetensors");
@@ -145,7 +145,7 @@ fn adapters_round_trip_through_safetensors_and_merge() {
 
     let mut reloaded = Encoder::load(dir.path(), 128, &Device::Cpu, DType::F32).unwrap();
     let mut varmap2 = VarMap::new();
-    reloaded.add_lora(&varmap2, 4, &lora_config()).unwrap();
+    reloaded.add_lora(&varmap2, &numbered(4), &lora_config()).unwrap();
     assert!(max_diff(&pooled(&reloaded, Some(2)), &adapted) > 1e-3);
     varmap2.load(&file).unwrap();
     assert_eq!(max_diff(&pooled(&reloaded, Some(2)), &adapted), 0.0);
@@ -168,7 +168,7 @@ fn lora_gradients_match_finite_differences() {
     tiny_bert(dir.path(), DType::F64, "bert", false);
     let mut encoder = Encoder::load(dir.path(), 128, &Device::Cpu, DType::F64).unwrap();
     let varmap = VarMap::new();
-    encoder.add_lora(&varmap, 2, &lora_config()).unwrap();
+    encoder.add_lora(&varmap, &numbered(2), &lora_config()).unwrap();
     randomize_b(&varmap);
     let probe = Tensor::randn(0f64, 1.0, (2, 8), &Device::Cpu).unwrap();
     let pass = Pass {

@@ -302,7 +302,7 @@ async fn icd10cm_adapter_reads_the_tabular_list() {
     let xml = write(dir.path(), "tabular.xml", ICD_XML);
     let out = dir.path().join("icd");
     let s = ingest::run_icd10cm(&xml, &out, 0.0).unwrap();
-    assert_eq!((s.codes, s.index_entries), (11, 2));
+    assert_eq!((s.codes, s.index_entries, s.cross_reference_rows), (11, 2, 2));
     let ctx = common::open(&out, &dir.path().join("o")).await;
     let got = rows(
         &ctx,
@@ -319,11 +319,12 @@ async fn icd10cm_adapter_reads_the_tabular_list() {
             "A00-A01 ; 2 ; A00-A09 ; Intestinal infectious diseases (A00-A01) ;  ;  ; ",
             "A00 ; 3 ; A00-A01 ; Cholera ;  ;  ; A01|S10-S11",
             "A00.0 ; 4 ; A00 ; Cholera due to Vibrio cholerae 01 ;  ; Classical cholera|Cholera & gravis ; ",
-            "A01 ; 3 ; A00-A01 ; Typhoid fever ; infection due to Salmonella typhi ;  ; ",
+            // The exclusion note's phrase, an entry of each code it cites (a cross-reference).
+            "A01 ; 3 ; A00-A01 ; Typhoid fever ; infection due to Salmonella typhi ; typhoid and other ; ",
             "A09-A09 ; 2 ; A00-A09 ; Other gastroenteritis (A09) ;  ;  ; ",
             "A09 ; 3 ; A09-A09 ; Infectious gastroenteritis ;  ;  ; ",
             "S00-S19 ; 1 ; - ; Injury (S00-S19) ;  ;  ; ",
-            "S10-S11 ; 2 ; S00-S19 ; Injuries to the neck (S10-S11) ;  ;  ; ",
+            "S10-S11 ; 2 ; S00-S19 ; Injuries to the neck (S10-S11) ;  ; typhoid and other ; ",
             "S10 ; 3 ; S10-S11 ; Superficial injury of throat ; Seventh character: A initial encounter; S sequela. ;  ; ",
             "S10.0 ; 4 ; S10 ; Contusion of throat ; Seventh character: A initial encounter; S sequela. ;  ; ",
         ]

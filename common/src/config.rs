@@ -85,7 +85,12 @@ pub enum Pooling {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum EncoderMode {
+    /// Nothing of the encoder trains: codes and free text through the base, codes cached.
     Frozen,
+    /// The codes' channels through the frozen base (cached); free text (index entries,
+    /// queries) through one LoRA adapter set of its own, trained on the training entries.
+    Query,
+    /// One LoRA adapter set per channel; codes and free text encoded every step.
     Lora,
 }
 
@@ -121,6 +126,27 @@ pub struct LossConfig {
     pub tree_weight: f64,
     /// Weight of the InfoNCE of index entries against the step's six-digit codes.
     pub query_weight: f64,
+    /// The leaves each index entry is scored against in the query term, at least: the step's
+    /// own and, up to this many, more (the nearest in the tree first), their points without
+    /// gradients, where the codes' vectors are cached (`frozen`, `query`); 0 or absent: the
+    /// step's own only.
+    #[serde(default)]
+    pub query_pool: usize,
+    /// Weight of the entries' own contrastive term (`query` mode): each drawn entry against a
+    /// second text of its code, the step's other texts the negatives (0 or absent: off).
+    #[serde(default)]
+    pub entry_weight: f64,
+    /// Its temperature, over cosine similarities.
+    #[serde(default = "default_entry_temperature")]
+    pub entry_temperature: f64,
+    /// `query` mode: the query and entries terms teach the text adapters only, the codes' points
+    /// and the head taking none of their gradient (false or absent: they teach the head too).
+    #[serde(default)]
+    pub text_apart: bool,
+}
+
+fn default_entry_temperature() -> f64 {
+    0.05
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -137,6 +163,10 @@ pub struct TrainingConfig {
 #[serde(deny_unknown_fields)]
 pub struct OptimizerConfig {
     pub lr: f64,
+    /// The learning rate of the encoder's adapters (absent or null: `lr`); it follows the same
+    /// warmup and decay.
+    #[serde(default)]
+    pub adapter_lr: Option<f64>,
     pub weight_decay: f64,
 }
 

@@ -229,8 +229,14 @@ async fn run(cli: Cli) -> Result<()> {
                     s.codes_with_exclusions,
                 ),
                 _ => println!(
-                    "ingest: {} codes, {} entries ({} held out), {} exclusion pairs over {} codes, in {took:.2}s",
-                    s.codes, s.index_entries, s.held_out, s.exclusion_pairs, s.codes_with_exclusions,
+                    "ingest: {} codes, {} entries ({} held out), {} cross-reference entries, {} exclusion pairs over {} codes, \
+                     in {took:.2}s",
+                    s.codes,
+                    s.index_entries,
+                    s.held_out,
+                    s.cross_reference_rows,
+                    s.exclusion_pairs,
+                    s.codes_with_exclusions,
                 ),
             }
             println!("wrote {} and {}", data.codes().display(), data.holdout().display());

@@ -49,7 +49,7 @@ fn bench() -> anyhow::Result<()> {
         dropout: 0.1,
         targets: vec!["query".into(), "value".into()],
     };
-    encoder.add_lora(&varmap, 4, &lora)?;
+    encoder.add_lora(&varmap, &naics_trainer::model::lora::numbered(4), &lora)?;
     let pass = Pass {
         channel: Some(1),
         train: true,

@@ -18,7 +18,7 @@ use naics_common::tokens::TokenCache;
 use naics_trainer::model::lora::Pass;
 use naics_trainer::model::{Embedder, pool};
 use naics_trainer::train::TrainingData;
-use naics_trainer::train::loss::{batch_loss, step_loss};
+use naics_trainer::train::loss::{batch_loss, replays, step_loss};
 use naics_trainer::train::optim::AdamW;
 use naics_trainer::train::replay::backward;
 use std::time::Instant;
@@ -45,7 +45,7 @@ fn bench() -> Result<()> {
     let data = TrainingData::load(&model)?;
     let shards = layout::experiment_shards(&config.data.shards_dir, &config.experiment);
     let file = SamplesFile::open(&shards.join(layout::samples_file(Split::Train, 0)), None)?;
-    let mut optimizer = AdamW::new(&model.varmap, 0.01)?;
+    let mut optimizer = AdamW::new(&model.varmap, 0.01, 1.0)?;
     let steps: usize = std::env::var("NAICS_BENCH_STEPS")
         .ok()
         .map(|s| s.parse())
@@ -65,7 +65,7 @@ fn bench() -> Result<()> {
         batches.push(codes);
         let parts = vec![batch_loss(&model, &data, &records, &[], true)?];
         let (loss, ..) = step_loss(&parts, &config.loss, 0.01)?;
-        optimizer.step(&backward(&model, &loss, &parts)?, 1e-4)?;
+        optimizer.step(&backward(&model, &loss, &replays(&parts))?, 1e-4)?;
     }
     let dynamic = started.elapsed().as_secs_f64() / steps as f64;
     println!(

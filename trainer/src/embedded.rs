@@ -21,6 +21,8 @@ pub struct Embedded {
     pub points: Tensor,
     /// [n, d] tangent vectors at the origin.
     pub tangent: Tensor,
+    /// The first 16 hex digits of the checkpoint's sha256: what caches of its vectors are keyed by.
+    pub key: String,
 }
 
 /// Loads the checkpoint's configuration (its JSON sidecar) and weights, and embeds all codes.
@@ -42,14 +44,15 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
     let model = Embedder::with_weights(&config, &device, dtype, weights)
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let codes = Codes::read(&config.data.dir)?;
-    let key = &hex(&sha256(&bytes))[..16];
-    let (points, tangent) = cached_points(&model, key, &config, codes.len())?;
+    let key = hex(&sha256(&bytes))[..16].to_string();
+    let (points, tangent) = cached_points(&model, &key, &config, codes.len())?;
     Ok(Embedded {
         config,
         model,
         codes,
         points,
         tangent,
+        key,
     })
 }
 

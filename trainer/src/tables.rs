@@ -11,9 +11,9 @@ use naics_common::layout::DataDir;
 use naics_common::tree_distance;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rand::SeedableRng;
-use rand::seq::SliceRandom;
+use rand::seq::{IteratorRandom, SliceRandom};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 fn read(path: &Path) -> Result<Vec<RecordBatch>> {
@@ -140,6 +140,78 @@ impl Codes {
         }
         path.reverse();
         path
+    }
+}
+
+/// Per code of a tree in pre-order (given by its parents), one past the last code of its
+/// subtree: in pre-order a subtree is the range [code, end).
+pub fn subtree_ends(parent: &[Option<usize>]) -> Vec<u32> {
+    let mut end = vec![parent.len() as u32; parent.len()];
+    // A subtree ends at the first code after it that is not its descendant: one whose parent
+    // is not the innermost subtree still open.
+    let mut open: Vec<usize> = Vec::new();
+    for (i, p) in parent.iter().enumerate() {
+        while open.last().is_some_and(|&o| Some(o) != *p) {
+            end[open.pop().expect("non-empty")] = i as u32;
+        }
+        open.push(i);
+    }
+    end
+}
+
+/// The leaves of a tree in pre-order (NAICS's Census order), and those under any code: in
+/// pre-order a subtree is a range of codes, so its leaves are a range of the leaves.
+pub struct LeafIndex {
+    parent: Vec<Option<usize>>,
+    leaves: Vec<u32>,
+    /// Per code, one past the last code of its subtree.
+    subtree_end: Vec<u32>,
+}
+
+impl LeafIndex {
+    /// From the parents of codes in pre-order.
+    pub fn new(parent: &[Option<usize>]) -> LeafIndex {
+        let n = parent.len();
+        let mut has_child = vec![false; n];
+        parent.iter().flatten().for_each(|&p| has_child[p] = true);
+        LeafIndex {
+            parent: parent.to_vec(),
+            leaves: (0..n as u32).filter(|&i| !has_child[i as usize]).collect(),
+            subtree_end: subtree_ends(parent),
+        }
+    }
+
+    /// The leaves under code `c` (itself, if a leaf).
+    pub fn under(&self, c: usize) -> &[u32] {
+        let from = self.leaves.partition_point(|&l| (l as usize) < c);
+        let to = self.leaves.partition_point(|&l| l < self.subtree_end[c]);
+        &self.leaves[from..to]
+    }
+
+    /// Up to `count` leaves not in `taken`: the nearest in the tree to `codes` first (under
+    /// their parents, then under their grandparents), then others drawn at random from a stream
+    /// seeded by `seed`. All of them on a tree of at most `count` leaves more.
+    pub fn nearby(&self, codes: &[u32], taken: &HashSet<u32>, count: usize, seed: u64) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        let mut seen = taken.clone();
+        for up in 1..=2 {
+            for &c in codes {
+                let Some(ancestor) = (0..up).try_fold(c as usize, |a, _| self.parent[a]) else {
+                    continue;
+                };
+                for &l in self.under(ancestor) {
+                    if out.len() < count && seen.insert(l) {
+                        out.push(l);
+                    }
+                }
+            }
+        }
+        let rest = count.saturating_sub(out.len());
+        if rest > 0 {
+            let others = self.leaves.iter().copied().filter(|l| !seen.contains(l));
+            out.extend(others.choose_multiple(&mut ChaCha8Rng::seed_from_u64(seed), rest));
+        }
+        out
     }
 }
 
@@ -270,6 +342,47 @@ pub fn holdout(data_dir: &Path) -> Result<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 0 -> {1 -> {2, 3}, 4 -> {5}}; 6 -> {7, 8}: leaves 2, 3, 5, 7, 8.
+    fn forest() -> LeafIndex {
+        LeafIndex::new(&[
+            None,
+            Some(0),
+            Some(1),
+            Some(1),
+            Some(0),
+            Some(4),
+            None,
+            Some(6),
+            Some(6),
+        ])
+    }
+
+    #[test]
+    fn leaves_under_a_code_are_its_subtree_s() {
+        let index = forest();
+        assert_eq!(index.subtree_end, vec![6, 4, 3, 4, 6, 6, 9, 8, 9]);
+        assert_eq!(index.under(0), [2, 3, 5]);
+        assert_eq!(index.under(1), [2, 3]);
+        assert_eq!(index.under(5), [5]);
+        assert_eq!(index.under(6), [7, 8]);
+    }
+
+    #[test]
+    fn nearby_leaves_come_siblings_first_then_cousins_then_at_random() {
+        let index = forest();
+        let taken: HashSet<u32> = [2].into_iter().collect();
+        // Code 2's sibling, then its cousin under 0.
+        assert_eq!(index.nearby(&[2], &taken, 2, 1), vec![3, 5]);
+        // Past the tree's neighbours, the rest at random, each once, never a taken one.
+        let mut all = index.nearby(&[2], &taken, 10, 1);
+        assert_eq!(&all[..2], &[3, 5]);
+        all.sort();
+        assert_eq!(all, vec![3, 5, 7, 8]);
+        assert_eq!(index.nearby(&[2], &taken, 3, 1), index.nearby(&[2], &taken, 3, 1));
+        // A root's code has no parent: only random leaves.
+        assert_eq!(index.nearby(&[6], &HashSet::new(), 1, 5).len(), 1);
+    }
 
     /// 0 -> 1 -> 2, 0 -> 3; 4 alone (depth 2 at most: unrelated = 6).
     fn codes() -> Codes {

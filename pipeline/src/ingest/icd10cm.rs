@@ -9,6 +9,11 @@
 //! (as leaves they would multiply the leaves' count for no new text); the `inclusionTerm` notes
 //! are the free-text entries (examples, a share held out); `excludes1` and `excludes2` notes are
 //! the exclusion text, and the codes they cite are its excluded codes ([`cited_codes`]).
+//!
+//! Notes that cite codes (`excludes1`, `excludes2`, `codeFirst`, `useAdditionalCode`,
+//! `codeAlso`: "tuberculosis of intestine (A18.32)") name, in their phrase, what the cited code
+//! is about: each becomes a cross-reference entry of every code it cites
+//! ([`cross_reference`]), extra training text that is never held out.
 
 use super::generic::{Entry, Row};
 use crate::error::input_error;
@@ -33,11 +38,21 @@ struct Node {
     inclusion: Vec<String>,
     seventh: Option<String>,
     extensions: Vec<String>,
+    /// Notes that may cite codes (exclusions and coding instructions).
+    citing: Vec<String>,
 }
 
-/// The rows (in document order of their closing tags: children before parents; the generic
-/// path orders them) and the inclusion terms as entries.
-pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<Entry>)> {
+/// What the XML holds: the rows (in document order of their closing tags: children before
+/// parents; the generic path orders them), the inclusion terms as entries, and the
+/// cross-reference entries (phrase, cited code) of the notes that cite codes.
+pub struct Tabular {
+    pub rows: Vec<Row>,
+    pub entries: Vec<Entry>,
+    pub cross_references: Vec<Entry>,
+}
+
+/// Reads the tabular list.
+pub fn read(path: &Path) -> Result<Tabular> {
     super::sources::require_file(path)?;
     let xml = std::fs::read_to_string(path)
         .map_err(|e| input_error(path, None, format!("cannot read as UTF-8 text: {e}")))?;
@@ -48,6 +63,7 @@ pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<Entry>)> {
     let mut nodes: Vec<Node> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();
+    let mut citing: Vec<(usize, String)> = Vec::new();
     let mut extension_char = String::new();
     let mut text = String::new();
     loop {
@@ -102,6 +118,7 @@ pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<Entry>)> {
                         code: node.code.clone(),
                         text: t.clone(),
                     }));
+                    citing.extend(node.citing.iter().map(|t| (node.line, t.clone())));
                     rows.push(Row {
                         row: node.line,
                         code: node.code,
@@ -143,7 +160,22 @@ pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<Entry>)> {
             .filter(|c| *c != r.code)
             .collect();
     }
-    Ok((rows, entries))
+    let cross_references = citing
+        .iter()
+        .filter_map(|(line, note)| Some((line, cross_reference(note, &known)?)))
+        .flat_map(|(&row, (phrase, codes))| {
+            codes.into_iter().map(move |code| Entry {
+                row,
+                code,
+                text: phrase.clone(),
+            })
+        })
+        .collect();
+    Ok(Tabular {
+        rows,
+        entries,
+        cross_references,
+    })
 }
 
 /// An attribute's value, if the element has it.
@@ -164,12 +196,19 @@ fn take_text(path: &[String], node: Option<&mut Node>, text: String, extension_c
         }
         ["desc", "section" | "diag", ..] => node.title = text,
         ["note", "inclusionTerm", "chapter" | "section" | "diag"] => node.inclusion.push(text),
-        ["note", "excludes1" | "excludes2", "chapter" | "section" | "diag"] => node.excluded.push(text),
+        ["note", "excludes1" | "excludes2", "chapter" | "section" | "diag"] => {
+            node.citing.push(text.clone());
+            node.excluded.push(text);
+        }
         [
             "note",
-            "includes" | "codeFirst" | "useAdditionalCode" | "codeAlso",
+            "codeFirst" | "useAdditionalCode" | "codeAlso",
             "chapter" | "section" | "diag",
-        ] => node.notes.push(text),
+        ] => {
+            node.citing.push(text.clone());
+            node.notes.push(text);
+        }
+        ["note", "includes", "chapter" | "section" | "diag"] => node.notes.push(text),
         ["extension", "sevenChrDef", ..] => node.extensions.push(format!("{extension_char} {text}")),
         _ => {}
     }
@@ -182,6 +221,7 @@ fn chapter_range(desc: &str) -> Option<String> {
     inner.contains('-').then(|| inner.to_string())
 }
 
+static NAMES_A_CODE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b[A-Z][0-9][0-9A-Z]\b").expect("valid"));
 static CODE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$").expect("valid"));
 static PARENTHESES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\(([^()]+)\)").expect("valid"));
 
@@ -228,9 +268,133 @@ pub fn cited_codes(text: &str, known: &BTreeSet<String>) -> Vec<String> {
     out
 }
 
+/// A note that cites codes as a cross-reference entry: its phrase (the note less the
+/// parentheses that name codes, trimmed of the punctuation around them) and the codes it cites
+/// ([`cited_codes`]). None for a note that cites no code of the tree, or whose phrase is only an
+/// instruction ("code to identify the organism (B95.-)") or empty.
+pub fn cross_reference(note: &str, known: &BTreeSet<String>) -> Option<(String, Vec<String>)> {
+    let codes = cited_codes(note, known);
+    if codes.is_empty() {
+        return None;
+    }
+    let phrase = PARENTHESES.replace_all(note, |group: &regex::Captures| {
+        if NAMES_A_CODE.is_match(&group[1]) {
+            String::new()
+        } else {
+            group[0].to_string()
+        }
+    });
+    let phrase = phrase.split_whitespace().collect::<Vec<_>>().join(" ");
+    let phrase = phrase.trim_matches(|c: char| c.is_whitespace() || ",;:-".contains(c));
+    let phrase = phrase.strip_prefix("if applicable,").unwrap_or(phrase).trim();
+    let instruction = phrase.to_lowercase().starts_with("code ");
+    if instruction || !phrase.chars().any(char::is_alphabetic) {
+        return None;
+    }
+    Some((phrase.to_string(), codes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cross_references_are_a_phrase_and_the_codes_it_cites() {
+        let known: BTreeSet<String> = ["A04", "A04.0", "A04.1", "A04.2", "A04.7", "A05", "A18.32", "B95"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let got = |note: &str| cross_reference(note, &known);
+        let pair =
+            |phrase: &str, codes: &[&str]| Some((phrase.to_string(), codes.iter().map(|c| c.to_string()).collect()));
+        // A phrase and one cited code.
+        assert_eq!(
+            got("tuberculosis of intestine (A18.32)"),
+            pair("tuberculosis of intestine", &["A18.32"])
+        );
+        // `.-`: the category; `-` after a code: the code.
+        assert_eq!(
+            got("bacterial foodborne intoxications, NEC (A05.-)"),
+            pair("bacterial foodborne intoxications, NEC", &["A05"])
+        );
+        assert_eq!(
+            got("Clostridium difficile infection (A04.7-)"),
+            pair("Clostridium difficile infection", &["A04.7"])
+        );
+        // A range: every code of its length from one end to the other (no section spans it).
+        assert_eq!(
+            got("Escherichia coli infection (A04.0-A04.2)"),
+            pair("Escherichia coli infection", &["A04.0", "A04.1", "A04.2"])
+        );
+        // Parentheses that name no code stay part of the phrase; leading punctuation goes.
+        assert_eq!(
+            got(", if applicable, school (private) (public) as the place (A04.1)"),
+            pair("school (private) (public) as the place", &["A04.1"])
+        );
+        // Uncited notes, codes outside the tree, and instructions are no entries.
+        assert_eq!(got("underlying disease, such as:"), None);
+        assert_eq!(
+            got("certain localized infections - see body system-related chapters"),
+            None
+        );
+        assert_eq!(got("gastroenteritis NOS (K52.9)"), None);
+        assert_eq!(got("code to identify the organism, if known (B95.-)"), None);
+    }
+
+    /// A small tabular list: the cross-reference entries come out of its notes, cited codes
+    /// resolved, uncited notes left out.
+    #[test]
+    fn cross_references_are_read_from_the_xml() {
+        let xml = r#"<?xml version="1.0" encoding="utf-8"?>
+<ICD10CM.tabular>
+  <chapter>
+    <name>1</name>
+    <desc>Certain infectious and parasitic diseases (A00-A09)</desc>
+    <section id="A00-A09">
+      <desc>Intestinal infectious diseases (A00-A09)</desc>
+      <diag>
+        <name>A00</name>
+        <desc>Cholera</desc>
+        <excludes1>
+          <note>other intestinal infections (A01.-)</note>
+          <note>see body system-related chapters</note>
+        </excludes1>
+        <diag>
+          <name>A00.0</name>
+          <desc>Cholera due to Vibrio cholerae 01, biovar cholerae</desc>
+          <inclusionTerm><note>Classical cholera</note></inclusionTerm>
+          <codeAlso><note>typhoid with cholera (A01.0-A01.1)</note></codeAlso>
+        </diag>
+      </diag>
+      <diag>
+        <name>A01</name>
+        <desc>Typhoid and paratyphoid fevers</desc>
+        <diag><name>A01.0</name><desc>Typhoid fever</desc></diag>
+        <diag><name>A01.1</name><desc>Paratyphoid fever A</desc></diag>
+      </diag>
+    </section>
+  </chapter>
+</ICD10CM.tabular>
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tabular.xml");
+        std::fs::write(&path, xml).unwrap();
+        let t = read(&path).unwrap();
+        assert_eq!(t.entries.len(), 1);
+        let got: Vec<(&str, &str)> = t
+            .cross_references
+            .iter()
+            .map(|e| (e.code.as_str(), e.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("A01.0", "typhoid with cholera"),
+                ("A01.1", "typhoid with cholera"),
+                ("A01", "other intestinal infections")
+            ]
+        );
+    }
 
     #[test]
     fn cited_codes_resolve_ranges_and_dashes() {

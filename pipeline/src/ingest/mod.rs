@@ -14,7 +14,7 @@ use crate::error::input_error;
 use anyhow::Result;
 use codes::TreeCode;
 use naics_common::layout::{CODES_TABLE, HOLDOUT_TABLE};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// File names of the Census release, relative to the input folder.
@@ -70,6 +70,7 @@ pub struct IngestSummary {
     pub held_out: usize,
     pub skipped_index_rows: usize,
     pub skipped_description_rows: usize,
+    /// NAICS: rows of the cross-reference file; ICD-10-CM: cross-reference entries added.
     pub cross_reference_rows: usize,
     pub exclusion_pairs: usize,
     pub codes_with_exclusions: usize,
@@ -104,17 +105,27 @@ pub fn run_generic(
     write_all(out_dir, codes, held_out, summary)
 }
 
-/// `ingest --taxonomy icd10cm`: ICD-10-CM's tabular XML, its inclusion terms as the entries.
+/// `ingest --taxonomy icd10cm`: ICD-10-CM's tabular XML, its inclusion terms as the entries
+/// (a share held out), and the phrases of the notes that cite codes as further entries of the
+/// codes they cite: never held out, and none that repeats a held-out text.
 pub fn run_icd10cm(xml: &Path, out_dir: &Path, holdout_fraction: f64) -> Result<IngestSummary> {
     check_fraction(holdout_fraction)?;
-    let (rows, entries) = icd10cm::read(xml)?;
-    let codes = generic::into_codes(xml, rows)?;
-    let summary = IngestSummary {
-        index_entries: entries.len(),
+    let tabular = icd10cm::read(xml)?;
+    let codes = generic::into_codes(xml, tabular.rows)?;
+    let mut summary = IngestSummary {
+        index_entries: tabular.entries.len(),
         ..Default::default()
     };
-    let entries = checked_entries(xml, entries, &codes)?;
-    let (codes, held_out) = hold_out(codes, entries, holdout_fraction);
+    let entries = checked_entries(xml, tabular.entries, &codes)?;
+    let (mut codes, held_out) = hold_out(codes, entries, holdout_fraction);
+    let held: HashSet<String> = held_out.iter().map(|h| h.text.to_lowercase()).collect();
+    for (pos, text) in checked_entries(xml, tabular.cross_references, &codes)? {
+        let examples = &mut codes[pos].examples;
+        if !held.contains(&text.to_lowercase()) && !examples.contains(&text) {
+            examples.push(text);
+            summary.cross_reference_rows += 1;
+        }
+    }
     write_all(out_dir, codes, held_out, summary)
 }
 

@@ -3,16 +3,21 @@
 //! method), and the measures of calibration `eval` reports: expected calibration error, the
 //! reliability bins behind it, and accuracy against coverage when low-confidence answers abstain.
 
-/// The weights w maximizing the mean log-probability of the true candidate, where candidate j of
-/// query q has probability softmax_j(w . features[q][j]). `features[q]` holds one row of `F`
-/// features per candidate; `truth[q]` is the true candidate's row. Newton's method with a step
-/// halved until the likelihood rises; the problem is concave, so this finds its maximum.
-pub fn fit_logit<const F: usize>(features: &[Vec<[f64; F]>], truth: &[usize]) -> [f64; F] {
+use std::ops::Range;
+
+/// The weights w maximizing the mean log-probability of the true candidates, where candidate j
+/// of query q has probability softmax_j(w . features[q][j]). `features[q]` holds one row of `F`
+/// features per candidate; `truth[q]` is the range of its true candidates' rows (one row for a
+/// text of a leaf; the leaves under a text's code otherwise: any of them codes it right).
+/// Newton's method with a step halved until the likelihood rises. With one true row per query
+/// the problem is concave and this finds its maximum; with ranges the Hessian can lose its sign
+/// away from the maximum, and a ridge then keeps each step uphill.
+pub fn fit_logit<const F: usize>(features: &[Vec<[f64; F]>], truth: &[Range<usize>]) -> [f64; F] {
     let mut w = [0.0; F];
     let mut current = log_likelihood(features, truth, &w);
     for _ in 0..100 {
         let (grad, hess) = derivatives(features, truth, &w);
-        let step = solve(hess, grad);
+        let step = uphill(hess, grad);
         let mut scale = 1.0;
         let improved = loop {
             let trial: [f64; F] = std::array::from_fn(|i| w[i] + scale * step[i]);
@@ -37,6 +42,20 @@ pub fn fit_logit<const F: usize>(features: &[Vec<[f64; F]>], truth: &[usize]) ->
     w
 }
 
+/// The Newton step for the negated Hessian `hess`, with a ridge added until it points uphill.
+fn uphill<const F: usize>(hess: [[f64; F]; F], grad: [f64; F]) -> [f64; F] {
+    let mut ridge = 0.0;
+    loop {
+        let mut a = hess;
+        (0..F).for_each(|i| a[i][i] += ridge);
+        let step = solve(a, grad);
+        if dot(&step, &grad) > 0.0 || ridge > 1e12 {
+            return step;
+        }
+        ridge = (ridge * 10.0).max(1e-6);
+    }
+}
+
 /// softmax over candidates of w . features.
 pub fn probabilities<const F: usize>(rows: &[[f64; F]], w: &[f64; F]) -> Vec<f64> {
     let logits: Vec<f64> = rows.iter().map(|f| dot(f, w)).collect();
@@ -50,27 +69,43 @@ fn dot<const F: usize>(a: &[f64; F], b: &[f64; F]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn log_likelihood<const F: usize>(features: &[Vec<[f64; F]>], truth: &[usize], w: &[f64; F]) -> f64 {
+fn log_likelihood<const F: usize>(features: &[Vec<[f64; F]>], truth: &[Range<usize>], w: &[f64; F]) -> f64 {
     let total: f64 = features
         .iter()
         .zip(truth)
-        .map(|(rows, &t)| probabilities(rows, w)[t].max(1e-300).ln())
+        .map(|(rows, t)| probabilities(rows, w)[t.clone()].iter().sum::<f64>().max(1e-300).ln())
         .sum();
     total / features.len().max(1) as f64
 }
 
-/// Gradient and (negated, so positive definite) Hessian of the mean log-likelihood.
-fn derivatives<const F: usize>(features: &[Vec<[f64; F]>], truth: &[usize], w: &[f64; F]) -> ([f64; F], [[f64; F]; F]) {
+/// The mean and second moments of the features under the weights `p` (normalized over them).
+fn moments<const F: usize>(rows: &[[f64; F]], p: &[f64]) -> ([f64; F], [[f64; F]; F]) {
+    let total: f64 = p.iter().sum::<f64>().max(1e-300);
+    let mean: [f64; F] = std::array::from_fn(|i| rows.iter().zip(p).map(|(f, p)| p * f[i]).sum::<f64>() / total);
+    let second = std::array::from_fn(|i| {
+        std::array::from_fn(|j| rows.iter().zip(p).map(|(f, p)| p * f[i] * f[j]).sum::<f64>() / total)
+    });
+    (mean, second)
+}
+
+/// Gradient and negated Hessian of the mean log-likelihood: per query, the features' mean over
+/// the true candidates less their mean over all, and their covariance over all less that over
+/// the true ones (positive definite with one true candidate).
+fn derivatives<const F: usize>(
+    features: &[Vec<[f64; F]>],
+    truth: &[Range<usize>],
+    w: &[f64; F],
+) -> ([f64; F], [[f64; F]; F]) {
     let mut grad = [0.0; F];
     let mut hess = [[0.0; F]; F];
-    for (rows, &t) in features.iter().zip(truth) {
+    for (rows, t) in features.iter().zip(truth) {
         let p = probabilities(rows, w);
-        let mean: [f64; F] = std::array::from_fn(|i| rows.iter().zip(&p).map(|(f, p)| p * f[i]).sum());
-        for (i, (g, h)) in grad.iter_mut().zip(hess.iter_mut()).enumerate() {
-            *g += rows[t][i] - mean[i];
-            for (j, h) in h.iter_mut().enumerate() {
-                let second: f64 = rows.iter().zip(&p).map(|(f, p)| p * f[i] * f[j]).sum();
-                *h += second - mean[i] * mean[j];
+        let (mean, second) = moments(rows, &p);
+        let (mean_t, second_t) = moments(&rows[t.clone()], &p[t.clone()]);
+        for i in 0..F {
+            grad[i] += mean_t[i] - mean[i];
+            for j in 0..F {
+                hess[i][j] += (second[i][j] - mean[i] * mean[j]) - (second_t[i][j] - mean_t[i] * mean_t[j]);
             }
         }
     }
@@ -220,6 +255,17 @@ mod tests {
         }
     }
 
+    /// One candidate drawn with probabilities `p` (the last where rounding leaves a gap).
+    fn draw(rng: &mut ChaCha8Rng, p: &[f64]) -> usize {
+        let (mut acc, u) = (0.0, rng.random::<f64>());
+        p.iter()
+            .position(|&x| {
+                acc += x;
+                u < acc
+            })
+            .unwrap_or(p.len() - 1)
+    }
+
     /// Data drawn from a conditional logit with known weights: the fit recovers them, and its
     /// probabilities are calibrated.
     #[test]
@@ -231,17 +277,11 @@ mod tests {
             let rows: Vec<[f64; 3]> = (0..6)
                 .map(|_| std::array::from_fn(|_| rng.random::<f64>() * 2.0 - 1.0))
                 .collect();
-            let p = probabilities(&rows, &w_true);
-            let u: f64 = rng.random();
-            let mut acc = 0.0;
-            let pick = p.iter().position(|&x| {
-                acc += x;
-                u < acc
-            });
-            truth.push(pick.unwrap_or(5));
+            truth.push(draw(&mut rng, &probabilities(&rows, &w_true)));
             features.push(rows);
         }
-        let w = fit_logit(&features, &truth);
+        let ranges: Vec<Range<usize>> = truth.iter().map(|&t| t..t + 1).collect();
+        let w = fit_logit(&features, &ranges);
         for (got, want) in w.iter().zip(w_true) {
             assert!((got - want).abs() < 0.15, "{w:?} vs {w_true:?}");
         }
@@ -255,6 +295,43 @@ mod tests {
             })
             .unzip();
         assert!(expected_calibration_error(&conf, &ok, 10) < 0.03);
+    }
+
+    /// Against the likelihood itself: with ranges of true candidates, the fitted weights are
+    /// where its gradient vanishes (central differences), and better than weights nearby.
+    #[test]
+    fn fit_with_ranges_of_true_candidates_maximizes_their_likelihood() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let w_true = [1.5, 0.5];
+        let (mut features, mut truth) = (Vec::new(), Vec::new());
+        for _ in 0..2000 {
+            let rows: Vec<[f64; 2]> = (0..8)
+                .map(|_| std::array::from_fn(|_| rng.random::<f64>() * 2.0 - 1.0))
+                .collect();
+            let pick = draw(&mut rng, &probabilities(&rows, &w_true));
+            // Half the texts name the pair of candidates around their pick (a code with two
+            // leaves), half the pick alone.
+            let pair = pick - pick % 2;
+            truth.push(if rng.random::<bool>() {
+                pair..pair + 2
+            } else {
+                pick..pick + 1
+            });
+            features.push(rows);
+        }
+        let w = fit_logit(&features, &truth);
+        let at = |w: [f64; 2]| log_likelihood(&features, &truth, &w);
+        let h = 1e-4;
+        for i in 0..2 {
+            let (mut up, mut down) = (w, w);
+            up[i] += h;
+            down[i] -= h;
+            let slope = (at(up) - at(down)) / (2.0 * h);
+            assert!(slope.abs() < 1e-5, "d/dw{i} = {slope} at {w:?}");
+        }
+        for d in [[0.1, 0.0], [0.0, 0.1], [-0.1, 0.05]] {
+            assert!(at(w) > at([w[0] + d[0], w[1] + d[1]]), "{w:?} is not a maximum");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! A lexical score: TF-IDF cosine between a text and each code's bag of texts (its title and
-//! training entries), over words and word pairs. Exact wording carries over where the dense
-//! points blur it ("bakeries, retail" against "retail bakeries"); a few hundred lines of our own
-//! instead of a search engine's dependency, since the corpus is a few thousand short documents
-//! held in memory.
+//! The word signal: Okapi BM25 between a text and each leaf's path document (the titles and
+//! training entries of the leaf and its ancestors), over words and word pairs. Exact wording
+//! carries over where the dense points blur it ("bakeries, retail" against "retail bakeries");
+//! a hundred lines of our own instead of a search engine's dependency, since the corpus is a
+//! few thousand to a few tens of thousands of short documents held in memory. (BM25 over leaf
+//! paths replaced a TF-IDF cosine over each leaf's own texts: docs/benchmarks.md.)
 
 use std::collections::HashMap;
 
@@ -30,74 +31,66 @@ fn terms(text: &str) -> Vec<String> {
     w.iter().cloned().chain(pairs).collect()
 }
 
-/// TF-IDF vectors of the documents, L2-normalized, with an inverted index for scoring.
-pub struct Lexical {
-    /// term -> (document, weight) of every document holding it.
+/// Okapi BM25 over documents of words and word pairs (k1 1.2, b 0.75, Lucene's idf
+/// ln(1 + (N - df + 0.5) / (df + 0.5))), each text's scores divided by its best.
+pub struct Bm25 {
     postings: HashMap<String, Vec<(u32, f32)>>,
     idf: HashMap<String, f32>,
-    documents: usize,
+    lengths: Vec<f32>,
+    average: f32,
 }
 
-impl Lexical {
-    /// One document per entry of `documents`, each the concatenation of its texts.
-    pub fn new(documents: &[Vec<&str>]) -> Lexical {
-        let counts: Vec<HashMap<String, f32>> = documents
-            .iter()
-            .map(|texts| {
-                let mut tf = HashMap::new();
-                for t in texts.iter().flat_map(|t| terms(t)) {
-                    *tf.entry(t).or_insert(0.0) += 1.0;
-                }
-                tf
-            })
-            .collect();
-        let mut df: HashMap<String, f32> = HashMap::new();
-        for tf in &counts {
-            for t in tf.keys() {
-                *df.entry(t.clone()).or_insert(0.0) += 1.0;
+impl Bm25 {
+    pub const K1: f32 = 1.2;
+    pub const B: f32 = 0.75;
+
+    pub fn new(documents: &[Vec<&str>]) -> Bm25 {
+        let mut postings: HashMap<String, Vec<(u32, f32)>> = HashMap::new();
+        let mut lengths = Vec::with_capacity(documents.len());
+        for (doc, texts) in documents.iter().enumerate() {
+            let mut tf: HashMap<String, f32> = HashMap::new();
+            let mut length = 0.0;
+            for t in texts.iter().flat_map(|t| terms(t)) {
+                *tf.entry(t).or_insert(0.0) += 1.0;
+                length += 1.0;
+            }
+            lengths.push(length);
+            for (t, c) in tf {
+                postings.entry(t).or_default().push((doc as u32, c));
             }
         }
         let n = documents.len() as f32;
-        let idf: HashMap<String, f32> = df.into_iter().map(|(t, d)| (t, (n / d).ln() + 1.0)).collect();
-        let mut postings: HashMap<String, Vec<(u32, f32)>> = HashMap::new();
-        for (doc, tf) in counts.into_iter().enumerate() {
-            let weights: Vec<(String, f32)> = tf
-                .into_iter()
-                .map(|(t, c)| {
-                    let w = (1.0 + c.ln()) * idf[&t];
-                    (t, w)
-                })
-                .collect();
-            let norm = weights.iter().map(|(_, w)| w * w).sum::<f32>().sqrt().max(1e-12);
-            for (t, w) in weights {
-                postings.entry(t).or_default().push((doc as u32, w / norm));
-            }
-        }
-        Lexical {
+        let idf = postings
+            .iter()
+            .map(|(t, p)| {
+                let df = p.len() as f32;
+                (t.clone(), (1.0 + (n - df + 0.5) / (df + 0.5)).ln())
+            })
+            .collect();
+        let average = lengths.iter().sum::<f32>() / n.max(1.0);
+        Bm25 {
             postings,
             idf,
-            documents: documents.len(),
+            lengths,
+            average,
         }
     }
 
-    /// Cosine of `text`'s TF-IDF vector with every document's (0 where they share no term).
     pub fn scores(&self, text: &str) -> Vec<f32> {
-        let mut tf: HashMap<String, f32> = HashMap::new();
+        let mut out = vec![0.0f32; self.lengths.len()];
         for t in terms(text) {
-            if self.idf.contains_key(&t) {
-                *tf.entry(t).or_insert(0.0) += 1.0;
+            let Some(postings) = self.postings.get(&t) else {
+                continue;
+            };
+            let idf = self.idf[&t];
+            for &(doc, tf) in postings {
+                let norm = Self::K1 * (1.0 - Self::B + Self::B * self.lengths[doc as usize] / self.average);
+                out[doc as usize] += idf * tf * (Self::K1 + 1.0) / (tf + norm);
             }
         }
-        let weights: Vec<(&String, f32)> = tf.iter().map(|(t, c)| (t, (1.0 + c.ln()) * self.idf[t])).collect();
-        let norm = weights.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
-        let mut out = vec![0.0; self.documents];
-        if norm == 0.0 {
-            return out;
-        }
-        for (t, w) in weights {
-            for &(doc, dw) in &self.postings[t] {
-                out[doc as usize] += w / norm * dw;
-            }
+        let best = out.iter().cloned().fold(0.0f32, f32::max);
+        if best > 0.0 {
+            out.iter_mut().for_each(|x| *x /= best);
         }
         out
     }
@@ -116,25 +109,25 @@ mod tests {
         assert_eq!(words("bus   census-2022"), ["bus", "census", "2022"]);
     }
 
-    /// Against cosines computed by hand: two documents, idf = ln(2 / df) + 1.
+    /// Against BM25 worked by hand (the same three documents as bench/bm25.py's test, words
+    /// that form no pairs): idf(alpha) = ln(1 + 1.5 / 2.5), idf(gamma) = ln(1 + 2.5 / 1.5),
+    /// raw scores 0.470004, 0.590862, 1.182370 for "alpha gamma", each divided by the best.
     #[test]
-    fn scores_are_tf_idf_cosines() {
-        let lex = Lexical::new(&[vec!["retail bakery"], vec!["bakery wholesale"]]);
-        let idf1 = 2f32.ln() + 1.0; // retail, wholesale, and each pair: in one document
-        // Document 0: retail (idf1), bakery (1), "retail bakery" (idf1).
-        let norm0 = (2.0 * idf1 * idf1 + 1.0f32).sqrt();
-        // The query "retail" shares one term with document 0, none with document 1.
-        let s = lex.scores("Retail");
-        assert!((s[0] - idf1 / norm0).abs() < 1e-6, "{s:?}");
-        assert_eq!(s[1], 0.0);
-        // "bakery": one term in both, weight 1; each document's cosine is 1 / its norm.
-        let s = lex.scores("bakeries");
+    fn scores_are_bm25_over_the_best() {
+        let bm25 = Bm25::new(&[vec!["alpha", "beta"], vec!["alpha"], vec!["gamma", "gamma", "delta"]]);
+        let s = bm25.scores("Alpha gamma");
+        let want = [0.470004 / 1.18237, 0.590862 / 1.18237, 1.0];
+        for (got, want) in s.iter().zip(want) {
+            assert!((got - want).abs() < 1e-5, "{s:?}");
+        }
+        // Pairs are read within a text only: "gamma delta" adds nothing (the third document's
+        // words are three texts); "beta", in one document, lifts the first above the second.
+        let s = bm25.scores("alpha beta");
         assert!(
-            (s[0] - 1.0 / norm0).abs() < 1e-6 && (s[1] - 1.0 / norm0).abs() < 1e-6,
+            (s[1] - 0.590862 / (0.470004 + 0.980829)).abs() < 1e-5 && s[0] == 1.0,
             "{s:?}"
         );
-        // Identical text: cosine 1.
-        assert!((lex.scores("retail bakery")[0] - 1.0).abs() < 1e-6);
-        assert_eq!(lex.scores("nothing shared"), vec![0.0, 0.0]);
+        assert_eq!(bm25.scores("gamma delta"), bm25.scores("gamma; delta"));
+        assert_eq!(bm25.scores("nothing shared"), vec![0.0, 0.0, 0.0]);
     }
 }

@@ -4,8 +4,9 @@
 //! - the trained points: minus the Lorentz distance from the text's point to the code's;
 //! - the nearest training entries: the highest cosine between the text and any of the code's
 //!   texts (title and training entries) under the frozen base model, mean-pooled as
-//!   sentence-transformers pools it (new phrasings of known activities);
-//! - the words: TF-IDF cosine between the text and the code's texts (`lexical`).
+//!   sentence-transformers pools it, or in `query` mode in the space the text adapters are
+//!   trained in (new phrasings of known activities);
+//! - the words: BM25 between the text and the leaf's path of titles and entries (`lexical`).
 //!
 //! The weights are the maximum-likelihood conditional logit over the candidates on validation
 //! entries (`calibration`): a deterministic share of the training entries that training never
@@ -18,24 +19,28 @@ pub mod levels;
 pub mod lexical;
 
 use crate::embedded::Embedded;
-use crate::model::cache::{encode_sorted, progress};
+use crate::model::cache::progress;
 use crate::model::transformer;
-use crate::tables::{Codes, validation_entry};
+use crate::tables::{self, Codes, validation_entry};
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use levels::{LevelAnswer, level_answer};
-use lexical::Lexical;
+use lexical::Bm25;
 use naics_common::atomic::write_atomically;
-use naics_common::config::Pooling;
 use naics_common::format::hex;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::ops::Range;
 use std::path::PathBuf;
 use tokenizers::Tokenizer;
 
 /// The signals, in the order of the weights: trained points, nearest entries, words.
 pub const SIGNALS: [&str; 3] = ["points", "entries", "words"];
+
+/// Part of the cached fusion's key beside the points: a change in how a signal is computed
+/// refits the fusion.
+const SIGNAL_VERSION: &[u8] = b"words: BM25 over leaf paths";
 
 /// Texts go through the encoder in calls of at most this many padded tokens.
 const CALL_TOKENS: usize = 4096;
@@ -103,27 +108,30 @@ pub struct Coder<'a> {
     texts_t: Tensor,
     /// The candidate (position in `candidates`) of each column of `texts_t`.
     text_candidate: Vec<usize>,
-    lexical: Lexical,
+    lexical: Bm25,
+    /// Per code, one past the last code of its subtree (`tables::subtree_ends`).
+    subtree_end: Vec<u32>,
     pub fusion: Fusion,
 }
 
-/// The texts of each leaf code an answer may lean on: its title and its training entries,
-/// less the validation entries.
-fn candidate_texts(e: &Embedded, candidates: &[usize]) -> Vec<Vec<String>> {
+/// A code's own texts an answer may lean on: its title and its training entries, less the
+/// validation entries.
+fn kept_texts<'e>(e: &'e Embedded, c: usize) -> impl Iterator<Item = String> + 'e {
     let share = e.config.data.validation_entries;
+    let code = &e.codes.code[c];
+    std::iter::once(e.codes.title[c].clone()).chain(
+        e.codes.examples[c]
+            .iter()
+            .filter(move |t| !validation_entry(code, t, share))
+            .cloned(),
+    )
+}
+
+/// Each leaf's path document for the word signal: the kept texts of the leaf and its ancestors.
+fn leaf_paths(e: &Embedded, candidates: &[usize]) -> Vec<Vec<String>> {
     candidates
         .iter()
-        .map(|&c| {
-            let code = &e.codes.code[c];
-            std::iter::once(e.codes.title[c].clone())
-                .chain(
-                    e.codes.examples[c]
-                        .iter()
-                        .filter(|t| !validation_entry(code, t, share))
-                        .cloned(),
-                )
-                .collect()
-        })
+        .map(|&c| e.codes.path(c).into_iter().flat_map(|p| kept_texts(e, p)).collect())
         .collect()
 }
 
@@ -145,7 +153,7 @@ impl<'a> Coder<'a> {
     /// entries (or reads it from the cache, keyed by the checkpoint's points).
     pub fn new(e: &'a Embedded) -> Result<Coder<'a>> {
         let candidates = e.codes.leaves();
-        let per_candidate = candidate_texts(e, &candidates);
+        let per_candidate: Vec<Vec<String>> = candidates.iter().map(|&c| kept_texts(e, c).collect()).collect();
         let text_candidate: Vec<usize> = per_candidate
             .iter()
             .enumerate()
@@ -153,16 +161,15 @@ impl<'a> Coder<'a> {
             .collect();
         let flat: Vec<String> = per_candidate.iter().flatten().cloned().collect();
         let texts_t = base_vectors_cached(e, &flat)?.t()?.contiguous()?;
-        let documents: Vec<Vec<&str>> = per_candidate
-            .iter()
-            .map(|texts| texts.iter().map(String::as_str).collect())
-            .collect();
+        let paths = leaf_paths(e, &candidates);
+        let documents: Vec<Vec<&str>> = paths.iter().map(|t| t.iter().map(String::as_str).collect()).collect();
         let mut coder = Coder {
             e,
             candidates,
             texts_t,
             text_candidate,
-            lexical: Lexical::new(&documents),
+            lexical: Bm25::new(&documents),
+            subtree_end: tables::subtree_ends(&e.codes.parent),
             fusion: Fusion {
                 weights: [1.0, 0.0, 0.0],
                 fitted_on: 0,
@@ -177,9 +184,11 @@ impl<'a> Coder<'a> {
         // One digest of all the bytes: the same key as hashing them point by point, far faster.
         let points = self.e.points.flatten_all()?.to_vec1::<f32>()?;
         let bytes: Vec<u8> = points.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let path = self
-            .cache_dir()
-            .join(format!("fusion-{}.json", &hex(&Sha256::digest(&bytes))[..16]));
+        let key = Sha256::new()
+            .chain_update(SIGNAL_VERSION)
+            .chain_update(&bytes)
+            .finalize();
+        let path = self.cache_dir().join(format!("fusion-{}.json", &hex(&key)[..16]));
         if let Ok(bytes) = std::fs::read(&path)
             && let Ok(fusion) = serde_json::from_slice(&bytes)
         {
@@ -203,13 +212,24 @@ impl<'a> Coder<'a> {
         Ok(fusion)
     }
 
-    /// The validation entries whose code is a candidate: each one's candidate (position in
-    /// `candidates`) and text. What the fusion is fitted on.
-    pub fn validation(&self) -> (Vec<usize>, Vec<String>) {
+    /// The validation entries: each one's true candidates (positions in `candidates`: see
+    /// [`Coder::truth`]) and text. What the fusion is fitted on.
+    pub fn validation(&self) -> (Vec<Range<usize>>, Vec<String>) {
         validation_entries(self.e)
             .into_iter()
-            .filter_map(|(c, t)| Some((self.candidates.iter().position(|&x| x == c)?, t)))
+            .map(|(c, t)| (self.truth(c), t))
+            .filter(|(range, _)| !range.is_empty())
             .unzip()
+    }
+
+    /// The candidates that code a text of `code` right, as positions in `candidates`: the code
+    /// itself where it is a leaf, else the leaves under it (pre-order: a range).
+    pub fn truth(&self, code: usize) -> Range<usize> {
+        let from = self.candidates.partition_point(|&c| c < code);
+        let to = self
+            .candidates
+            .partition_point(|&c| c < self.subtree_end[code] as usize);
+        from..to
     }
 
     /// The code tree answers name codes of.
@@ -373,14 +393,19 @@ impl Coder<'_> {
     }
 }
 
-/// The frozen base's mean-pooled, normalized vectors of many texts [n, h] (the space in which
-/// sentence-transformers compares sentences), computed once (with a progress bar) and then read from the
-/// vector cache. Keyed by the tokenizer and the texts themselves, so that a cached table is found
-/// without tokenizing (the most of a `search` call's time otherwise).
+/// The normalized base vectors of many texts [n, h] (the frozen base's mean-pooled vectors, the
+/// space in which sentence-transformers compares sentences; in `query` mode the text adapter's),
+/// computed once (with a progress bar) and then read from the vector cache. Keyed by the
+/// tokenizer and the texts themselves, so that a cached table is found without tokenizing (the
+/// most of a `search` call's time otherwise), and by the checkpoint where training changes them.
 fn base_vectors_cached(e: &Embedded, texts: &[String]) -> Result<Tensor> {
-    let encoder = e.model.channels.encoder();
+    let channels = &e.model.channels;
+    let encoder = channels.encoder();
     let mut key = Sha256::new();
     key.update(encoder.tokenizer_sha256);
+    if channels.text_trains() {
+        key.update(e.key.as_bytes());
+    }
     texts.iter().for_each(|t| {
         key.update((t.len() as u64).to_le_bytes());
         key.update(t.as_bytes());
@@ -390,7 +415,7 @@ fn base_vectors_cached(e: &Embedded, texts: &[String]) -> Result<Tensor> {
         let ids = encoder.tokenize(texts)?;
         let bar = progress(ids.len(), "candidate texts encoded (cache)")?;
         let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-        let table = encode_sorted(encoder, &rows, Pooling::Mean, &bar)?;
+        let table = channels.base_vectors(&rows, &bar)?;
         bar.finish_and_clear();
         Ok(transformer::normalize(&table)?)
     })?;

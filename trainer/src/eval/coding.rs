@@ -31,8 +31,8 @@ pub struct Coding {
     /// Answering only at top-1 confidence >= threshold.
     pub coverage: Vec<Coverage>,
     /// Level-wise answers at confidence >= 0.5: per level 2..6, the share of texts answered at
-    /// that level and the accuracy there (the answer an ancestor of, or, the true code); then the
-    /// share with no answer at all.
+    /// that level and the accuracy there (right: the true code, an ancestor of it or, for a text
+    /// of a code with children, a code under it); then the share with no answer at all.
     pub levels: Vec<LevelStats>,
     pub unanswered: f64,
     /// Wall time of coding the held-out entries (every signal of every candidate), seconds.
@@ -97,7 +97,7 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
         .zip(&truth)
         .map(|(p, &t)| {
             let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
-            (p[best], coder.candidates[best] == t)
+            (p[best], coder.truth(t).contains(&best))
         })
         .unzip();
     let thresholds: Vec<f64> = (0..20).map(|i| i as f64 / 20.0).collect();
@@ -113,7 +113,10 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
             Some(a) => {
                 let l = e.codes.level[a.code] as usize;
                 per_level[l].0 += 1;
-                per_level[l].1 += e.codes.path(t).contains(&a.code) as usize;
+                // Right: the text's code, an ancestor of it, or (a text of a code with
+                // children) a code under it.
+                let right = e.codes.path(t).contains(&a.code) || e.codes.path(a.code).contains(&t);
+                per_level[l].1 += right as usize;
             }
             None => unanswered += 1,
         }

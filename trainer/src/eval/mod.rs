@@ -12,7 +12,7 @@ pub mod report;
 use crate::embedded::Embedded;
 use crate::model::lorentz;
 use crate::model::transformer;
-use crate::tables::Codes;
+use crate::tables::{self, Codes};
 use anyhow::Result;
 use candle_core::{D, DType, Device, Tensor};
 use naics_common::config::Pooling;
@@ -30,20 +30,25 @@ pub struct Retrieval {
     pub prefix: [f64; 4],
 }
 
-/// Scores rankings (`rows[q]` = distance-like scores to `candidates`, lower is nearer).
+/// Scores rankings (`rows[q]` = distance-like scores to `candidates`, lower is nearer). A
+/// candidate codes a text right when it is the text's code or lies under it: ICD-10-CM's
+/// inclusion terms belong to codes at every level, and a leaf under "C92.3 Myeloid sarcoma"
+/// is a right answer for "Chloroma" (NAICS's index entries all belong to leaves).
 pub fn retrieval(codes: &Codes, candidates: &[usize], truth: &[usize], rows: &[Vec<f32>]) -> Retrieval {
     let mut r = Retrieval {
         queries: truth.len(),
         ..Default::default()
     };
-    for (t, row) in truth.iter().zip(rows) {
+    let end = tables::subtree_ends(&codes.parent);
+    for (&t, row) in truth.iter().zip(rows) {
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order.sort_by(|&a, &b| row[a].total_cmp(&row[b]));
-        let rank = order.iter().position(|&k| candidates[k] == *t).unwrap_or(usize::MAX);
+        let under = |k: usize| (t..end[t] as usize).contains(&candidates[k]);
+        let rank = order.iter().position(|&k| under(k)).unwrap_or(usize::MAX);
         r.top1 += (rank < 1) as u8 as f64;
         r.top5 += (rank < 5) as u8 as f64;
         r.top10 += (rank < 10) as u8 as f64;
-        let (best, truth) = (codes.path(candidates[order[0]]), codes.path(*t));
+        let (best, truth) = (codes.path(candidates[order[0]]), codes.path(t));
         for (depth, p) in r.prefix.iter_mut().enumerate() {
             *p += (best.get(depth) == truth.get(depth)) as u8 as f64;
         }

@@ -91,9 +91,16 @@ pub fn progress(len: usize, what: &str) -> Result<ProgressBar> {
     Ok(bar)
 }
 
-/// The frozen base's pooled vectors [n, h] of `ids`, encoded in chunks of similar length so
-/// that little padding is wasted, returned in the input order.
-pub fn encode_sorted(encoder: &Encoder, ids: &[&[u32]], pooling: Pooling, bar: &ProgressBar) -> Result<Tensor> {
+/// The pooled vectors [n, h] of `ids` under `pass` (the frozen base: `Pass::default()`),
+/// encoded in chunks of similar length so that little padding is wasted, returned in the input
+/// order.
+pub fn encode_sorted(
+    encoder: &Encoder,
+    ids: &[&[u32]],
+    pooling: Pooling,
+    pass: Pass,
+    bar: &ProgressBar,
+) -> Result<Tensor> {
     let started = Instant::now();
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| ids[i].len());
@@ -101,7 +108,7 @@ pub fn encode_sorted(encoder: &Encoder, ids: &[&[u32]], pooling: Pooling, bar: &
     let table = in_input_order(ids.len(), &calls, |call| {
         let batch: Vec<Vec<u32>> = call.iter().map(|&i| ids[i].to_vec()).collect();
         let vectors = encoder
-            .embed_ids(&batch, pooling, Pass::default())?
+            .embed_ids(&batch, pooling, pass)?
             .to_dtype(DType::F32)?
             .to_device(&Device::Cpu)?;
         bar.inc(call.len() as u64);

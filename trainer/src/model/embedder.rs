@@ -4,6 +4,7 @@
 use super::cache::VectorCache;
 use super::channels::frozen::FrozenChannels;
 use super::channels::lora::LoraChannels;
+use super::channels::query::QueryChannels;
 use super::channels::{Channels, length_calls};
 use super::encoder::{Encoder, in_input_order};
 use super::head::Head;
@@ -83,6 +84,7 @@ impl Embedder {
         let cache = VectorCache::new(&layout::cache_dir(&config.data.shards_dir), &encoder, device);
         let channels: Box<dyn Channels> = match config.model.encoder_mode {
             EncoderMode::Frozen => Box::new(FrozenChannels::new(encoder, &tokens, config.model.pooling, &cache)?),
+            EncoderMode::Query => Box::new(QueryChannels::new(encoder, &varmap, &tokens, &config.model, &cache)?),
             EncoderMode::Lora => Box::new(LoraChannels::new(encoder, &varmap, tokens, &config.model)?),
         };
         match given {

@@ -70,9 +70,10 @@ impl Encoder {
         })
     }
 
-    /// Adds `channels` LoRA adapter sets on query and value of every layer, their parameters
-    /// created in `varmap` as `lora.layer{i}.{query|value}.{channel}.{a|b}`.
-    pub fn add_lora(&mut self, varmap: &VarMap, channels: usize, lora: &LoraConfig) -> Result<()> {
+    /// Adds one LoRA adapter set per name on query and value of every layer (set i is
+    /// `Pass::channel` i), their parameters created in `varmap` as
+    /// `lora.layer{i}.{query|value}.{name}.{a|b}`.
+    pub fn add_lora(&mut self, varmap: &VarMap, names: &[String], lora: &LoraConfig) -> Result<()> {
         for t in &lora.targets {
             if t != "query" && t != "value" {
                 bail!("LoRA target `{t}` is not supported: expected query and/or value");
@@ -91,12 +92,12 @@ impl Encoder {
             if lora.targets.iter().any(|t| t == "query") {
                 layer
                     .query
-                    .add_adapters(&vb.pp("query"), channels, lora.r, lora.alpha, lora.dropout as f32)?;
+                    .add_adapters(&vb.pp("query"), names, lora.r, lora.alpha, lora.dropout as f32)?;
             }
             if lora.targets.iter().any(|t| t == "value") {
                 layer
                     .value
-                    .add_adapters(&vb.pp("value"), channels, lora.r, lora.alpha, lora.dropout as f32)?;
+                    .add_adapters(&vb.pp("value"), names, lora.r, lora.alpha, lora.dropout as f32)?;
             }
         }
         Ok(())

@@ -8,6 +8,11 @@ use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
+/// Adapter set names 0..n (`lora` mode's channel sets, one per channel).
+pub fn numbered(n: usize) -> Vec<String> {
+    (0..n).map(|i| i.to_string()).collect()
+}
+
 /// Which adapter (if any) a forward pass uses, and whether dropout is on.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Pass {
@@ -50,13 +55,20 @@ impl LoraLinear {
         }
     }
 
-    /// Creates `channels` adapters of rank `r` under `vb` (`{channel}.a`, `{channel}.b`): A with
-    /// Kaiming-uniform values as PEFT does, B zeros.
-    pub fn add_adapters(&mut self, vb: &VarBuilder, channels: usize, r: usize, alpha: f64, dropout: f32) -> Result<()> {
+    /// Creates one adapter of rank `r` per name under `vb` (`{name}.a`, `{name}.b`), adapter i
+    /// for `Pass::channel` i: A with Kaiming-uniform values as PEFT does, B zeros.
+    pub fn add_adapters(
+        &mut self,
+        vb: &VarBuilder,
+        names: &[String],
+        r: usize,
+        alpha: f64,
+        dropout: f32,
+    ) -> Result<()> {
         let (out_dim, in_dim) = self.base.weight().dims2()?;
         let bound = (1.0 / in_dim as f64).sqrt();
-        for c in 0..channels {
-            let vb = vb.pp(c.to_string());
+        for name in names {
+            let vb = vb.pp(name);
             let a = vb.get_with_hints((r, in_dim), "a", candle_nn::Init::Uniform { lo: -bound, up: bound })?;
             let b = vb.get_with_hints((out_dim, r), "b", candle_nn::Init::Const(0.0))?;
             self.adapters.push(Adapter { a, b });

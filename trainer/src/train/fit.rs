@@ -8,7 +8,7 @@
 
 use super::TrainingData;
 use super::checkpoint::{self, TrainState};
-use super::loss::{batch_loss, step_loss};
+use super::loss::{batch_loss, replays, step_loss};
 use super::monitor::validate_and_save;
 use super::optim::{self, AdamW};
 use super::replay::backward;
@@ -82,7 +82,8 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
     let per_step = micro * t.accumulate_grad_batches.max(1);
     let steps_per_epoch = train_files[0].len().div_ceil(per_step);
     let total_steps = steps_per_epoch * t.trainer.max_epochs;
-    let mut optimizer = AdamW::new(&model.varmap, t.optimizer.weight_decay)?;
+    let adapter_scale = t.optimizer.adapter_lr.map_or(1.0, |lr| lr / t.optimizer.lr);
+    let mut optimizer = AdamW::new(&model.varmap, t.optimizer.weight_decay, adapter_scale)?;
     let mut state = TrainState::default();
     if let Some(init) = &options.init {
         model
@@ -131,7 +132,9 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
             let picks = data
                 .queries
                 .draw(config.data.seed, state.step, config.data.queries_per_step);
-            let per_chunk = picks.len().div_ceil(chunks.len());
+            // Pairs of entries stay in one micro-batch.
+            let group = if data.queries.pairs() { 2 } else { 1 };
+            let per_chunk = picks.len().div_ceil(chunks.len()).next_multiple_of(group);
             let parts = chunks
                 .iter()
                 .enumerate()
@@ -144,7 +147,7 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                 .collect::<Result<Vec<_>>>()?;
             let loads = global_load(&parts.iter().map(|p| &p.moe).collect::<Vec<_>>());
             let (loss, terms) = timing::time("loss", || step_loss(&parts, &config.loss, coef))?;
-            let value = loss.to_scalar::<f32>()?;
+            let value = loss.value()?;
             if !value.is_finite() {
                 let last = checkpoint::last(&ckpt_dir)?
                     .map(|p| p.display().to_string())
@@ -154,7 +157,7 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                     state.step
                 );
             }
-            let mut grads = timing::time("backward", || backward(&model, &loss, &parts))?;
+            let mut grads = timing::time("backward", || backward(&model, &loss, &replays(&parts)))?;
             let grad_norm = timing::time("clip", || {
                 optim::clip_grad_norm(&mut grads, &optimizer.vars(), t.gradient_clip)
             })?;
@@ -178,7 +181,7 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                 metrics,
                 "{}",
                 json!({"step": state.step, "epoch": state.epoch, "loss": value, "nce": terms.nce,
-                       "load_balance": terms.load_balance, "tree": terms.tree, "query": terms.query, "expert_share": shares(&loads), "route_bias": moe.route_bias()?, "lr": lr, "grad_norm": grad_norm, "samples_per_s": per_s})
+                       "load_balance": terms.load_balance, "tree": terms.tree, "query": terms.query, "entry": terms.entry, "expert_share": shares(&loads), "route_bias": moe.route_bias()?, "lr": lr, "grad_norm": grad_norm, "samples_per_s": per_s})
             )?;
             bar.set_message(format!("loss {value:.4} nce {:.4} {per_s:.0} samples/s", terms.nce));
             bar.inc(1);

@@ -13,7 +13,7 @@ pub mod fit;
 pub use fit::{FitOptions, FitSummary, fit};
 
 use crate::model::Embedder;
-use crate::tables::{Codes, TreeDistances};
+use crate::tables::{Codes, LeafIndex, TreeDistances};
 use anyhow::Result;
 use queries::Queries;
 
@@ -24,6 +24,8 @@ pub struct TrainingData {
     pub tree: TreeDistances,
     /// Whether each code is a leaf (what free text is coded to).
     pub is_leaf: Vec<bool>,
+    /// The leaves, and those under each code.
+    pub leaves: LeafIndex,
     pub queries: Queries,
 }
 
@@ -36,11 +38,13 @@ impl TrainingData {
         for i in codes.leaves() {
             is_leaf[i] = true;
         }
+        let leaves = LeafIndex::new(&codes.parent);
         let queries = Queries::load(&codes, model)?;
         Ok(TrainingData {
             codes,
             tree,
             is_leaf,
+            leaves,
             queries,
         })
     }

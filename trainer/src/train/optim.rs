@@ -15,6 +15,9 @@ pub const ADAMW_FLOPS: u64 = 16;
 
 pub struct AdamW {
     params: Vec<(String, Var)>,
+    /// Each parameter's learning rate over the schedule's: the adapters' scale for `lora.*`,
+    /// else 1.
+    lr_scale: Vec<f64>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     pub step: usize,
@@ -25,8 +28,9 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// Over every variable of `varmap`, in name order (so that state files are stable).
-    pub fn new(varmap: &VarMap, weight_decay: f64) -> Result<Self> {
+    /// Over every variable of `varmap`, in name order (so that state files are stable); the
+    /// encoder's adapters (`lora.*`) at `adapter_scale` times the learning rate.
+    pub fn new(varmap: &VarMap, weight_decay: f64, adapter_scale: f64) -> Result<Self> {
         let mut params: Vec<(String, Var)> = varmap
             .data()
             .lock()
@@ -38,8 +42,13 @@ impl AdamW {
         let zeros = |(_, v): &(String, Var)| v.zeros_like();
         let m = params.iter().map(zeros).collect::<Result<Vec<_>>>()?;
         let v = params.iter().map(zeros).collect::<Result<Vec<_>>>()?;
+        let lr_scale = params
+            .iter()
+            .map(|(name, _)| if name.starts_with("lora.") { adapter_scale } else { 1.0 })
+            .collect();
         Ok(AdamW {
             params,
+            lr_scale,
             m,
             v,
             step: 0,
@@ -52,7 +61,7 @@ impl AdamW {
 
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         self.step += 1;
-        let update = Update {
+        let at = |lr: f64| Update {
             beta1: self.beta1,
             beta2: self.beta2,
             correct1: 1.0 - self.beta1.powi(self.step as i32),
@@ -63,6 +72,7 @@ impl AdamW {
         };
         for (i, (_, var)) in self.params.iter().enumerate() {
             let Some(g) = grads.get(var) else { continue };
+            let update = at(lr * self.lr_scale[i]);
             let g = g.to_dtype(var.dtype())?;
             let (w, m, v) = match update.fused(var.as_tensor(), &g, &self.m[i], &self.v[i]) {
                 Some(fused) => fused?,

@@ -4,7 +4,6 @@
 //! replaying each encoder call with the random stream restored to where its forward pass began
 //! (so dropout masks repeat), or from the forward passes training kept.
 
-use super::loss::BatchLoss;
 use crate::model::Embedder;
 use crate::model::channels::Channels;
 use crate::model::rng;
@@ -51,12 +50,49 @@ impl Replay {
     }
 }
 
+/// A step's loss, as its backward pass takes it.
+pub struct StepLoss {
+    /// The terms every parameter learns from.
+    pub shared: Tensor,
+    /// With `loss.text_apart` (`query` mode): the query and entries terms, whose gradient
+    /// reaches the texts' adapters only. The codes' points enter them as constants and the head
+    /// keeps none of it: the codes' geometry stays the tree's alone, but the adapters alone
+    /// carry texts to their codes less well than through the head (docs/benchmarks.md).
+    pub text: Option<Tensor>,
+}
+
+impl StepLoss {
+    /// The value of every term together.
+    pub fn value(&self) -> Result<f32> {
+        let text = match &self.text {
+            Some(t) => t.to_scalar::<f32>()?,
+            None => 0.0,
+        };
+        Ok(self.shared.to_scalar::<f32>()? + text)
+    }
+}
+
 /// Gradients of the step's loss: backward through the head to the channel vectors and on, for
-/// each micro-batch's encoder passes, into the encoder.
-pub fn backward(model: &Embedder, loss: &Tensor, parts: &[BatchLoss]) -> Result<GradStore> {
-    let mut grads = loss.backward()?;
+/// each micro-batch's encoder passes, into the encoder. The text side's own terms
+/// ([`StepLoss::text`]) are differentiated apart and only their gradients at the texts' vectors
+/// kept.
+pub fn backward(model: &Embedder, loss: &StepLoss, replays: &[&Replay]) -> Result<GradStore> {
+    let mut grads = loss.shared.backward()?;
+    if let Some(text) = &loss.text {
+        let text_grads = text.backward()?;
+        for replay in replays {
+            let leaf = replay.vectors.as_tensor();
+            if let Some(g) = text_grads.get(leaf) {
+                let sum = match grads.remove(leaf) {
+                    Some(shared) => (shared + g)?,
+                    None => g.clone(),
+                };
+                grads.insert(leaf, sum);
+            }
+        }
+    }
     let end = rng::position();
-    for replay in parts.iter().flat_map(|p| &p.replays) {
+    for replay in replays {
         let Some(grad) = grads.remove(replay.vectors.as_tensor()) else {
             continue;
         };

@@ -18,8 +18,8 @@ use naics_common::tokens::TokenCache;
 pub struct FrozenChannels {
     /// [codes, 4h]: every code's channel vectors.
     table: Tensor,
-    encoder: Encoder,
-    pooling: Pooling,
+    pub(super) encoder: Encoder,
+    pub(super) pooling: Pooling,
 }
 
 impl FrozenChannels {
@@ -37,7 +37,7 @@ impl FrozenChannels {
                 .map(|c| {
                     let ids: Vec<Vec<u32>> = (0..codes).map(|i| tokens.ids(c, i).to_vec()).collect();
                     let ids: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-                    encode_sorted(&encoder, &ids, pooling, &bar)
+                    encode_sorted(&encoder, &ids, pooling, Pass::default(), &bar)
                 })
                 .collect::<Result<Vec<_>>>()?;
             bar.finish_and_clear();
@@ -74,11 +74,15 @@ impl Channels for FrozenChannels {
         Ok((Tensor::cat(&vec![v; CHANNELS.len()], 1)?, base))
     }
 
+    fn codes_cached(&self) -> bool {
+        true
+    }
+
     fn fixed_texts(&self, name: &str, ids: &[Vec<u32>], cache: &VectorCache) -> Result<Option<Tensor>> {
         let table = cache.get_or_compute(name, &[&ids_key(ids), &[self.pooling as u8]], || {
             let bar = progress(ids.len(), &format!("{name} encoded (frozen cache)"))?;
             let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-            let table = encode_sorted(&self.encoder, &rows, self.pooling, &bar)?;
+            let table = encode_sorted(&self.encoder, &rows, self.pooling, Pass::default(), &bar)?;
             bar.finish_and_clear();
             Ok(table)
         })?;
@@ -86,6 +90,7 @@ impl Channels for FrozenChannels {
     }
 
     /// Nothing behind frozen vectors trains: the loss's graph starts at them.
+    /// Nothing to carry into the encoder.
     fn leaf(&self, vectors: Tensor, _train: bool) -> Result<(Tensor, Option<Var>)> {
         Ok((vectors, None))
     }

@@ -8,13 +8,12 @@
 //! forward pass less, every call's activations alive until the backward pass).
 
 use super::{Channels, length_calls};
-use crate::model::cache::VectorCache;
 use crate::model::encoder::{Encoder, in_input_order, pool};
-use crate::model::lora::Pass;
+use crate::model::lora::{Pass, numbered};
 use crate::model::transformer::Forward;
 use anyhow::Result;
+use candle_core::Tensor;
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 use naics_common::config::{ModelConfig, Pooling};
 use naics_common::format::CHANNELS;
@@ -34,7 +33,7 @@ pub struct LoraChannels {
 impl LoraChannels {
     /// Adds one adapter set per channel to `encoder`, its parameters created in `varmap`.
     pub fn new(mut encoder: Encoder, varmap: &VarMap, tokens: TokenCache, model: &ModelConfig) -> Result<Self> {
-        encoder.add_lora(varmap, CHANNELS.len(), &model.lora)?;
+        encoder.add_lora(varmap, &numbered(CHANNELS.len()), &model.lora)?;
         Ok(LoraChannels {
             encoder,
             tokens,
@@ -144,19 +143,6 @@ impl Channels for LoraChannels {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((Tensor::cat(&per_channel, 1)?, kept))
-    }
-
-    /// The adapters change with every step: nothing to keep.
-    fn fixed_texts(&self, _: &str, _: &[Vec<u32>], _: &VectorCache) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-
-    fn leaf(&self, vectors: Tensor, train: bool) -> Result<(Tensor, Option<Var>)> {
-        if !train {
-            return Ok((vectors, None));
-        }
-        let var = Var::from_tensor(&vectors)?;
-        Ok((var.as_tensor().clone(), Some(var)))
     }
 
     fn backprop(&self, codes: &[u32], grad: &Tensor, kept: &[Forward], grads: &mut GradStore) -> Result<()> {

@@ -5,20 +5,24 @@
 //!
 //! - [`frozen::FrozenChannels`]: the base model is not trained, so every code's vectors are
 //!   computed once and cached (`model::cache`); steps only gather rows.
+//! - [`query::QueryChannels`]: codes as frozen channels; free text through one adapter set of its
+//!   own, which training teaches on the index entries.
 //! - [`lora::LoraChannels`]: each step encodes the batch's distinct codes, each channel through
 //!   its own adapter set over the one shared base, and carries the loss's gradient back into the
 //!   adapters through the encoder's hand-written backward pass.
 
 pub mod frozen;
+pub mod query;
 pub mod lora;
 
-use super::cache::VectorCache;
+use super::cache::{VectorCache, encode_sorted};
 use super::encoder::Encoder;
 use super::lora::Pass;
 use super::transformer::Forward;
 use anyhow::Result;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
+use indicatif::ProgressBar;
 use naics_common::config::Pooling;
 
 /// Where channel vectors come from, and where their gradients go.
@@ -43,15 +47,42 @@ pub trait Channels: Send + Sync {
         Ok((channels, base))
     }
 
+    /// [`Channels::text_vectors_and_base`]'s base vectors of many texts [n, h], unnormalized,
+    /// sorted by length into calls (`bar` counts them): the coder's table of entries.
+    fn base_vectors(&self, ids: &[&[u32]], bar: &ProgressBar) -> Result<Tensor> {
+        encode_sorted(self.encoder(), ids, Pooling::Mean, Pass::default(), bar)
+    }
+
+    /// Whether the codes' vectors are computed once and kept (then more codes cost a step
+    /// nothing to encode).
+    fn codes_cached(&self) -> bool {
+        false
+    }
+
+    /// Whether training changes the base vectors of free texts (then a table of them belongs to
+    /// a checkpoint, not to the base model).
+    fn text_trains(&self) -> bool {
+        false
+    }
+
     /// The pooled base vectors [m, h] of a fixed set of texts (training's index entries) where
-    /// training does not change them: computed once and cached as `name`. None where it does;
-    /// those texts go through [`Channels::text_vectors`] each time.
-    fn fixed_texts(&self, name: &str, ids: &[Vec<u32>], cache: &VectorCache) -> Result<Option<Tensor>>;
+    /// training does not change them: computed once and cached as `name`. None where it does
+    /// (the default: adapters that change with every step); those texts go through
+    /// [`Channels::text_vectors`] each time.
+    fn fixed_texts(&self, _name: &str, _ids: &[Vec<u32>], _cache: &VectorCache) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
 
     /// `vectors` as an input of the loss's graph: in training that moves the encoder, a leaf
     /// whose gradient [`Channels::backprop`] takes on into the encoder (returned too); else the
     /// tensor itself.
-    fn leaf(&self, vectors: Tensor, train: bool) -> Result<(Tensor, Option<Var>)>;
+    fn leaf(&self, vectors: Tensor, train: bool) -> Result<(Tensor, Option<Var>)> {
+        if !train {
+            return Ok((vectors, None));
+        }
+        let var = Var::from_tensor(&vectors)?;
+        Ok((var.as_tensor().clone(), Some(var)))
+    }
 
     /// Adds d(sum(vectors * grad))/d(parameters) to `grads`, `grad` being dL/d(vectors) of
     /// `vectors(codes, true)`, through the `kept` forward passes of its calls or by replaying them
