@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand::seq::{IteratorRandom, SliceRandom};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::path::Path;
 
 fn read(path: &Path) -> Result<Vec<RecordBatch>> {
@@ -117,11 +118,7 @@ impl Codes {
     /// The codes no other code has as parent: what free text is coded to (NAICS's six-digit
     /// industries).
     pub fn leaves(&self) -> Vec<usize> {
-        let mut has_child = vec![false; self.len()];
-        for p in self.parent.iter().flatten() {
-            has_child[*p] = true;
-        }
-        (0..self.len()).filter(|&i| !has_child[i]).collect()
+        leaves_of(&self.parent)
     }
 
     /// The levels that occur, in order (NAICS: 2..=6).
@@ -141,6 +138,15 @@ impl Codes {
         path.reverse();
         path
     }
+}
+
+/// The codes no code has as parent, in order.
+fn leaves_of(parent: &[Option<usize>]) -> Vec<usize> {
+    let mut has_child = vec![false; parent.len()];
+    for p in parent.iter().flatten() {
+        has_child[*p] = true;
+    }
+    (0..parent.len()).filter(|&i| !has_child[i]).collect()
 }
 
 /// Per code of a tree in pre-order (given by its parents), one past the last code of its
@@ -171,21 +177,23 @@ pub struct LeafIndex {
 impl LeafIndex {
     /// From the parents of codes in pre-order.
     pub fn new(parent: &[Option<usize>]) -> LeafIndex {
-        let n = parent.len();
-        let mut has_child = vec![false; n];
-        parent.iter().flatten().for_each(|&p| has_child[p] = true);
         LeafIndex {
             parent: parent.to_vec(),
-            leaves: (0..n as u32).filter(|&i| !has_child[i as usize]).collect(),
+            leaves: leaves_of(parent).into_iter().map(|l| l as u32).collect(),
             subtree_end: subtree_ends(parent),
         }
     }
 
-    /// The leaves under code `c` (itself, if a leaf).
-    pub fn under(&self, c: usize) -> &[u32] {
+    /// Where the leaves under code `c` (itself, if a leaf) sit among all the leaves, in order.
+    pub fn range(&self, c: usize) -> Range<usize> {
         let from = self.leaves.partition_point(|&l| (l as usize) < c);
         let to = self.leaves.partition_point(|&l| l < self.subtree_end[c]);
-        &self.leaves[from..to]
+        from..to
+    }
+
+    /// The leaves under code `c` (itself, if a leaf).
+    pub fn under(&self, c: usize) -> &[u32] {
+        &self.leaves[self.range(c)]
     }
 
     /// Up to `count` leaves not in `taken`: the nearest in the tree to `codes` first (under

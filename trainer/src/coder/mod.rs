@@ -21,7 +21,7 @@ pub mod lexical;
 use crate::embedded::Embedded;
 use crate::model::cache::progress;
 use crate::model::transformer;
-use crate::tables::{self, Codes, validation_entry};
+use crate::tables::{Codes, LeafIndex, validation_entry};
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use levels::{LevelAnswer, level_answer};
@@ -109,8 +109,9 @@ pub struct Coder<'a> {
     /// The candidate (position in `candidates`) of each column of `texts_t`.
     text_candidate: Vec<usize>,
     lexical: Bm25,
-    /// Per code, one past the last code of its subtree (`tables::subtree_ends`).
-    subtree_end: Vec<u32>,
+    /// The leaves under each code, for [`Coder::truth`] (the same leaves, in the same order, as
+    /// `candidates`).
+    leaves: LeafIndex,
     pub fusion: Fusion,
 }
 
@@ -169,7 +170,7 @@ impl<'a> Coder<'a> {
             texts_t,
             text_candidate,
             lexical: Bm25::new(&documents),
-            subtree_end: tables::subtree_ends(&e.codes.parent),
+            leaves: LeafIndex::new(&e.codes.parent),
             fusion: Fusion {
                 weights: [1.0, 0.0, 0.0],
                 fitted_on: 0,
@@ -225,11 +226,7 @@ impl<'a> Coder<'a> {
     /// The candidates that code a text of `code` right, as positions in `candidates`: the code
     /// itself where it is a leaf, else the leaves under it (pre-order: a range).
     pub fn truth(&self, code: usize) -> Range<usize> {
-        let from = self.candidates.partition_point(|&c| c < code);
-        let to = self
-            .candidates
-            .partition_point(|&c| c < self.subtree_end[code] as usize);
-        from..to
+        self.leaves.range(code)
     }
 
     /// The code tree answers name codes of.

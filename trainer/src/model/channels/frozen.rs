@@ -90,7 +90,6 @@ impl Channels for FrozenChannels {
     }
 
     /// Nothing behind frozen vectors trains: the loss's graph starts at them.
-    /// Nothing to carry into the encoder.
     fn leaf(&self, vectors: Tensor, _train: bool) -> Result<(Tensor, Option<Var>)> {
         Ok((vectors, None))
     }
