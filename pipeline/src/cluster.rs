@@ -4,7 +4,6 @@
 //! build of DataFusion; either kind of process serves the other. Also the check that a
 //! scheduler answers before a session is pointed at it.
 
-use crate::engine::DEFAULT_SCHEDULER_PORT;
 use anyhow::{Context, Result, anyhow};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
@@ -13,6 +12,9 @@ use ballista_scheduler::scheduler_process::start_server;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The port of `ballista-scheduler` (and `naics-pipeline cluster scheduler`) by default.
+pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
 /// `(host, port)` of `df://HOST[:PORT]`.
 pub fn parse_scheduler(url: &str) -> Result<(String, u16)> {

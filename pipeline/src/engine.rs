@@ -12,9 +12,6 @@ use std::sync::Arc;
 /// Memory DataFusion may hold before it spills sorts and aggregations to disk.
 pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
 
-/// The port of `ballista-scheduler` (and `naics-pipeline cluster scheduler`) by default.
-pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
-
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Engine {
     #[default]

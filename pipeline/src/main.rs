@@ -143,7 +143,7 @@ enum Role {
     Scheduler {
         #[arg(long, default_value = "127.0.0.1")]
         bind_host: String,
-        #[arg(long, default_value_t = naics_pipeline::engine::DEFAULT_SCHEDULER_PORT)]
+        #[arg(long, default_value_t = naics_pipeline::cluster::DEFAULT_SCHEDULER_PORT)]
         bind_port: u16,
     },
     /// An executor: runs the scheduler's tasks (`--scheduler`, default df://127.0.0.1:50050),
@@ -342,7 +342,7 @@ async fn run(cli: Cli) -> Result<()> {
                 } => {
                     cluster::executor(cluster::ExecutorOptions {
                         scheduler: cli.scheduler.clone().unwrap_or_else(|| {
-                            format!("df://127.0.0.1:{}", naics_pipeline::engine::DEFAULT_SCHEDULER_PORT)
+                            format!("df://127.0.0.1:{}", naics_pipeline::cluster::DEFAULT_SCHEDULER_PORT)
                         }),
                         bind_host,
                         flight_port: bind_port,
