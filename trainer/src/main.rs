@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use naics_common::config::{Pooling, Precision, selected_stages, stages};
+use naics_common::config::{Pooling, Precision, selected_stages};
 use naics_common::layout;
 use naics_trainer::classify::{self, input::Format};
 use naics_trainer::coder::{Coder, Policy, ShownAnswer};
@@ -10,7 +10,7 @@ use naics_trainer::model::Encoder;
 use naics_trainer::setup::{device, fetch};
 use naics_trainer::train::{self, FitOptions};
 use naics_trainer::{embedded, eval, serve};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(
@@ -164,20 +164,7 @@ struct WhichCheckpoint {
 
 impl WhichCheckpoint {
     fn path(&self) -> Result<PathBuf> {
-        if let Some(p) = &self.checkpoint {
-            return Ok(p.clone());
-        }
-        let experiment = match &self.experiment {
-            Some(e) => e.clone(),
-            None => stages(Path::new("conf"))?.pop().expect("stages() is never empty"),
-        };
-        let dir = layout::checkpoints(&experiment);
-        train::checkpoint::best(&dir)?.map(|(p, _)| p).ok_or_else(|| {
-            anyhow::anyhow!(
-                "no checkpoint in {}: run `naics-trainer fit -c {experiment}` first",
-                dir.display()
-            )
-        })
+        train::checkpoint::chosen(self.checkpoint.as_deref(), self.experiment.as_deref())
     }
 }
 

@@ -87,13 +87,18 @@ pub fn texts(rows: &Rows, column: usize) -> Vec<Result<String, String>> {
             if let Some(why) = &rows.unreadable[r] {
                 return Err(why.clone());
             }
-            match strings {
-                Some(s) if s.is_valid(r) && !s.value(r).trim().is_empty() => Ok(s.value(r).to_string()),
-                Some(s) if s.is_valid(r) => Err("empty text".to_string()),
-                _ => Err("no text (null)".to_string()),
-            }
+            text_of(strings.filter(|s| s.is_valid(r)).map(|s| s.value(r)))
         })
         .collect()
+}
+
+/// A row's text, or why it has none (a null, or only white space).
+pub fn text_of(value: Option<&str>) -> Result<String, String> {
+    match value {
+        Some(t) if !t.trim().is_empty() => Ok(t.to_string()),
+        Some(_) => Err("empty text".to_string()),
+        None => Err("no text (null)".to_string()),
+    }
 }
 
 /// Columns of text, all nullable.

@@ -11,6 +11,7 @@ pub mod output;
 use crate::coder::{Coder, Policy};
 use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
 use indicatif::{ProgressBar, ProgressStyle};
 use input::Format;
 use naics_common::atomic::write_atomically;
@@ -18,6 +19,7 @@ use naics_common::tokenizer::encode_checked;
 use output::RowAnswer;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub struct Options {
     pub input: PathBuf,
@@ -112,7 +114,7 @@ pub fn run(coder: &Coder, options: &Options) -> Result<Summary> {
         let mut writer = output::Writer::create(tmp, csv, schema.clone())?;
         for rows in input.batches {
             let rows = rows.with_context(|| format!("reading {}", options.input.display()))?;
-            let (answers, tokens) = code_rows(coder, &input::texts(&rows, text), options)?;
+            let (answers, tokens) = code_rows(coder, &input::texts(&rows, text), &options.policy, options.truncate)?;
             summary.tokens += tokens;
             for (r, answer) in answers.iter().enumerate() {
                 summary.count(answer, coder, || row_id(&rows.batch, id, r), summary.rows + r + 1);
@@ -154,9 +156,30 @@ fn row_id(batch: &RecordBatch, id: Option<usize>, r: usize) -> Option<String> {
     arrow::util::display::array_value_to_string(column, r).ok()
 }
 
+/// The answer's columns ([`output::answer_fields`]) for texts already in hand, each a text or
+/// why the row has none: what `classify` adds to each batch, for the Python package.
+pub fn answer_batch(
+    coder: &Coder,
+    texts: &[Result<String, String>],
+    policy: &Policy,
+    truncate: bool,
+) -> Result<RecordBatch> {
+    let (answers, _) = code_rows(coder, texts, policy, truncate)?;
+    let schema = Arc::new(Schema::new(output::answer_fields(policy.k)));
+    Ok(RecordBatch::try_new(
+        schema,
+        output::answer_columns(coder, &answers, policy.k),
+    )?)
+}
+
 /// Answers for one batch's texts (rows without a usable text keep their reason), and the tokens
 /// coded.
-fn code_rows(coder: &Coder, texts: &[Result<String, String>], options: &Options) -> Result<(Vec<RowAnswer>, usize)> {
+fn code_rows(
+    coder: &Coder,
+    texts: &[Result<String, String>],
+    policy: &Policy,
+    truncate: bool,
+) -> Result<(Vec<RowAnswer>, usize)> {
     let readable: Vec<String> = texts.iter().filter_map(|t| t.as_ref().ok().cloned()).collect();
     let checked = encode_checked(coder.tokenizer(), &readable)?;
     let max = coder.max_tokens();
@@ -164,7 +187,7 @@ fn code_rows(coder: &Coder, texts: &[Result<String, String>], options: &Options)
     let mut good_ids = Vec::new();
     let mut why: Vec<Option<String>> = Vec::with_capacity(readable.len());
     for (text, (ids, cut)) in readable.into_iter().zip(checked) {
-        if cut && !options.truncate {
+        if cut && !truncate {
             why.push(Some(format!(
                 "the text is longer than the model's {max} tokens; pass --truncate to code its beginning"
             )));
@@ -175,7 +198,7 @@ fn code_rows(coder: &Coder, texts: &[Result<String, String>], options: &Options)
         }
     }
     let tokens = good_ids.iter().map(Vec::len).sum();
-    let policies = vec![options.policy; good_texts.len()];
+    let policies = vec![*policy; good_texts.len()];
     let mut answers = coder.code_each(&good_texts, &good_ids, &policies)?.into_iter();
     let mut why = why.into_iter();
     let answers = texts

@@ -83,6 +83,18 @@ impl VectorCache {
     }
 }
 
+/// A cache key of a list of texts after `prefix`: each text as its length and bytes, so that no
+/// two lists give the same bytes.
+pub fn texts_key(prefix: &[&[u8]], texts: &[String]) -> [u8; 32] {
+    let mut key = Sha256::new();
+    prefix.iter().for_each(|p| key.update(p));
+    texts.iter().for_each(|t| {
+        key.update((t.len() as u64).to_le_bytes());
+        key.update(t.as_bytes());
+    });
+    key.finalize().into()
+}
+
 pub fn progress(len: usize, what: &str) -> Result<ProgressBar> {
     let bar = ProgressBar::new(len as u64);
     bar.set_style(ProgressStyle::with_template(&format!(

@@ -282,24 +282,10 @@ impl App {
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no code `{code}`")))
     }
 
-    /// The request's policy: k at least 1 (more than there are candidates gives them all),
-    /// thresholds in [0, 1].
+    /// The request's policy ([`Policy::checked`]); a value out of range is a 400 naming it.
     fn policy(&self, k: Option<usize>, min_confidence: Option<f64>, abstain: Option<f64>) -> Result<Policy, ApiError> {
-        let default = Policy::default();
-        let k = k.unwrap_or(default.k);
-        if k == 0 {
-            return Err(ApiError::field("k", "0: expected at least 1"));
-        }
-        let k = k.min(self.coder.candidates.len());
-        let unit = |name: &str, v: Option<f64>, d: f64| match v {
-            Some(v) if !(0.0..=1.0).contains(&v) => Err(ApiError::field(name, format!("{v}: expected 0 to 1"))),
-            v => Ok(v.unwrap_or(d)),
-        };
-        Ok(Policy {
-            k,
-            min_confidence: unit("min_confidence", min_confidence, default.min_confidence)?,
-            abstain: unit("abstain", abstain, default.abstain)?,
-        })
+        Policy::checked(k, min_confidence, abstain, self.coder.candidates.len())
+            .map_err(|bad| ApiError::field(bad.name, bad.message))
     }
 
     /// Codes texts through the worker; `field` names them in errors.

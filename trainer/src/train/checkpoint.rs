@@ -145,6 +145,28 @@ pub fn last(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(read_index(dir)?.last.map(|n| dir.join(format!("{n}.safetensors"))))
 }
 
+/// The checkpoint a command (or the Python package) works from: `checkpoint` where given, else
+/// the best of `experiment`, else the best of the last curriculum stage of `conf/` (paths
+/// relative to the working directory, as everywhere in the command line).
+pub fn chosen(checkpoint: Option<&Path>, experiment: Option<&str>) -> Result<PathBuf> {
+    if let Some(p) = checkpoint {
+        return Ok(p.to_path_buf());
+    }
+    let experiment = match experiment {
+        Some(e) => e.to_string(),
+        None => naics_common::config::stages(Path::new("conf"))?
+            .pop()
+            .expect("stages() is never empty"),
+    };
+    let dir = naics_common::layout::checkpoints(&experiment);
+    best(&dir)?.map(|(p, _)| p).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no checkpoint in {}: run `naics-trainer fit -c {experiment}` first",
+            dir.display()
+        )
+    })
+}
+
 /// The weights file of the best checkpoint, and its score (lower is better).
 pub fn best(dir: &Path) -> Result<Option<(PathBuf, f64)>> {
     let index = read_index(dir)?;
