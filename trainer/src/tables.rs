@@ -74,13 +74,17 @@ pub struct Codes {
     pub parent: Vec<Option<usize>>,
     /// The code's training index entries (the held-out ones are not in this table).
     pub examples: Vec<Vec<String>>,
+    /// How many of each code's `examples`, at the end, cite it from other codes' notes
+    /// (ICD-10-CM's cross-references) rather than being its own entries. 0 where the table
+    /// predates the column.
+    pub cited_examples: Vec<usize>,
     pub position: HashMap<String, usize>,
 }
 
 impl Codes {
     pub fn read(data_dir: &Path) -> Result<Codes> {
         let (mut code, mut title, mut level, mut sector, mut parent_code) = (vec![], vec![], vec![], vec![], vec![]);
-        let (mut description, mut examples) = (vec![], vec![]);
+        let (mut description, mut examples, mut cited_examples) = (vec![], vec![], vec![]);
         for b in read(&DataDir(data_dir.to_path_buf()).codes())? {
             code.extend(strings(&b, "code")?.into_iter().flatten());
             title.extend(strings(&b, "title")?.into_iter().flatten());
@@ -89,6 +93,10 @@ impl Codes {
             level.extend(ints(&b, "level")?.into_iter().map(|l| l as u8));
             parent_code.extend(strings(&b, "parent")?);
             examples.extend(string_lists(&b, "examples")?);
+            match b.column_by_name("cited_examples") {
+                Some(_) => cited_examples.extend(ints(&b, "cited_examples")?.into_iter().map(|n| n.max(0) as usize)),
+                None => cited_examples.extend(std::iter::repeat_n(0, b.num_rows())),
+            }
         }
         let position: HashMap<String, usize> = code.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
         let parent = parent_code
@@ -103,6 +111,7 @@ impl Codes {
             sector,
             parent,
             examples,
+            cited_examples,
             position,
         })
     }
@@ -403,6 +412,7 @@ mod tests {
             sector: vec!["0".into(), "0".into(), "0".into(), "0".into(), "4".into()],
             parent,
             examples: vec![Vec::new(); 5],
+            cited_examples: vec![0; 5],
             position: HashMap::new(),
         }
     }

@@ -302,6 +302,7 @@ pub fn into_codes(path: &Path, rows: Vec<Row>) -> Result<Vec<NaicsCode>> {
                 },
                 description: r.description,
                 examples: r.examples,
+                cited_examples: 0,
                 excluded: r.excluded,
                 excluded_codes: r.excluded_codes,
             }

@@ -52,6 +52,10 @@ pub struct NaicsCode {
     pub tree: TreeCode,
     pub description: String,
     pub examples: Vec<String>,
+    /// How many of `examples`, at the end, are phrases of other codes' notes that cite this
+    /// code (ICD-10-CM's cross-references) rather than the taxonomy's own entries for it. The
+    /// trainer fits its fusion on own entries only: they are the kind of text that is coded.
+    pub cited_examples: usize,
     pub excluded: String,
     pub excluded_codes: Vec<String>,
 }
@@ -123,6 +127,7 @@ pub fn run_icd10cm(xml: &Path, out_dir: &Path, holdout_fraction: f64) -> Result<
         let examples = &mut codes[pos].examples;
         if !held.contains(&text.to_lowercase()) && !examples.contains(&text) {
             examples.push(text);
+            codes[pos].cited_examples += 1;
             summary.cross_reference_rows += 1;
         }
     }
@@ -255,6 +260,7 @@ pub fn read_all(paths: &IngestPaths, holdout_fraction: f64) -> Result<(Vec<Naics
                 tree,
                 description: texts[pos].clone(),
                 examples: list,
+                cited_examples: 0,
                 excluded,
                 excluded_codes,
             }

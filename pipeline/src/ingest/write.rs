@@ -31,6 +31,7 @@ pub fn codes_schema() -> Schema {
         Field::new("title", DataType::Utf8, false),
         Field::new("description", DataType::Utf8, false),
         Field::new("examples", list.clone(), false),
+        Field::new("cited_examples", DataType::Int32, false),
         Field::new("excluded", DataType::Utf8, false),
         Field::new("excluded_codes", list, false),
     ])
@@ -48,6 +49,7 @@ pub fn write_codes(path: &Path, codes: &[NaicsCode]) -> Result<()> {
         strings(|c| &c.tree.title),
         strings(|c| &c.description),
         string_list(codes.iter().map(|c| &c.examples)),
+        Arc::new(codes.iter().map(|c| c.cited_examples as i32).collect::<Int32Array>()),
         strings(|c| &c.excluded),
         string_list(codes.iter().map(|c| &c.excluded_codes)),
     ];

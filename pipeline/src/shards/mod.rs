@@ -26,6 +26,7 @@ use naics_common::config::Loaded;
 use naics_common::format::hex;
 use naics_common::layout::{self, MANIFEST_FILE, TOKENS_FILE, samples_file};
 use naics_common::samples::{self, Sample, SamplesMeta, Split};
+use naics_common::share;
 use naics_common::tokens::{self, TokenCache};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -54,7 +55,7 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
     // Token cache first: it also tells which tokenizer the samples belong to.
     let (tokenizer, tokenizer_sha) =
         tokenize::load_tokenizer(&config.model.path.join("tokenizer.json"), config.model.max_length)?;
-    let texts = code_texts(&ctx).await?;
+    let texts = code_texts(&ctx, config.data.validation_entries).await?;
     let tokens_path = out_dir.join(TOKENS_FILE);
     let texts_hash = tokenize::texts_hash(&texts, config.model.max_length);
     let tokens_rebuilt = match TokenCache::open(&tokens_path, Some(tokenizer_sha)) {
@@ -214,7 +215,12 @@ async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow::array::Reco
 
 /// A text column as plain Utf8 (DataFusion reads Parquet strings as Utf8View).
 fn strings(batch: &arrow::array::RecordBatch, i: usize) -> Result<StringArray> {
-    let utf8 = arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8)?;
+    strings_of(batch.column(i))
+}
+
+/// Text values as plain Utf8, whichever string type they come in.
+fn strings_of(values: &arrow::array::ArrayRef) -> Result<StringArray> {
+    let utf8 = arrow::compute::cast(values, &arrow::datatypes::DataType::Utf8)?;
     Ok(utf8
         .as_any()
         .downcast_ref::<StringArray>()
@@ -230,18 +236,33 @@ fn column<T: 'static>(batch: &arrow::array::RecordBatch, i: usize) -> Result<&T>
         .with_context(|| format!("unexpected type of column {i}"))
 }
 
-async fn code_texts(ctx: &SessionContext) -> Result<tokenize::CodeTexts> {
+/// The four channels' texts of every code. The examples channel joins the code's entries with
+/// "; ", less its validation entries: the coder fits its fusion on those as on unseen text, so
+/// the code's point may not have read them (it had, and the fusion leaned on the points).
+async fn code_texts(ctx: &SessionContext, validation_share: f64) -> Result<tokenize::CodeTexts> {
     let mut texts: tokenize::CodeTexts = Default::default();
+    let text = |col: &StringArray, r: usize| {
+        if col.is_null(r) {
+            String::new()
+        } else {
+            col.value(r).to_string()
+        }
+    };
     for batch in query(ctx, sql_files::CODE_TEXTS).await? {
-        for (c, channel) in texts.iter_mut().enumerate() {
+        for (c, channel) in texts.iter_mut().take(3).enumerate() {
             let col = strings(&batch, c + 1)?;
-            channel.extend((0..col.len()).map(|r| {
-                if col.is_null(r) {
-                    String::new()
-                } else {
-                    col.value(r).to_string()
-                }
-            }));
+            channel.extend((0..col.len()).map(|r| text(&col, r)));
+        }
+        let examples = column::<arrow::array::ListArray>(&batch, 4)?;
+        let codes = strings(&batch, 5)?;
+        for r in 0..batch.num_rows() {
+            let code = text(&codes, r);
+            let list = strings_of(&examples.value(r))?;
+            let kept: Vec<&str> = (0..list.len())
+                .map(|i| list.value(i))
+                .filter(|e| !share::in_share(share::VALIDATION_SALT, &code, e, validation_share))
+                .collect();
+            texts[3].push(kept.join("; "));
         }
     }
     Ok(texts)
