@@ -8,7 +8,8 @@ use common::fixtures;
 use naics_common::config::Loaded;
 use naics_pipeline::session::{DEFAULT_MEMORY_LIMIT, DataDir};
 use naics_trainer::train::{FitOptions, fit};
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 fn config(dir: &Path, extra: &[&str]) -> Loaded {
     common::mini_config(dir, extra)
@@ -100,12 +101,14 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
     };
     let resumed = fit(&config(dir.path(), &[]), &opts).unwrap();
     assert_eq!(resumed.steps, summary.steps);
-    let again = candle_core::safetensors::load(
-        resumed_dir.join(format!("{final_name}.safetensors")),
-        &candle_core::Device::Cpu,
-    )
-    .unwrap();
-    for (name, tensor) in &final_weights {
+    assert_same_weights(&final_weights, &resumed_dir.join(format!("{final_name}.safetensors")));
+}
+
+/// The weights in `path` equal `expected`, bit for bit.
+fn assert_same_weights(expected: &HashMap<String, candle_core::Tensor>, path: &Path) {
+    let again = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(again.len(), expected.len());
+    for (name, tensor) in expected {
         let diff: f32 = (tensor - &again[name])
             .unwrap()
             .abs()
@@ -116,6 +119,76 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
             .unwrap();
         assert_eq!(diff, 0.0, "{name} differs after resume");
     }
+}
+
+/// The last checkpoint's weights file in a `checkpoints/{experiment}` folder.
+fn last_checkpoint(dir: &Path) -> PathBuf {
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    dir.join(format!("{}.safetensors", index["last"].as_str().unwrap()))
+}
+
+/// `naics-trainer fit` killed with SIGKILL in the middle of its run (steps under way after its
+/// first checkpoint), then `fit --resume`: it goes on from its last checkpoint and ends with the
+/// weights of a run never killed, bit for bit. Both runs through the command line.
+#[tokio::test(flavor = "multi_thread")]
+async fn fit_resume_after_a_kill_is_exact() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let dir = prepared().await;
+    let overrides = common::overrides(dir.path(), &common::MINI);
+    let fit_in = |work: &Path, resume: bool| {
+        let mut command = Command::new(common::program("naics-trainer"));
+        command
+            .args(["fit", "-c", "03_stage_hard", "--conf"])
+            .arg(common::repo().join("conf"));
+        if resume {
+            command.arg("--resume");
+        }
+        command
+            .args(&overrides)
+            .current_dir(work)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let done = fit_in(whole.path(), false).output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let expected = candle_core::safetensors::load(
+        last_checkpoint(&whole.path().join("checkpoints/03_stage_hard")),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+
+    let killed = tempfile::tempdir().unwrap();
+    let ckpt = killed.path().join("checkpoints/03_stage_hard");
+    let mut child = fit_in(killed.path(), false).stderr(Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !ckpt.join("index.json").exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "fit ended before its first checkpoint"
+        );
+        assert!(started.elapsed().as_secs() < 600, "no checkpoint after 10 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9), "killed, not finished");
+    let at_kill = last_checkpoint(&ckpt);
+    assert_ne!(
+        at_kill,
+        last_checkpoint(&whole.path().join("checkpoints/03_stage_hard"))
+    );
+
+    let resumed = fit_in(killed.path(), true).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_same_weights(&expected, &last_checkpoint(&ckpt));
+    let leftovers: Vec<_> = std::fs::read_dir(&ckpt)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

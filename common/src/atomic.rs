@@ -31,7 +31,48 @@ pub fn prepare(path: &Path) -> Result<PathBuf> {
     }
     let tmp = temp_path(path);
     remove_any(&tmp)?;
+    clear_dead_leftovers(path)?;
     Ok(tmp)
+}
+
+/// Removes the temporaries that processes killed mid-write (SIGKILL gives no chance to clean
+/// up) left in `path`'s folder, whatever they were writing, saying so. A live process's
+/// temporary is its own: kept.
+fn clear_dead_leftovers(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(temporary_of) else {
+            continue;
+        };
+        if pid != std::process::id() && !alive(pid) {
+            remove_any(&entry.path())?;
+            eprintln!(
+                "removed {}: a partial output of process {pid}, which is no longer running",
+                entry.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The process that writes a file named as [`temp_path`] names temporaries (`.NAME.tmp-PID`).
+fn temporary_of(file: &str) -> Option<u32> {
+    let (name, pid) = file.strip_prefix('.')?.rsplit_once(".tmp-")?;
+    if name.is_empty() {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether process `pid` runs, by its /proc entry. Where there is no /proc (not Linux), every
+/// process counts as alive, so no other process's temporary is ever removed.
+fn alive(pid: u32) -> bool {
+    !cfg!(target_os = "linux") || Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Renames `tmp` to `path` when `result` is a success, removes it otherwise.
@@ -74,6 +115,31 @@ mod tests {
         assert!(result.is_err());
         assert_eq!(fs::read(&out).unwrap(), b"old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn leftovers_of_dead_processes_are_removed_and_a_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o8.parquet");
+        let mut finished = std::process::Command::new("true").spawn().unwrap();
+        let dead = finished.id();
+        finished.wait().unwrap();
+        let mut running = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let leftover = |pid: u32| dir.path().join(format!(".o8.parquet.tmp-{pid}"));
+        fs::write(leftover(dead), b"half").unwrap();
+        fs::create_dir(leftover(u32::MAX - 1)).unwrap();
+        fs::write(leftover(running.id()), b"being written").unwrap();
+        // Another output's, of a dead process, in the same folder; a file merely named alike.
+        fs::write(dir.path().join(format!(".other.parquet.tmp-{dead}")), b"x").unwrap();
+        fs::write(dir.path().join("notes.tmp-12"), b"mine").unwrap();
+        write_atomically(&out, |tmp| Ok(fs::write(tmp, b"new")?)).unwrap();
+        assert!(!leftover(dead).exists() && !leftover(u32::MAX - 1).exists());
+        assert!(!dir.path().join(format!(".other.parquet.tmp-{dead}")).exists());
+        assert!(leftover(running.id()).exists());
+        assert!(dir.path().join("notes.tmp-12").exists());
+        assert_eq!(fs::read(&out).unwrap(), b"new");
+        running.kill().unwrap();
+        running.wait().unwrap();
     }
 
     #[test]

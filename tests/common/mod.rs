@@ -81,6 +81,11 @@ pub async fn open(data: &Path, outputs: &Path) -> SessionContext {
 /// The repository's configuration for `stage`, reading and writing under `dir` with the fetched
 /// MiniLM, plus `extra` overrides.
 pub fn config(dir: &Path, stage: &str, extra: &[&str]) -> Loaded {
+    load(&repo().join("conf"), Some(stage), &overrides(dir, extra)).unwrap()
+}
+
+/// The overrides of [`config`]: `dir`'s tables and shards, the fetched MiniLM, then `extra`.
+pub fn overrides(dir: &Path, extra: &[&str]) -> Vec<String> {
     let model = repo().join("data/models/all-MiniLM-L6-v2");
     assert!(
         model.join("tokenizer.json").exists(),
@@ -92,21 +97,31 @@ pub fn config(dir: &Path, stage: &str, extra: &[&str]) -> Loaded {
         format!("model.path={}", model.display()),
     ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
-    load(&repo().join("conf"), Some(stage), &overrides).unwrap()
+    overrides
 }
 
-/// The configuration the end-to-end tests train the mini tree with: stage 3, a small head, a few
-/// short epochs, plus `extra` overrides.
+/// What the end-to-end tests train the mini tree with: stage 3, a small head, a few short
+/// epochs.
+pub const MINI: [&str; 8] = [
+    "data.val_fraction=0.2",
+    "data.batch_size=8",
+    "curriculum.k_negatives=4",
+    "model.moe.hidden=32",
+    "model.embedding_dim=16",
+    "training.scheduler.warmup_steps=3",
+    "training.optimizer.lr=0.001",
+    "training.trainer.max_epochs=4",
+];
+
+/// The configuration of [`MINI`] plus `extra` overrides.
 pub fn mini_config(dir: &Path, extra: &[&str]) -> Loaded {
-    let base = [
-        "data.val_fraction=0.2",
-        "data.batch_size=8",
-        "curriculum.k_negatives=4",
-        "model.moe.hidden=32",
-        "model.embedding_dim=16",
-        "training.scheduler.warmup_steps=3",
-        "training.optimizer.lr=0.001",
-        "training.trainer.max_epochs=4",
-    ];
-    config(dir, "03_stage_hard", &[&base[..], extra].concat())
+    config(dir, "03_stage_hard", &[&MINI[..], extra].concat())
+}
+
+/// A program of the workspace, built beside the test binaries (`target/debug/NAME`).
+pub fn program(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(Path::parent).unwrap().join(name);
+    assert!(path.exists(), "{} missing: run `cargo build --bins`", path.display());
+    path
 }

@@ -3,7 +3,7 @@
 //! confidences are calibrated, what answering at the right level and abstaining buy, and the
 //! picture of the last two (`calibration.png`).
 
-use super::{Retrieval, retrieval};
+use super::{RANKED_AT_ONCE, Retrieval, Tally};
 use crate::coder::calibration::{self, Bin, Coverage};
 use crate::coder::levels::level_answer;
 use crate::coder::{Coder, Fusion, SIGNALS};
@@ -46,6 +46,14 @@ pub struct LevelStats {
     pub accuracy: f64,
 }
 
+/// The signals each ablation keeps (points, entries, words).
+const ABLATIONS: [[bool; 3]; 4] = [
+    [true, false, false],
+    [true, true, false],
+    [true, false, true],
+    [false, true, true],
+];
+
 /// The coder on every held-out entry; `calibration.png` into `out_dir`.
 pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
     let coder = Coder::new(e)?;
@@ -54,73 +62,80 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
         .into_iter()
         .filter_map(|(c, t)| Some((*e.codes.position.get(&c)?, t)))
         .unzip();
-    let started = std::time::Instant::now();
-    let features = coder.features(&texts)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let rank = |weights: &[f64; 3]| -> Vec<Vec<f32>> {
-        coder
-            .probabilities_with(&features, weights)
-            .into_iter()
-            .map(|p| p.into_iter().map(|x| -x as f32).collect())
-            .collect()
-    };
-    let probabilities = coder.probabilities_with(&features, &coder.fusion.weights);
 
     // Refit on the validation entries with some signals only.
     let (val_truth, val_texts) = coder.validation();
     let val_features = coder.features(&val_texts)?;
-    let mut ablation = Vec::new();
-    for keep in [
-        [true, false, false],
-        [true, true, false],
-        [true, false, true],
-        [false, true, true],
-    ] {
-        let masked: Vec<Vec<[f64; 3]>> = val_features
-            .iter()
-            .map(|rows| {
-                rows.iter()
-                    .map(|f| std::array::from_fn(|i| if keep[i] { f[i] } else { 0.0 }))
-                    .collect()
-            })
-            .collect();
-        let weights = calibration::fit_logit(&masked, &val_truth);
-        let name: Vec<&str> = SIGNALS.iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| *s).collect();
-        ablation.push((
-            name.join(" + "),
-            retrieval(&e.codes, &coder.candidates, &truth, &rank(&weights)),
-        ));
-    }
-
-    let (confidence, correct): (Vec<f64>, Vec<bool>) = probabilities
+    let ablations: Vec<(String, [f64; 3])> = ABLATIONS
         .iter()
-        .zip(&truth)
-        .map(|(p, &t)| {
-            let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
-            (p[best], coder.truth(t).contains(&best))
+        .map(|keep| {
+            let masked: Vec<Vec<[f64; 3]>> = val_features
+                .iter()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|f| std::array::from_fn(|i| if keep[i] { f[i] } else { 0.0 }))
+                        .collect()
+                })
+                .collect();
+            let name: Vec<&str> = SIGNALS.iter().zip(keep).filter(|(_, k)| **k).map(|(s, _)| *s).collect();
+            (name.join(" + "), calibration::fit_logit(&masked, &val_truth))
         })
-        .unzip();
+        .collect();
+    drop(val_features);
+
+    // The held-out texts a chunk at a time: each weighting (the fitted fusion first, then the
+    // ablations') ranks the chunk's features, which are then dropped.
+    let weightings: Vec<[f64; 3]> = std::iter::once(coder.fusion.weights)
+        .chain(ablations.iter().map(|(_, w)| *w))
+        .collect();
+    let mut tallies: Vec<Tally> = weightings
+        .iter()
+        .map(|_| Tally::new(&e.codes, &coder.candidates))
+        .collect();
+    let (mut confidence, mut correct) = (Vec::new(), Vec::new());
+    let all_levels = e.codes.levels();
+    let mut per_level = vec![(0usize, 0usize); *all_levels.last().unwrap_or(&0) as usize + 1];
+    let mut unanswered = 0;
+    let mut seconds = 0.0;
+    for (truth, texts) in truth.chunks(RANKED_AT_ONCE).zip(texts.chunks(RANKED_AT_ONCE)) {
+        let started = std::time::Instant::now();
+        let features = coder.features(texts)?;
+        seconds += started.elapsed().as_secs_f64();
+        for (&t, rows) in truth.iter().zip(&features) {
+            for (w, tally) in weightings.iter().zip(&mut tallies).skip(1) {
+                let p: Vec<f32> = calibration::probabilities(rows, w)
+                    .into_iter()
+                    .map(|x| -x as f32)
+                    .collect();
+                tally.add(t, &p);
+            }
+            let p = calibration::probabilities(rows, &coder.fusion.weights);
+            tallies[0].add(t, &p.iter().map(|x| -*x as f32).collect::<Vec<_>>());
+            let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+            confidence.push(p[best]);
+            correct.push(coder.truth(t).contains(&best));
+            match level_answer(&e.codes.parent, &coder.candidates, &p, MIN_CONFIDENCE) {
+                Some(a) => {
+                    let l = e.codes.level[a.code] as usize;
+                    per_level[l].0 += 1;
+                    // Right: the text's code, an ancestor of it, or (a text of a code with
+                    // children) a code under it.
+                    let right = e.codes.path(t).contains(&a.code) || e.codes.path(a.code).contains(&t);
+                    per_level[l].1 += right as usize;
+                }
+                None => unanswered += 1,
+            }
+        }
+    }
+    let mut tallies = tallies.into_iter().map(Tally::finish);
+    let retrieval = tallies.next().unwrap_or_default();
+    let ablation: Vec<(String, Retrieval)> = ablations.into_iter().map(|(name, _)| name).zip(tallies).collect();
+
     let thresholds: Vec<f64> = (0..20).map(|i| i as f64 / 20.0).collect();
     let coverage = calibration::coverage_curve(&confidence, &correct, &thresholds);
     let reliability = calibration::reliability(&confidence, &correct, 10);
 
     let n = truth.len().max(1) as f64;
-    let all_levels = e.codes.levels();
-    let mut per_level = vec![(0usize, 0usize); *all_levels.last().unwrap_or(&0) as usize + 1];
-    let mut unanswered = 0;
-    for (p, &t) in probabilities.iter().zip(&truth) {
-        match level_answer(&e.codes.parent, &coder.candidates, p, MIN_CONFIDENCE) {
-            Some(a) => {
-                let l = e.codes.level[a.code] as usize;
-                per_level[l].0 += 1;
-                // Right: the text's code, an ancestor of it, or (a text of a code with
-                // children) a code under it.
-                let right = e.codes.path(t).contains(&a.code) || e.codes.path(a.code).contains(&t);
-                per_level[l].1 += right as usize;
-            }
-            None => unanswered += 1,
-        }
-    }
     let levels = all_levels
         .into_iter()
         .map(|l| {
@@ -135,7 +150,7 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
     picture(&reliability, &coverage, &out_dir.join("calibration.png"))?;
     Ok(Coding {
         fusion: coder.fusion,
-        retrieval: retrieval(&e.codes, &coder.candidates, &truth, &rank(&coder.fusion.weights)),
+        retrieval,
         ablation,
         expected_calibration_error: calibration::expected_calibration_error(&confidence, &correct, 10),
         reliability,

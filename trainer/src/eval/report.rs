@@ -2,7 +2,7 @@
 //! baseline, the two pictures, `eval.json` and a printed table.
 
 use super::coding::{self, Coding};
-use super::{Retrieval, plots};
+use super::{Baseline, RANKED_AT_ONCE, Retrieval, Tally, plots};
 use crate::embedded::Embedded;
 use crate::metrics as m;
 use crate::model::fusion::{global_load, shares};
@@ -144,17 +144,21 @@ fn expert_share(e: &Embedded) -> Result<Vec<f32>> {
 fn held_out_retrieval(e: &Embedded) -> Result<(Retrieval, Retrieval)> {
     let held = tables::holdout(&e.config.data.dir)?;
     let candidates = e.codes.leaves();
-    let truth: Vec<usize> = held
-        .iter()
-        .filter_map(|(c, _)| e.codes.position.get(c).copied())
-        .collect();
-    let texts: Vec<String> = held.into_iter().map(|(_, t)| t).collect();
-    let ours = e.distances_to(&e.query_points(&texts)?, &candidates)?;
-    let base = super::baseline_rows(e, &candidates, &texts)?;
-    Ok((
-        super::retrieval(&e.codes, &candidates, &truth, &ours),
-        super::retrieval(&e.codes, &candidates, &truth, &base),
-    ))
+    let (truth, texts): (Vec<usize>, Vec<String>) = held
+        .into_iter()
+        .filter_map(|(c, t)| Some((*e.codes.position.get(&c)?, t)))
+        .unzip();
+    let baseline = Baseline::new(e, &candidates)?;
+    let (mut ours, mut base) = (Tally::new(&e.codes, &candidates), Tally::new(&e.codes, &candidates));
+    for (truth, texts) in truth.chunks(RANKED_AT_ONCE).zip(texts.chunks(RANKED_AT_ONCE)) {
+        let distances = e.distances_to(&e.query_points(texts)?, &candidates)?;
+        let cosines = baseline.rows(texts)?;
+        for ((&t, d), b) in truth.iter().zip(&distances).zip(&cosines) {
+            ours.add(t, d);
+            base.add(t, b);
+        }
+    }
+    Ok((ours.finish(), base.finish()))
 }
 
 impl Report {
