@@ -2,6 +2,7 @@
 //! `search` and the coder work from.
 
 use crate::model::Embedder;
+use crate::model::cache::read_mapped;
 use crate::model::lorentz::distance_rows;
 use crate::setup::device;
 use crate::tables::Codes;
@@ -61,13 +62,14 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
 /// `search` after the first call loads without encoding anything.
 fn cached_points(model: &Embedder, key: &str, config: &Config, n: usize) -> Result<(Tensor, Tensor)> {
     let path = layout::cache_dir(&config.data.shards_dir).join(format!("points-{key}.safetensors"));
-    if path.exists() {
-        let mut t = candle_core::safetensors::load(&path, &Device::Cpu)?;
-        if let (Some(points), Some(tangent)) = (t.remove("points"), t.remove("tangent"))
-            && points.dim(0)? == n
-        {
-            return Ok((points, tangent));
-        }
+    if path.exists()
+        && let (Ok(points), Ok(tangent)) = (
+            read_mapped(&path, "points", &Device::Cpu),
+            read_mapped(&path, "tangent", &Device::Cpu),
+        )
+        && points.dim(0)? == n
+    {
+        return Ok((points, tangent));
     }
     let (points, tangent) = model.embed_codes(n)?;
     let tensors = std::collections::HashMap::from([

@@ -179,14 +179,6 @@ fn kept_texts<'e>(e: &'e Embedded, c: usize) -> impl Iterator<Item = String> + '
     )
 }
 
-/// Each leaf's path document for the word signal: the kept texts of the leaf and its ancestors.
-fn leaf_paths(e: &Embedded, candidates: &[usize]) -> Vec<Vec<String>> {
-    candidates
-        .iter()
-        .map(|&c| e.codes.path(c).into_iter().flat_map(|p| kept_texts(e, p)).collect())
-        .collect()
-}
-
 /// The validation entries the fusion is fitted on: (code index, text) of the code's own
 /// training entries that training leaves out. Phrases that cite a code from another code's notes
 /// (ICD-10-CM's cross-references) are left out of training there too, but not fitted on: they
@@ -218,14 +210,16 @@ impl<'a> Coder<'a> {
             .collect();
         let flat: Vec<String> = per_candidate.iter().flatten().cloned().collect();
         let texts_t = base_vectors_cached(e, &flat)?.t()?.contiguous()?;
-        let paths = leaf_paths(e, &candidates);
-        let documents: Vec<Vec<&str>> = paths.iter().map(|t| t.iter().map(String::as_str).collect()).collect();
+        // The word signal's document of a leaf: the kept texts of the leaf and its ancestors.
+        let own: Vec<Vec<String>> = (0..e.codes.len()).map(|c| kept_texts(e, c).collect()).collect();
+        let parts: Vec<Vec<&str>> = own.iter().map(|t| t.iter().map(String::as_str).collect()).collect();
+        let paths: Vec<Vec<usize>> = candidates.iter().map(|&c| e.codes.path(c)).collect();
         let mut coder = Coder {
             e,
             candidates,
             texts_t,
             text_candidate,
-            lexical: Bm25::new(&documents),
+            lexical: Bm25::over_parts(&parts, &paths),
             leaves: LeafIndex::new(&e.codes.parent),
             fusion: Fusion {
                 weights: [1.0, 0.0, 0.0],

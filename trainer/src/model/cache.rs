@@ -65,22 +65,62 @@ impl VectorCache {
         key: &[&[u8]],
         compute: impl FnOnce() -> Result<Tensor>,
     ) -> Result<Tensor> {
+        Ok(self.lazily(name, key, compute)?.get()?.clone())
+    }
+
+    /// As [`VectorCache::get_or_compute`], but a table already cached is read only when first
+    /// used: `search` and `serve` never use the codes' channel vectors (their points are cached),
+    /// which for ICD-10-CM's 47,200 codes are 290 MB.
+    pub fn lazily(&self, name: &str, key: &[&[u8]], compute: impl FnOnce() -> Result<Tensor>) -> Result<Lazy> {
         let mut hasher = Sha256::new();
         hasher.update(self.model()?);
         key.iter().for_each(|k| hasher.update(k));
         let path = self
             .dir
             .join(format!("{name}-{}.safetensors", &hex(&hasher.finalize())[..16]));
-        if path.exists() {
-            return candle_core::safetensors::load(&path, &self.device)?
-                .remove("vectors")
-                .with_context(|| format!("{}: no `vectors` tensor; delete it to rebuild", path.display()));
+        let lazy = Lazy {
+            path,
+            device: self.device.clone(),
+            table: OnceLock::new(),
+        };
+        if !lazy.path.exists() {
+            let table = compute()?;
+            let tensors = HashMap::from([("vectors".to_string(), table.to_device(&Device::Cpu)?)]);
+            naics_common::atomic::write_atomically(&lazy.path, |tmp| {
+                Ok(candle_core::safetensors::save(&tensors, tmp)?)
+            })?;
+            let _ = lazy.table.set(table.to_device(&self.device)?);
         }
-        let table = compute()?;
-        let tensors = HashMap::from([("vectors".to_string(), table.to_device(&Device::Cpu)?)]);
-        naics_common::atomic::write_atomically(&path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?;
-        Ok(table.to_device(&self.device)?)
+        Ok(lazy)
     }
+}
+
+/// A cached table, read from its file on first use.
+pub struct Lazy {
+    path: PathBuf,
+    device: Device,
+    table: OnceLock<Tensor>,
+}
+
+impl Lazy {
+    pub fn get(&self) -> Result<&Tensor> {
+        if let Some(table) = self.table.get() {
+            return Ok(table);
+        }
+        let table = read_mapped(&self.path, "vectors", &self.device)
+            .with_context(|| format!("{}: no `vectors` tensor; delete it to rebuild", self.path.display()))?;
+        Ok(self.table.get_or_init(|| table))
+    }
+}
+
+/// One tensor of a safetensors file, read through a memory map: only the tensor's copy is new
+/// memory (reading the whole file first doubled it, and zeroing those fresh pages was most of a
+/// `search` on ICD-10-CM).
+pub fn read_mapped(path: &Path, name: &str, device: &Device) -> Result<Tensor> {
+    // SAFETY: cache files are written under a temporary name and renamed into place, never
+    // rewritten in place, so the mapped bytes do not change while they are read.
+    let file = unsafe { candle_core::safetensors::MmapedSafetensors::new(path)? };
+    Ok(file.load(name, device)?)
 }
 
 /// A cache key of a list of texts after `prefix`: each text as its length and bytes, so that no

@@ -4,7 +4,7 @@
 //! base, their one vector in all four channels.
 
 use super::Channels;
-use crate::model::cache::{VectorCache, encode_sorted, ids_key, progress};
+use crate::model::cache::{Lazy, VectorCache, encode_sorted, ids_key, progress};
 use crate::model::encoder::{Encoder, pool};
 use crate::model::lora::Pass;
 use crate::model::transformer::Forward;
@@ -16,8 +16,8 @@ use naics_common::format::CHANNELS;
 use naics_common::tokens::TokenCache;
 
 pub struct FrozenChannels {
-    /// [codes, 4h]: every code's channel vectors.
-    table: Tensor,
+    /// [codes, 4h]: every code's channel vectors (read when first needed).
+    table: Lazy,
     pub(super) encoder: Encoder,
     pub(super) pooling: Pooling,
 }
@@ -30,7 +30,7 @@ impl FrozenChannels {
             &tokens.meta.texts_hash,
             &[pooling as u8, tokens.meta.max_length as u8],
         ];
-        let table = cache.get_or_compute("channels", &key, || {
+        let table = cache.lazily("channels", &key, || {
             let codes = tokens.meta.codes;
             let bar = progress(codes * CHANNELS.len(), "channel texts encoded (frozen cache)")?;
             let columns = (0..CHANNELS.len())
@@ -57,8 +57,9 @@ impl Channels for FrozenChannels {
     }
 
     fn vectors(&self, codes: &[u32], _train: bool) -> Result<(Tensor, Vec<Forward>)> {
-        let idx = Tensor::from_vec(codes.to_vec(), codes.len(), self.table.device())?;
-        Ok((self.table.index_select(&idx, 0)?, Vec::new()))
+        let table = self.table.get()?;
+        let idx = Tensor::from_vec(codes.to_vec(), codes.len(), table.device())?;
+        Ok((table.index_select(&idx, 0)?, Vec::new()))
     }
 
     fn text_vectors(&self, ids: &[Vec<u32>], _train: bool) -> Result<(Tensor, Vec<Forward>)> {
