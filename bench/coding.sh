@@ -7,7 +7,8 @@
 #   icd10cm  1,302 held-out inclusion terms into 36,355 leaves: BM25 leaf-path against ours
 #            (after scripts/main.sh icd10cm).
 # The peers train on exactly the texts our training may see (titles and the codes' kept
-# entries), never the held-out ones. Also the latency of one `search` end to end, caches warm.
+# entries), never the held-out ones. Also `eval`'s wall time and peak memory, the latency of one
+# `search` end to end (caches warm), and `classify`'s rows/s over the held-out texts.
 # numpy, scikit-learn and pyarrow come from PyPI into a virtual environment kept in
 # ${NAICS_BEACON_VENV:-~/.cache/naics/beacon-venv}. Usage: bench/coding.sh [naics] [icd10cm]
 set -euo pipefail
@@ -20,8 +21,8 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import numpy, sklearn
 fi
 cargo build --locked --quiet --bins
 trainer=${CARGO_TARGET_DIR:-target}/debug/naics-trainer
-peers=$(mktemp) report=$(mktemp)
-trap 'rm -f "$peers" "$report"' EXIT
+peers=$(mktemp) report=$(mktemp) work=$(mktemp -d)
+trap 'rm -rf "$peers" "$report" "$work"' EXIT
 
 for taxonomy in ${@:-naics icd10cm}; do
   case $taxonomy in
@@ -36,10 +37,15 @@ for taxonomy in ${@:-naics icd10cm}; do
     [ -f "$beacon/beacon.py" ] || { echo "no BEACON at $beacon (set NAICS_BEACON_DIR)" >&2; exit 1; }
     "$venv/bin/python" bench/beacon_coding.py "$beacon" "$data" >> "$peers"
   fi
-  "$trainer" eval "${checkpoint[@]}" > "$report"
+  /usr/bin/time -f "eval: %e s, peak RSS %M KiB" "$trainer" eval "${checkpoint[@]}" > "$report"
   grep -v '^encoded' "$report"
   out=$(sed -n 's|^wrote \(.*\)/eval.json.*|\1|p' "$report")
   "$venv/bin/python" bench/coding_report.py "$out/eval.json" "$peers"
   /usr/bin/time -f "one search end to end (points, entries and fusion cached): %e s, peak RSS %M KiB" \
     "$trainer" search "$query" -k 5 "${checkpoint[@]}"
+  # `classify` over the held-out texts, CSV in and Parquet out: its summary's rows/s.
+  "$venv/bin/python" -c "import pyarrow.parquet as pq, pyarrow.csv as pc, sys; pc.write_csv(pq.read_table(sys.argv[1]).select(['text']), sys.argv[2])" \
+    "$data/naics_index_holdout.parquet" "$work/held.csv"
+  /usr/bin/time -f "classify: peak RSS %M KiB" "$trainer" classify --input "$work/held.csv" --text-column text \
+    --output "$work/held.parquet" "${checkpoint[@]}" | head -1
 done

@@ -183,4 +183,76 @@ mod tests {
         }
         assert_eq!(rank_of(&[], |_| true), (None, usize::MAX));
     }
+
+    /// A random forest in pre-order: each code's parent is on the path to the code before it.
+    fn random_codes(rng: &mut rand_chacha::ChaCha8Rng, n: usize) -> Codes {
+        let (mut parent, mut level, mut path) = (Vec::new(), Vec::new(), Vec::<usize>::new());
+        for i in 0..n {
+            let keep = rng.random_range(0..=path.len());
+            path.truncate(keep);
+            parent.push(path.last().copied());
+            level.push(path.len() as u8 + 1);
+            path.push(i);
+        }
+        let code: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        Codes {
+            position: code.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect(),
+            code,
+            title: vec![String::new(); n],
+            description: vec![String::new(); n],
+            level,
+            sector: vec![String::new(); n],
+            parent,
+            examples: vec![Vec::new(); n],
+            cited_examples: vec![0; n],
+        }
+    }
+
+    /// Texts tallied a few at a time give what ranking every text against every leaf at once
+    /// gives: each row sorted whole, the right leaves found by their paths.
+    #[test]
+    fn chunked_tallies_equal_the_dense_ranking_on_random_trees() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for _ in 0..50 {
+            let n = rng.random_range(2..40);
+            let codes = random_codes(&mut rng, n);
+            let leaves = codes.leaves();
+            let texts = 20;
+            let truth: Vec<usize> = (0..texts).map(|_| rng.random_range(0..codes.len())).collect();
+            let rows: Vec<Vec<f32>> = (0..texts)
+                .map(|_| (0..leaves.len()).map(|_| rng.random_range(0..5) as f32).collect())
+                .collect();
+            let mut tally = Tally::new(&codes, &leaves);
+            for (t, r) in truth.chunks(3).zip(rows.chunks(3)) {
+                t.iter().zip(r).for_each(|(&t, row)| tally.add(t, row));
+            }
+            let got = tally.finish();
+
+            let mut want = Retrieval {
+                queries: texts,
+                ..Default::default()
+            };
+            for (&t, row) in truth.iter().zip(&rows) {
+                let mut order: Vec<usize> = (0..leaves.len()).collect();
+                order.sort_by(|&a, &b| row[a].total_cmp(&row[b]));
+                let rank = order.iter().position(|&k| codes.path(leaves[k]).contains(&t));
+                let rank = rank.unwrap_or(usize::MAX);
+                want.top1 += (rank < 1) as u8 as f64;
+                want.top5 += (rank < 5) as u8 as f64;
+                want.top10 += (rank < 10) as u8 as f64;
+                let (best, truth) = (codes.path(leaves[order[0]]), codes.path(t));
+                for (depth, p) in want.prefix.iter_mut().enumerate() {
+                    *p += (best.get(depth) == truth.get(depth)) as u8 as f64;
+                }
+            }
+            for x in [&mut want.top1, &mut want.top5, &mut want.top10] {
+                *x /= texts as f64;
+            }
+            want.prefix.iter_mut().for_each(|p| *p /= texts as f64);
+            assert_eq!(
+                (got.queries, got.top1, got.top5, got.top10, got.prefix),
+                (want.queries, want.top1, want.top5, want.top10, want.prefix)
+            );
+        }
+    }
 }
