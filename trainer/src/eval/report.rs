@@ -5,7 +5,7 @@ use super::coding::{self, Coding};
 use super::{Baseline, RANKED_AT_ONCE, Retrieval, Tally, plots};
 use crate::embedded::Embedded;
 use crate::metrics as m;
-use crate::model::fusion::{global_load, shares};
+use crate::model::fusion::{MoeOutput, global_load, shares};
 use crate::model::lorentz;
 use crate::tables;
 use anyhow::Result;
@@ -134,7 +134,13 @@ fn expert_share(e: &Embedded) -> Result<Vec<f32>> {
     let mut parts = Vec::new();
     for chunk in all.chunks(512) {
         let channels = e.model.channels.vectors(chunk, false)?.0.to_dtype(DType::F32)?;
-        parts.push(e.model.head.forward(&channels, false)?.moe);
+        let moe = e.model.head.forward(&channels, false)?.moe;
+        // Detached: the gate's graph kept every chunk's forward alive (5 GB on ICD-10-CM).
+        parts.push(MoeOutput {
+            output: moe.output.detach(),
+            importance: moe.importance.detach(),
+            ..moe
+        });
     }
     Ok(shares(&global_load(&parts.iter().collect::<Vec<_>>())))
 }

@@ -121,8 +121,10 @@ impl Embedder {
             let out = self
                 .head
                 .forward(&self.channels.vectors(chunk, false)?.0.to_dtype(DType::F32)?, false)?;
-            points.push(out.points.to_device(&Device::Cpu)?);
-            tangent.push(out.tangent.to_device(&Device::Cpu)?);
+            // Detached: the head's weights are variables, and each chunk's graph would
+            // otherwise stay alive behind the points (gigabytes on ICD-10-CM's 47,200 codes).
+            points.push(out.points.detach().to_device(&Device::Cpu)?);
+            tangent.push(out.tangent.detach().to_device(&Device::Cpu)?);
         }
         Ok((Tensor::cat(&points, 0)?, Tensor::cat(&tangent, 0)?))
     }
@@ -134,7 +136,13 @@ impl Embedder {
         for chunk in texts.chunks(256) {
             let ids = self.channels.encoder().tokenize(chunk)?;
             let channels = self.channels.text_vectors(&ids, false)?.0.to_dtype(DType::F32)?;
-            out.push(self.head.forward(&channels, false)?.points.to_device(&Device::Cpu)?);
+            out.push(
+                self.head
+                    .forward(&channels, false)?
+                    .points
+                    .detach()
+                    .to_device(&Device::Cpu)?,
+            );
         }
         Ok(Tensor::cat(&out, 0)?)
     }
@@ -156,7 +164,7 @@ impl Embedder {
             let (channels, base) = self.channels.text_vectors_and_base(&rows)?;
             let points = self.head.forward(&channels.to_dtype(DType::F32)?, false)?.points;
             let base = normalize(&base)?.to_dtype(DType::F32)?;
-            Ok(Tensor::cat(&[points, base], 1)?.to_device(&Device::Cpu)?)
+            Ok(Tensor::cat(&[points, base], 1)?.detach().to_device(&Device::Cpu)?)
         })?;
         Ok((both.narrow(1, 0, dim)?, both.narrow(1, dim, hidden)?))
     }
