@@ -200,6 +200,22 @@ impl LeafIndex {
         from..to
     }
 
+    /// The children of `c` (of `None`: the roots), in order: in pre-order each child's subtree
+    /// ends where the next one begins.
+    pub fn children(&self, c: Option<usize>) -> impl Iterator<Item = usize> + '_ {
+        let (mut at, end) = match c {
+            Some(c) => (c + 1, self.subtree_end[c] as usize),
+            None => (0, self.parent.len()),
+        };
+        std::iter::from_fn(move || {
+            (at < end).then(|| {
+                let child = at;
+                at = self.subtree_end[child] as usize;
+                child
+            })
+        })
+    }
+
     /// The leaves under code `c` (itself, if a leaf).
     pub fn under(&self, c: usize) -> &[u32] {
         &self.leaves[self.range(c)]

@@ -279,6 +279,12 @@ impl<'a> Coder<'a> {
         self.leaves.range(code)
     }
 
+    /// The deepest code whose confidence reaches `min_confidence`, from the candidates'
+    /// probabilities.
+    pub fn level(&self, probability: &[f64], min_confidence: f64) -> Option<LevelAnswer> {
+        level_answer(&self.leaves, probability, min_confidence)
+    }
+
     /// The code tree answers name codes of.
     pub fn codes(&self) -> &Codes {
         &self.e.codes
@@ -381,7 +387,7 @@ impl<'a> Coder<'a> {
         let top = order.first().map_or(0.0, |&j| p[j]);
         Answer {
             ranked,
-            level: level_answer(&self.e.codes.parent, &self.candidates, p, policy.min_confidence),
+            level: level_answer(&self.leaves, p, policy.min_confidence),
             abstained: top < policy.abstain,
             point: Vec::new(),
         }

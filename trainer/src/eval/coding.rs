@@ -5,7 +5,6 @@
 
 use super::{RANKED_AT_ONCE, Retrieval, Tally};
 use crate::coder::calibration::{self, Bin, Coverage};
-use crate::coder::levels::level_answer;
 use crate::coder::{Coder, Fusion, SIGNALS};
 use crate::embedded::Embedded;
 use crate::plots::{Series, chart};
@@ -114,7 +113,7 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
             let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
             confidence.push(p[best]);
             correct.push(coder.truth(t).contains(&best));
-            match level_answer(&e.codes.parent, &coder.candidates, &p, MIN_CONFIDENCE) {
+            match coder.level(&p, MIN_CONFIDENCE) {
                 Some(a) => {
                     let l = e.codes.level[a.code] as usize;
                     per_level[l].0 += 1;
