@@ -26,13 +26,8 @@ fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) {
 )]
 fn beacon_script_runs_on_a_small_tree() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let beacon = std::env::var_os("NAICS_BEACON_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/anchors/beacon"));
-    let venv = std::env::var_os("NAICS_BEACON_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/naics/beacon-venv"));
-    let python = venv.join("bin/python");
+    // Found by tests/build.rs.
+    let (beacon, python) = (env!("NAICS_BEACON_DIR"), env!("NAICS_BEACON_PYTHON"));
     // A small tree BEACON accepts (it needs two six-digit codes in every sector, which the mini
     // fixture's sector 31 lacks): two sectors of two industries, three examples each.
     let dir = tempfile::tempdir().unwrap();
@@ -90,9 +85,9 @@ fn beacon_script_runs_on_a_small_tree() {
             ("text", Arc::new(StringArray::from(held.to_vec()))),
         ],
     );
-    let out = Command::new(&python)
+    let out = Command::new(python)
         .arg(root.join("bench/beacon_coding.py"))
-        .arg(&beacon)
+        .arg(beacon)
         .arg(dir.path())
         .output()
         .unwrap();

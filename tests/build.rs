@@ -20,6 +20,12 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/naics/beacon-venv"));
     tool("chromedriver", &[PathBuf::from("/usr/bin/chromedriver")]);
     tool("beacon", &[beacon.join("beacon.py"), venv.join("bin/python")]);
+    // Where the BEACON test finds them, so that it looks where this looked.
+    println!("cargo::rustc-env=NAICS_BEACON_DIR={}", beacon.display());
+    println!(
+        "cargo::rustc-env=NAICS_BEACON_PYTHON={}",
+        venv.join("bin/python").display()
+    );
     tool(
         "icd10cm_xml",
         &[root.join("data/icd10cm/icd10cm-tabular-April-1-2026.xml")],

@@ -17,7 +17,7 @@ use naics_trainer::setup::cpu;
 use naics_trainer::train::checkpoint;
 use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyFloat, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyFloat, PyIterator, PyString, PyTuple};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -48,15 +48,15 @@ fn count(k: i64) -> PyResult<usize> {
     usize::try_from(k).map_err(|_| PyValueError::new_err(format!("k: {k}: expected at least 1")))
 }
 
-/// Texts for `classify`: a list, a tuple, a pandas Series, a NumPy array or a pyarrow
-/// array / chunked array. Each item is a text or why its row has none (`classify`'s `error`).
-fn texts_of(texts: &Bound<'_, PyAny>) -> PyResult<Vec<Result<String, String>>> {
+/// The items of a column of texts: a list, a tuple, a pandas Series, a NumPy array or a pyarrow
+/// array / chunked array. One str, a whole table or what is not iterable is a TypeError.
+fn items_of<'py>(texts: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyIterator>> {
+    const EXPECTED: &str = "texts: expected a list, a pandas Series or a pyarrow array of strings";
     let kind = texts.get_type().name()?.to_string();
     if texts.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err(
-            "texts: expected a list, a pandas Series or a pyarrow array of strings, got one str: \
-             use search() for one text, or wrap it in a list",
-        ));
+        return Err(PyTypeError::new_err(format!(
+            "{EXPECTED}, got one str: wrap it in a list"
+        )));
     }
     if matches!(kind.as_str(), "Table" | "RecordBatch" | "DataFrame") {
         return Err(PyTypeError::new_err(format!(
@@ -70,46 +70,34 @@ fn texts_of(texts: &Bound<'_, PyAny>) -> PyResult<Vec<Result<String, String>>> {
     } else {
         texts.clone()
     };
-    let iter = items.try_iter().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "texts: expected a list, a pandas Series or a pyarrow array of strings, got {kind}"
-        ))
-    })?;
-    iter.map(|item| {
-        let item = item?;
-        Ok(if item.is_none() {
-            text_of(None)
-        } else if let Ok(s) = item.cast::<PyString>() {
-            text_of(Some(&s.to_cow()?))
-        } else if item.cast::<PyFloat>().is_ok_and(|f| f.value().is_nan()) {
-            // pandas' missing value.
-            text_of(None)
-        } else {
-            Err(format!("expected a string, got {}", item.get_type().name()?))
+    items
+        .try_iter()
+        .map_err(|_| PyTypeError::new_err(format!("{EXPECTED}, got {kind}")))
+}
+
+/// Texts for `classify`: each item a text or why its row has none (`classify`'s `error`).
+fn texts_of(texts: &Bound<'_, PyAny>) -> PyResult<Vec<Result<String, String>>> {
+    items_of(texts)?
+        .map(|item| {
+            let item = item?;
+            Ok(if item.is_none() {
+                text_of(None)
+            } else if let Ok(s) = item.cast::<PyString>() {
+                text_of(Some(&s.to_cow()?))
+            } else if item.cast::<PyFloat>().is_ok_and(|f| f.value().is_nan()) {
+                // pandas' missing value.
+                text_of(None)
+            } else {
+                Err(format!("expected a string, got {}", item.get_type().name()?))
+            })
         })
-    })
-    .collect()
+        .collect()
 }
 
 /// Strings for `embed`: every item must be one (an error names the first that is not).
 fn strings_of(texts: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-    if texts.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err(
-            "texts: expected a list of strings, got one str: wrap it in a list",
-        ));
-    }
-    let items = if texts.hasattr("tolist")? {
-        texts.call_method0("tolist")?
-    } else if texts.hasattr("to_pylist")? {
-        texts.call_method0("to_pylist")?
-    } else {
-        texts.clone()
-    };
-    let kind = texts.get_type().name()?.to_string();
-    let iter = items
-        .try_iter()
-        .map_err(|_| PyTypeError::new_err(format!("texts: expected a list of strings, got {kind}")))?;
-    iter.enumerate()
+    items_of(texts)?
+        .enumerate()
         .map(|(i, item)| {
             let item = item?;
             match item.cast::<PyString>() {

@@ -51,16 +51,9 @@ def trained(tmp_path_factory):
         f"data.dir={data}",
         f"data.shards_dir={data / 'shards'}",
         f"model.path={model}",
-        # tests/common's mini_config.
-        "data.val_fraction=0.2",
-        "data.batch_size=8",
+        # The end-to-end tests' small model (conf/profile/mini.yaml), as tests/common's.
+        "profile=mini",
         "data.validation_entries=0.5",
-        "curriculum.k_negatives=4",
-        "model.moe.hidden=32",
-        "model.embedding_dim=16",
-        "training.scheduler.warmup_steps=3",
-        "training.optimizer.lr=0.001",
-        "training.trainer.max_epochs=4",
     ]
     run(pipeline, "build-shards", "-c", STAGE, "--conf", REPO / "conf", *overrides, cwd=work)
     run(trainer, "fit", "-c", STAGE, "--conf", REPO / "conf", *overrides, cwd=work)

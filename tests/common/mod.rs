@@ -100,18 +100,9 @@ pub fn overrides(dir: &Path, extra: &[&str]) -> Vec<String> {
     overrides
 }
 
-/// What the end-to-end tests train the mini tree with: stage 3, a small head, a few short
-/// epochs.
-pub const MINI: [&str; 8] = [
-    "data.val_fraction=0.2",
-    "data.batch_size=8",
-    "curriculum.k_negatives=4",
-    "model.moe.hidden=32",
-    "model.embedding_dim=16",
-    "training.scheduler.warmup_steps=3",
-    "training.optimizer.lr=0.001",
-    "training.trainer.max_epochs=4",
-];
+/// What the end-to-end tests train the mini tree with (`conf/profile/mini.yaml`, which the
+/// Python package's tests use too): stage 3, a small head, a few short epochs.
+pub const MINI: [&str; 1] = ["profile=mini"];
 
 /// The configuration of [`MINI`] plus `extra` overrides.
 pub fn mini_config(dir: &Path, extra: &[&str]) -> Loaded {

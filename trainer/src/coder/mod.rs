@@ -202,16 +202,16 @@ impl<'a> Coder<'a> {
     /// entries (or reads it from the cache, keyed by the checkpoint's points).
     pub fn new(e: &'a Embedded) -> Result<Coder<'a>> {
         let candidates = e.codes.leaves();
-        let per_candidate: Vec<Vec<String>> = candidates.iter().map(|&c| kept_texts(e, c).collect()).collect();
-        let text_candidate: Vec<usize> = per_candidate
+        // Every code's kept texts: the leaves' feed the entry index, and a leaf's word document
+        // is the kept texts of the leaf and its ancestors.
+        let own: Vec<Vec<String>> = (0..e.codes.len()).map(|c| kept_texts(e, c).collect()).collect();
+        let text_candidate: Vec<usize> = candidates
             .iter()
             .enumerate()
-            .flat_map(|(j, texts)| std::iter::repeat_n(j, texts.len()))
+            .flat_map(|(j, &c)| std::iter::repeat_n(j, own[c].len()))
             .collect();
-        let flat: Vec<String> = per_candidate.iter().flatten().cloned().collect();
+        let flat: Vec<String> = candidates.iter().flat_map(|&c| own[c].iter().cloned()).collect();
         let texts_t = base_vectors_cached(e, &flat)?.t()?.contiguous()?;
-        // The word signal's document of a leaf: the kept texts of the leaf and its ancestors.
-        let own: Vec<Vec<String>> = (0..e.codes.len()).map(|c| kept_texts(e, c).collect()).collect();
         let parts: Vec<Vec<&str>> = own.iter().map(|t| t.iter().map(String::as_str).collect()).collect();
         let paths: Vec<Vec<usize>> = candidates.iter().map(|&c| e.codes.path(c)).collect();
         let mut coder = Coder {
