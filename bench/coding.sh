@@ -5,12 +5,15 @@
 #            Bureau's autocoder, ../shared/anchors/beacon) and BM25 leaf-path (bench/bm25.py)
 #            against ours (the checkpoint `eval` measures after scripts/main.sh);
 #   icd10cm  1,302 held-out inclusion terms into 36,355 leaves: BM25 leaf-path against ours
-#            (after scripts/main.sh icd10cm).
+#            (after scripts/main.sh icd10cm);
+#   NAME     a tree of `scripts/main.sh --tree` (data/trees/NAME/, e.g. soc2010: 2,872 held-out
+#            job titles into 369 unit groups): BM25 leaf-path against ours; its search query is
+#            its first held-out text.
 # The peers train on exactly the texts our training may see (titles and the codes' kept
 # entries), never the held-out ones. Also `eval`'s wall time and peak memory, the latency of one
 # `search` end to end (caches warm), and `classify`'s rows/s over the held-out texts.
 # numpy, scikit-learn and pyarrow come from PyPI into a virtual environment kept in
-# ${NAICS_BEACON_VENV:-~/.cache/naics/beacon-venv}. Usage: bench/coding.sh [naics] [icd10cm]
+# ${NAICS_BEACON_VENV:-~/.cache/naics/beacon-venv}. Usage: bench/coding.sh [naics] [icd10cm] [NAME]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 beacon=${NAICS_BEACON_DIR:-../shared/anchors/beacon}
@@ -28,10 +31,12 @@ for taxonomy in ${@:-naics icd10cm}; do
   case $taxonomy in
     naics) data=data checkpoint=() query="retail bakery that also sells coffee" ;;
     icd10cm) data=data/icd10cm checkpoint=(-c icd10cm_03_stage_hard) query="type 2 diabetes with diabetic retinopathy" ;;
-    *) echo "unknown taxonomy '$taxonomy': expected naics or icd10cm" >&2; exit 2 ;;
+    *) data=data/trees/$taxonomy checkpoint=(-c "${taxonomy}_03_stage_hard") query=""
+       [ -d "$data" ] || { echo "unknown taxonomy '$taxonomy': expected naics, icd10cm or a tree of scripts/main.sh --tree (data/trees/NAME)" >&2; exit 2; } ;;
   esac
   [ -f "$data/naics_index_holdout.parquet" ] || { echo "no $data/naics_index_holdout.parquet: run scripts/main.sh ${taxonomy/naics/} first" >&2; exit 1; }
   echo "== $taxonomy"
+  [ -n "${query:-}" ] || query=$("$venv/bin/python" -c "import pyarrow.parquet as pq, sys; print(pq.read_table(sys.argv[1]).column('text')[0])" "$data/naics_index_holdout.parquet")
   "$venv/bin/python" bench/bm25.py "$data" > "$peers"
   if [ "$taxonomy" = naics ]; then
     [ -f "$beacon/beacon.py" ] || { echo "no BEACON at $beacon (set NAICS_BEACON_DIR)" >&2; exit 1; }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # How the pipeline's costs grow with the tree: ICD-10-CM (47,200 codes) and synthetic trees of
 # 2k, 20k, 200k and 2M codes (`naics-pipeline synth`, depth 5), each through ingest + build +
-# build-shards with a stage-3-like curriculum (all levels, K = 16, one positive per anchor:
-# conf/curriculum/icd10cm/03_stage_hard.yaml). Prints wall seconds and peak RSS per step, then
-# the cost per code relative to 20k; writes outputs/bench/taxonomy_scaling.csv and
+# build-shards with the default curriculum's stage 3 (all levels, K = 16) and one positive per
+# anchor (`curriculum.max_positives=1`). Prints wall seconds and peak RSS per step, then the cost
+# per code relative to 20k; writes outputs/bench/taxonomy_scaling.csv and
 # docs/taxonomy-scaling.png. Usage: bench/taxonomy.sh [SIZES...] (default 2000 20000 200000 2000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +29,8 @@ run() { # name codes ingest-args...
   mkdir -p "$d"
   read -r si ki < <(step "$bin" --data "$d" ingest "$@")
   read -r sb kb < <(step "$bin" --data "$d" build)
-  read -r ss ks < <(step "$bin" build-shards -c icd10cm/03_stage_hard "data.dir=$d" "data.shards_dir=$d/shards" \
-    "model.path=data/models/all-MiniLM-L6-v2" "curriculum.positive_levels=[1, 2, 3, 4, 5, 6, 7]")
+  read -r ss ks < <(step "$bin" build-shards -c 03_stage_hard "data.dir=$d" "data.shards_dir=$d/shards" \
+    "model.path=data/models/all-MiniLM-L6-v2" "curriculum.max_positives=1")
   local total peak
   total=$(echo "$si + $sb + $ss" | bc)
   peak=$(( (ki > kb ? (ki > ks ? ki : ks) : (kb > ks ? kb : ks)) / 1024 ))

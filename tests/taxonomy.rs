@@ -331,3 +331,74 @@ async fn icd10cm_adapter_reads_the_tabular_list() {
         ]
     );
 }
+
+/// A generic tree seven levels deep whose leaves sit at two depths: two roots, every code with
+/// two children down to depth 6, except that the second child of each depth-2 code is a leaf
+/// (8 of the 72 leaves at depth 3: more than 5%, so the leaf band starts there).
+fn deep_tree() -> String {
+    let mut csv = String::from("code,parent,title\n");
+    let mut open: Vec<(String, u8)> = vec![("A".into(), 0), ("B".into(), 0)];
+    for (code, _) in &open {
+        csv.push_str(&format!("{code},,Group {code}\n"));
+    }
+    while let Some((code, depth)) = open.pop() {
+        let shallow_leaf = depth == 3 && code.ends_with('1');
+        if depth == 6 || shallow_leaf {
+            continue;
+        }
+        for child in 0..2 {
+            let c = format!("{code}{child}");
+            csv.push_str(&format!("{c},{code},Kind {c} of {code}\n"));
+            open.push((c, depth + 1));
+        }
+    }
+    csv
+}
+
+/// The default curriculum (conf/curriculum/) on two generic trees of different depths: each
+/// stage selects pairs, easy ones from the leaf band with distant negatives, medium one level
+/// above it too with harder negatives, hard every level and bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_curriculum_selects_by_depth_relative_to_the_leaves() {
+    use naics_common::layout::samples_file;
+    use naics_common::samples::{SamplesFile, Split};
+    let scratch = tempfile::tempdir().unwrap();
+    let deep = write(scratch.path(), "deep.csv", &deep_tree());
+    // (tree, the depth of its leaf band, its deepest depth)
+    let trees = [(common::fixtures().join("generic/tree.csv"), 4, 4), (deep, 3, 6)];
+    for (table, band, deepest) in trees {
+        let dir = tempfile::tempdir().unwrap();
+        ingest::run_generic(&table, None, dir.path(), 0.0).unwrap();
+        let ctx = build_and_open(dir.path(), naics_pipeline::build::ALL_PAIRS_MAX_CODES).await;
+        let depth: Vec<u8> = rows(&ctx, r#"SELECT depth FROM naics_codes ORDER BY "index""#)
+            .await
+            .iter()
+            .map(|r| r[0].parse().unwrap())
+            .collect();
+        assert_eq!(depth.iter().max(), Some(&deepest));
+        let mut pairs = Vec::new();
+        for (stage, from, buckets) in [
+            ("01_stage_easy", band, 2),
+            ("02_stage_medium", band - 1, 6),
+            ("03_stage_hard", 0, 8),
+        ] {
+            let loaded = common::config(dir.path(), stage, &[]);
+            let s = naics_pipeline::shards::run(&loaded).await.unwrap();
+            assert!(s.train_pairs > 0, "{stage} of {} selects no pair", table.display());
+            let file = SamplesFile::open(&s.out_dir.join(samples_file(Split::Train, 0)), None).unwrap();
+            let samples: Vec<_> = (0..file.len()).map(|i| file.get(i).to_sample()).collect();
+            let positive_depths: std::collections::BTreeSet<u8> =
+                samples.iter().map(|s| depth[s.positive as usize]).collect();
+            let hardest = samples.iter().flat_map(|s| s.hardness.iter().copied()).max().unwrap();
+            assert_eq!(
+                (positive_depths.first(), positive_depths.last()),
+                (Some(&from), Some(&deepest)),
+                "{stage} of {}: the depths of its positives",
+                table.display()
+            );
+            assert!(hardest <= buckets, "{stage}: bucket {hardest} drawn");
+            pairs.push(s.train_pairs + s.validation_pairs);
+        }
+        assert!(pairs[0] < pairs[1] && pairs[1] < pairs[2], "{pairs:?}");
+    }
+}

@@ -2,8 +2,8 @@
 //! style, then `key=value` overrides, then checked into typed structs.
 //!
 //! Semantics a Hydra user expects: `-c NAME` selects `conf/curriculum/NAME.yaml` and names the
-//! experiment (`-c all`: every stage of `conf/curriculum/`, in name order; `-c icd10cm/all`: those
-//! of `conf/curriculum/icd10cm/`, experiments `icd10cm_01_...`); `GROUP=NAME` selects
+//! experiment (`-c all`: every stage of `conf/curriculum/`, in name order; with `data.name` set,
+//! experiments `NAME_01_stage_easy`, ...); `GROUP=NAME` selects
 //! another file of a group (`model=mpnet`); `profile=NAME` applies the `key: value` overrides of
 //! `conf/profile/NAME.yaml` (as Hydra's experiment configs do); `a.b.c=value` replaces one
 //! existing key, the value parsed as YAML (`0.5`, `[5, 6]`, `null`, `text`). Command-line
@@ -48,6 +48,11 @@ pub struct DataConfig {
     /// The share of training entries kept out of training to fit and calibrate the coder
     /// (`naics_common::share`, salt `validation`).
     pub validation_entries: f64,
+    /// The tree's name: when set, it prefixes the experiments of its curriculum stages
+    /// (`icd10cm` + `03_stage_hard` = `icd10cm_03_stage_hard`), so that trees sharing the
+    /// default curriculum keep their checkpoints apart. Empty: the stage's name alone (NAICS).
+    #[serde(default)]
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -268,7 +273,14 @@ impl Monitor {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CurriculumConfig {
-    pub positive_levels: Vec<u8>,
+    /// The positives' levels, as the tree numbers them (NAICS: digits); None: no such filter.
+    #[serde(default)]
+    pub positive_levels: Option<Vec<u8>>,
+    /// The positives' depth relative to the tree's leaves, for any tree: 0 keeps positives in
+    /// its leaf band (the depth of its shallowest 5% of leaves and below), 1 one level above the
+    /// band too, and so on; None: no such filter. At most one of this and `positive_levels`.
+    #[serde(default)]
+    pub positive_levels_above_leaves: Option<u8>,
     pub anchor_levels: Option<Vec<u8>>,
     pub positive_distance_min: Option<f64>,
     pub positive_distance_max: Option<f64>,
@@ -355,9 +367,14 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
         .map(|(_, n)| n.clone())
         .unwrap_or_default();
     if root.get("experiment").and_then(Value::as_str).is_none_or(str::is_empty) {
+        let stage = curriculum_name.replace('/', "_");
+        let experiment = match root.get("data").and_then(|d| d.get("name")).and_then(Value::as_str) {
+            Some(tree) if !tree.is_empty() => format!("{tree}_{stage}"),
+            _ => stage,
+        };
         root.as_mapping_mut()
             .expect("mapping")
-            .insert("experiment".into(), Value::from(curriculum_name.replace('/', "_")));
+            .insert("experiment".into(), Value::from(experiment));
     }
     let config: Config = serde_path_to_error::deserialize(root.clone())
         .map_err(|e| anyhow!("configuration key `{}`: {}", e.path(), e.inner()))?;
@@ -367,17 +384,11 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
 
 /// The curriculum stages `-c all` runs, in order: the files of `conf_dir/curriculum/` by name.
 pub fn stages(conf_dir: &Path) -> Result<Vec<String>> {
-    stages_in(conf_dir, None)
-}
-
-/// The stages of `conf_dir/curriculum/` (or of its subfolder, named `FOLDER/NAME`), by name.
-fn stages_in(conf_dir: &Path, folder: Option<&str>) -> Result<Vec<String>> {
-    let dir = conf_dir.join("curriculum").join(folder.unwrap_or_default());
+    let dir = conf_dir.join("curriculum");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".yaml").map(str::to_string))
-        .map(|n| folder.map_or(n.clone(), |f| format!("{f}/{n}")))
         .collect();
     names.sort();
     if names.is_empty() {
@@ -386,13 +397,12 @@ fn stages_in(conf_dir: &Path, folder: Option<&str>) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The stages `-c NAME` names: every stage for `all` (`FOLDER/all`: every stage of a
-/// taxonomy's own curriculum, `conf/curriculum/FOLDER/`), else NAME alone.
+/// The stages `-c NAME` names: every stage for `all`, else NAME alone.
 pub fn selected_stages(conf_dir: &Path, curriculum: &str) -> Result<Vec<String>> {
-    match curriculum.rsplit_once('/') {
-        _ if curriculum == ALL_STAGES => stages(conf_dir),
-        Some((folder, ALL_STAGES)) => stages_in(conf_dir, Some(folder)),
-        _ => Ok(vec![curriculum.to_string()]),
+    if curriculum == ALL_STAGES {
+        stages(conf_dir)
+    } else {
+        Ok(vec![curriculum.to_string()])
     }
 }
 
@@ -500,6 +510,12 @@ fn nearest(word: &str, options: &[String]) -> Option<String> {
 /// Checks what types cannot: the curriculum's buckets and the ranges of a few numbers.
 fn validate(c: &Config) -> Result<()> {
     let cur = &c.curriculum;
+    if cur.positive_levels.is_some() && cur.positive_levels_above_leaves.is_some() {
+        bail!(
+            "configuration keys `curriculum.positive_levels` and `curriculum.positive_levels_above_leaves`: \
+             set one of them (the other null): levels as the tree numbers them, or relative to its leaves"
+        );
+    }
     if cur.difficulty_buckets.len() != cur.bucket_percentages.len() {
         bail!(
             "configuration key `curriculum.bucket_percentages`: {} percentages for {} difficulty_buckets",

@@ -36,7 +36,8 @@ fn composes_the_defaults() {
     );
     assert_eq!(c.training.scheduler.warmup_steps, 500);
     assert_eq!((c.data.val_fraction, c.data.seed), (0.05, 42));
-    assert_eq!(c.curriculum.positive_levels, vec![6]);
+    assert_eq!(c.curriculum.positive_levels, None);
+    assert_eq!(c.curriculum.positive_levels_above_leaves, Some(0));
     assert_eq!(c.curriculum.positive_distance_max, Some(2.0));
     assert_eq!(c.curriculum.bucket_percentages, vec![0.875, 0.125]);
     assert_eq!(c.curriculum.k_negatives, 16);
@@ -46,7 +47,7 @@ fn composes_the_defaults() {
 fn curriculum_stages() {
     let medium = load(&conf(), Some("02_stage_medium"), &[]).unwrap().config;
     assert_eq!(medium.experiment, "02_stage_medium");
-    assert_eq!(medium.curriculum.positive_levels, vec![5, 6]);
+    assert_eq!(medium.curriculum.positive_levels_above_leaves, Some(1));
     assert_eq!(medium.curriculum.positive_distance_max, Some(3.0));
     assert_eq!(
         medium.curriculum.bucket_percentages,
@@ -66,6 +67,7 @@ fn overrides_replace_keys_and_groups() {
         &overrides(&[
             "training.trainer.max_epochs=20",
             "curriculum.positive_levels=[5, 6]",
+            "curriculum.positive_levels_above_leaves=null",
             "curriculum.max_positives=3",
             "model=mpnet",
             "experiment=mine",
@@ -74,7 +76,7 @@ fn overrides_replace_keys_and_groups() {
     .unwrap();
     let c = &loaded.config;
     assert_eq!(c.training.trainer.max_epochs, 20);
-    assert_eq!(c.curriculum.positive_levels, vec![5, 6]);
+    assert_eq!(c.curriculum.positive_levels, Some(vec![5, 6]));
     assert_eq!(c.curriculum.max_positives, Some(3));
     assert_eq!(c.model.name, "all-mpnet-base-v2");
     assert_eq!(c.model.encoder_mode, EncoderMode::Lora);
@@ -104,6 +106,12 @@ fn errors_name_the_key_and_the_nearest_valid_one() {
     let e = error(None, &["model=mpnett"]);
     assert!(e.contains("nearest: `mpnet`"), "{e}");
     assert!(error(None, &["novalue"]).contains("must look like key=value"));
+    let e = error(None, &["curriculum.positive_levels=[6]"]);
+    assert!(
+        e.contains("`curriculum.positive_levels` and `curriculum.positive_levels_above_leaves`")
+            && e.contains("set one of them"),
+        "{e}"
+    );
     let e = error(None, &["curriculum.bucket_percentages=[0.5, 0.4]"]);
     assert!(e.contains("sum to 1"), "{e}");
     let e = error(None, &["curriculum.difficulty_buckets=[1, 9]"]);
@@ -146,18 +154,20 @@ fn unknown_keys_in_a_file_are_errors() {
 fn the_stage_list_is_the_curriculum_folder_in_name_order() {
     let all = ["01_stage_easy", "02_stage_medium", "03_stage_hard"];
     assert_eq!(stages(&conf()).unwrap(), all);
+    let icd = load(
+        &conf(),
+        Some("03_stage_hard"),
+        &overrides(&["data=icd10cm", "profile=cpu_icd10cm"]),
+    )
+    .unwrap();
     assert_eq!(
-        selected_stages(&conf(), "icd10cm/all").unwrap(),
-        vec![
-            "icd10cm/01_stage_easy",
-            "icd10cm/02_stage_medium",
-            "icd10cm/03_stage_hard"
-        ]
+        icd.config.experiment, "icd10cm_03_stage_hard",
+        "data.name prefixes the stage"
     );
-    let icd = load(&conf(), Some("icd10cm/03_stage_hard"), &["data=icd10cm".into()]).unwrap();
-    assert_eq!(icd.config.experiment, "icd10cm_03_stage_hard");
     assert_eq!(icd.config.curriculum.max_positives, Some(1));
     assert_eq!(icd.config.data.dir, std::path::PathBuf::from("data/icd10cm"));
+    let named = load(&conf(), Some("01_stage_easy"), &overrides(&["data.name=occupations"])).unwrap();
+    assert_eq!(named.config.experiment, "occupations_01_stage_easy");
     assert_eq!(selected_stages(&conf(), "all").unwrap(), all);
     assert_eq!(
         selected_stages(&conf(), "02_stage_medium").unwrap(),
@@ -190,7 +200,6 @@ fn a_profile_applies_its_keys_and_the_command_line_wins() {
         if entry.file_type().unwrap().is_dir() && entry.file_name() != "profile" {
             let to = dir.path().join(entry.file_name());
             std::fs::create_dir(&to).unwrap();
-            // The group files (a taxonomy's own curriculum folder is not needed here).
             for f in std::fs::read_dir(entry.path()).unwrap() {
                 let f = f.unwrap();
                 if f.file_type().unwrap().is_file() {

@@ -1,6 +1,7 @@
 -- `build-shards`: the cells of (anchor, positive) pairs a curriculum stage trains on: per anchor,
 -- the relations (up, down) its positives stand in. `{{filters}}` is replaced by the stage's
--- conditions (levels inclusive, distances strict), e.g. `positive_level IN (6) AND distance < 2.0`.
+-- conditions (levels inclusive, distances strict), e.g. `TRUE AND positive_level IN (6) AND
+-- distance < 2.0`; a depth relative to the leaves is filtered by the sampler (`curriculum.rs`).
 -- The sampler lists each cell's codes from the tree (`groups.rs`), so no pair is stored. A cell
 -- comes once or twice (its excluded and other codes), in no particular order: the sampler sorts
 -- and deduplicates them (tens of millions of rows on a tree of millions of codes, cheaper there

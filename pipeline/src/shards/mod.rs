@@ -7,6 +7,7 @@
 //! - `samples.parquet`: the same samples for `naics-pipeline sql` (`samples_{experiment}`);
 //! - `manifest.json` and `config.yaml`: what was built, from which configuration.
 
+mod curriculum;
 mod samples_table;
 pub mod sampling;
 pub mod split;
@@ -268,38 +269,26 @@ async fn code_texts(ctx: &SessionContext, validation_share: f64) -> Result<token
     Ok(texts)
 }
 
-/// The WHERE clause of `sql/shards/02_curriculum_pairs.sql` for this stage.
-fn pair_filters(loaded: &Loaded) -> String {
-    let cur = &loaded.config.curriculum;
-    let list = |levels: &[u8]| levels.iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
-    let mut filters = vec![format!("positive_level IN ({})", list(&cur.positive_levels))];
-    if let Some(levels) = &cur.anchor_levels {
-        filters.push(format!("anchor_level IN ({})", list(levels)));
-    }
-    if let Some(min) = cur.positive_distance_min {
-        filters.push(format!("distance > {min:?}"));
-    }
-    if let Some(max) = cur.positive_distance_max {
-        filters.push(format!("distance < {max:?}"));
-    }
-    filters.join(" AND ")
-}
-
-/// The stage's pairs, anchor by anchor: the cells the SQL selects, listed from the tree, each
-/// anchor's positives in index order and cut to `max_positives`.
+/// The stage's pairs, anchor by anchor: the cells the SQL selects, less those above the stage's
+/// depth relative to the leaves, listed from the tree, each anchor's positives in index order
+/// and cut to `max_positives`.
 async fn curriculum_pairs(
     ctx: &SessionContext,
     loaded: &Loaded,
     tree: &Tree,
     mut limit: split::PositiveLimit,
 ) -> Result<Vec<split::Pair>> {
-    let sql = sql_files::CURRICULUM_PAIRS.replace("{{filters}}", &pair_filters(loaded));
+    let cur = &loaded.config.curriculum;
+    let sql = sql_files::CURRICULUM_PAIRS.replace("{{filters}}", &curriculum::sql_filters(cur));
+    let min_depth = curriculum::min_positive_depth(cur, tree);
     let mut selected: Vec<(u32, u8, u8, f64)> = Vec::new();
     for batch in query(ctx, &sql).await? {
         let (a, u) = (column::<Int32Array>(&batch, 0)?, column::<Int32Array>(&batch, 1)?);
         let (d, dist) = (column::<Int32Array>(&batch, 2)?, column::<Float64Array>(&batch, 3)?);
         selected.extend(
-            (0..batch.num_rows()).map(|r| (a.value(r) as u32, u.value(r) as u8, d.value(r) as u8, dist.value(r))),
+            (0..batch.num_rows())
+                .map(|r| (a.value(r) as u32, u.value(r) as u8, d.value(r) as u8, dist.value(r)))
+                .filter(|c| curriculum::positive_depth(tree, c.0, c.1, c.2) >= min_depth),
         );
     }
     selected.sort_unstable_by_key(|c| (c.0, c.1, c.2));
