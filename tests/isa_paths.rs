@@ -9,7 +9,7 @@ use candle_nn::{LayerNorm, Linear, VarBuilder, VarMap};
 use naics_common::config::{LossConfig, MoeConfig};
 use naics_trainer::model::head::Head;
 use naics_trainer::model::kernels::{self, Isa};
-use naics_trainer::model::{frozen, rng};
+use naics_trainer::model::{frozen, lorentz, rng};
 use naics_trainer::train::optim::AdamW;
 
 fn values(t: &Tensor) -> Vec<f32> {
@@ -64,6 +64,11 @@ fn kernel_outputs(inputs: &[Tensor]) -> Vec<(&'static str, Vec<f32>)> {
             ),
         ),
         ("dropout", values(&rng::dropout(x, 0.1, true).unwrap())),
+        ("lorentz_distances", {
+            let points = lorentz::exp_map0(&tall.affine(0.1, 0.0).unwrap(), 1.0).unwrap();
+            let queries = points.narrow(0, 0, 20).unwrap();
+            lorentz::distance_rows(&queries, &points, 1.0).unwrap().concat()
+        }),
     ]
 }
 

@@ -17,7 +17,7 @@ pub struct Disk {
 
 impl Disk {
     pub fn new(e: &Embedded) -> Result<Disk> {
-        let rows: Vec<Vec<f32>> = e.tangent.to_vec2()?;
+        let rows: Vec<Vec<f32>> = e.tangent()?.to_vec2()?;
         let mut disk = Disk {
             axes: principal_plane(&rows),
             sqrt_c: e.curvature().sqrt(),

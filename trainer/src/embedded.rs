@@ -3,7 +3,7 @@
 
 use crate::model::Embedder;
 use crate::model::cache::read_mapped;
-use crate::model::lorentz::distance_rows;
+use crate::model::lorentz::{distance_rows, log_map0};
 use crate::setup::device;
 use crate::tables::Codes;
 use anyhow::{Context, Result};
@@ -20,8 +20,6 @@ pub struct Embedded {
     pub codes: Codes,
     /// [n, d + 1] on the hyperboloid, CPU f32.
     pub points: Tensor,
-    /// [n, d] tangent vectors at the origin.
-    pub tangent: Tensor,
     /// The first 16 hex digits of the checkpoint's sha256: what caches of its vectors are keyed by.
     pub key: String,
 }
@@ -46,46 +44,46 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let codes = Codes::read(&config.data.dir)?;
     let key = hex(&sha256(&bytes))[..16].to_string();
-    let (points, tangent) = cached_points(&model, &key, &config, codes.len())?;
+    let points = cached_points(&model, &key, &config, codes.len())?;
     Ok(Embedded {
         config,
         model,
         codes,
         points,
-        tangent,
         key,
     })
 }
 
-/// The codes' points and tangent vectors for a checkpoint, computed once and then read from
+/// The codes' points for a checkpoint, computed once and then read from
 /// `{shards_dir}/cache/points-{key}.safetensors` (`key`: from the checkpoint's weights), so that
-/// `search` after the first call loads without encoding anything.
-fn cached_points(model: &Embedder, key: &str, config: &Config, n: usize) -> Result<(Tensor, Tensor)> {
+/// `search` after the first call loads without encoding anything. Their tangent vectors are not
+/// kept: [`Embedded::tangent`] is their log map.
+fn cached_points(model: &Embedder, key: &str, config: &Config, n: usize) -> Result<Tensor> {
     let path = layout::cache_dir(&config.data.shards_dir).join(format!("points-{key}.safetensors"));
     if path.exists()
-        && let (Ok(points), Ok(tangent)) = (
-            read_mapped(&path, "points", &Device::Cpu),
-            read_mapped(&path, "tangent", &Device::Cpu),
-        )
+        && let Ok(points) = read_mapped(&path, "points", &Device::Cpu)
         && points.dim(0)? == n
     {
-        return Ok((points, tangent));
+        return Ok(points);
     }
-    let (points, tangent) = model.embed_codes(n)?;
-    let tensors = std::collections::HashMap::from([
-        ("points".to_string(), points.clone()),
-        ("tangent".to_string(), tangent.clone()),
-    ]);
+    let points = model.embed_codes(n)?;
+    let tensors = std::collections::HashMap::from([("points".to_string(), points.clone())]);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     naics_common::atomic::write_atomically(&path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?;
-    Ok((points, tangent))
+    Ok(points)
 }
 
 impl Embedded {
     pub fn curvature(&self) -> f64 {
         self.config.loss.curvature
+    }
+
+    /// The codes' tangent vectors at the origin [n, d]: their points' log map (the disk picture,
+    /// the radii per level and `embed` use them; nothing keeps them).
+    pub fn tangent(&self) -> Result<Tensor> {
+        Ok(log_map0(&self.points, self.curvature())?)
     }
 
     /// Points of free texts.

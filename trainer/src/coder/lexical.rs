@@ -5,7 +5,8 @@
 //! few thousand to a few tens of thousands of short documents held in memory. (BM25 over leaf
 //! paths replaced a TF-IDF cosine over each leaf's own texts: docs/benchmarks.md.)
 
-use std::collections::HashMap;
+use foldhash::HashMap;
+use rayon::prelude::*;
 
 /// Lower-cased words of letters and digits, a plural `s` dropped ("bakeries" -> "bakery").
 pub fn words(text: &str) -> Vec<String> {
@@ -57,27 +58,38 @@ impl Bm25 {
     /// ancestor's): each part's texts are read once, however many documents hold it. On
     /// ICD-10-CM's 36,355 path documents, reading every document's texts took most of a
     /// `search`.
+    /// Words are split on all cores; terms get their ids in one pass, in text order.
     pub fn over_parts(parts: &[Vec<&str>], documents: &[Vec<usize>]) -> Bm25 {
-        let mut ids: HashMap<String, u32> = HashMap::new();
-        let counted: Vec<Vec<(u32, f32)>> = parts
-            .iter()
-            .map(|texts| {
-                let mut tf: HashMap<u32, f32> = HashMap::new();
-                for t in texts.iter().flat_map(|t| terms(t)) {
+        let split: Vec<Vec<String>> = parts
+            .par_iter()
+            .map(|texts| texts.iter().flat_map(|t| terms(t)).collect())
+            .collect();
+        let mut ids: HashMap<String, u32> = HashMap::default();
+        let counted: Vec<Vec<(u32, f32)>> = split
+            .into_iter()
+            .map(|terms| {
+                let mut tf: HashMap<u32, f32> = HashMap::default();
+                for t in terms {
                     let next = ids.len() as u32;
                     *tf.entry(*ids.entry(t).or_insert(next)).or_insert(0.0) += 1.0;
                 }
                 tf.into_iter().collect()
             })
             .collect();
+        let documents_tf: Vec<Vec<(u32, f32)>> = documents
+            .par_iter()
+            .map(|held| {
+                let mut tf: HashMap<u32, f32> = HashMap::default();
+                for &(term, count) in held.iter().flat_map(|&p| &counted[p]) {
+                    *tf.entry(term).or_insert(0.0) += count;
+                }
+                tf.into_iter().collect()
+            })
+            .collect();
         let mut postings: Vec<Vec<(u32, f32)>> = vec![Vec::new(); ids.len()];
         let mut lengths = Vec::with_capacity(documents.len());
-        for (doc, held) in documents.iter().enumerate() {
-            let mut tf: HashMap<u32, f32> = HashMap::new();
-            for &(term, count) in held.iter().flat_map(|&p| &counted[p]) {
-                *tf.entry(term).or_insert(0.0) += count;
-            }
-            lengths.push(tf.values().sum());
+        for (doc, tf) in documents_tf.into_iter().enumerate() {
+            lengths.push(tf.iter().map(|(_, count)| count).sum());
             for (term, count) in tf {
                 postings[term as usize].push((doc as u32, count));
             }

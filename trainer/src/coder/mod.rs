@@ -20,6 +20,7 @@ pub mod lexical;
 
 use crate::embedded::Embedded;
 use crate::model::cache::{progress, texts_key};
+use crate::model::lorentz::Targets;
 use crate::model::transformer;
 use crate::tables::{Codes, LeafIndex, validation_entry};
 use anyhow::{Context, Result};
@@ -38,8 +39,8 @@ use tokenizers::Tokenizer;
 /// The signals, in the order of the weights: trained points, nearest entries, words.
 pub const SIGNALS: [&str; 3] = ["points", "entries", "words"];
 
-/// Part of the cached fusion's key beside the points: a change in how a signal is computed, or
-/// in what the fusion is fitted on, refits it.
+/// Part of the cached fusion's key beside the checkpoint's: a change in how a signal is
+/// computed, or in what the fusion is fitted on, refits it.
 const SIGNAL_VERSION: &[u8] = b"words: BM25 over leaf paths; fitted on own entries";
 
 /// Texts go through the encoder in calls of at most this many padded tokens.
@@ -157,6 +158,8 @@ pub struct Coder<'a> {
     /// once into a contiguous [h, m]: the right-hand side of every similarity product (against
     /// the strided view of [m, h], the server's 8-client latency was about 15 % higher).
     texts_t: Tensor,
+    /// The candidates' points, read in place by every text's distances.
+    candidate_points: Targets,
     /// The candidate (position in `candidates`) of each column of `texts_t`.
     text_candidate: Vec<usize>,
     lexical: Bm25,
@@ -211,15 +214,22 @@ impl<'a> Coder<'a> {
             .flat_map(|(j, &c)| std::iter::repeat_n(j, own[c].len()))
             .collect();
         let flat: Vec<String> = candidates.iter().flat_map(|&c| own[c].iter().cloned()).collect();
-        let texts_t = base_vectors_cached(e, &flat)?.t()?.contiguous()?;
         let parts: Vec<Vec<&str>> = own.iter().map(|t| t.iter().map(String::as_str).collect()).collect();
         let paths: Vec<Vec<usize>> = candidates.iter().map(|&c| e.codes.path(c)).collect();
+        // Reading the texts' vectors is memory-bound, indexing their words compute-bound: side
+        // by side they take about the time of the longer.
+        let (texts_t, lexical) = rayon::join(
+            || -> Result<Tensor> { Ok(base_vectors_cached(e, &flat)?.t()?.contiguous()?) },
+            || Bm25::over_parts(&parts, &paths),
+        );
+        let candidate_points = Targets::new(&crate::model::select_rows(&e.points, &candidates)?)?;
         let mut coder = Coder {
             e,
             candidates,
-            texts_t,
+            texts_t: texts_t?,
+            candidate_points,
             text_candidate,
-            lexical: Bm25::over_parts(&parts, &paths),
+            lexical,
             leaves: LeafIndex::new(&e.codes.parent),
             fusion: Fusion {
                 weights: [1.0, 0.0, 0.0],
@@ -232,12 +242,10 @@ impl<'a> Coder<'a> {
 
     /// The fusion for this checkpoint: from the cache, or fitted on the validation entries.
     fn fitted(&self) -> Result<Fusion> {
-        // One digest of all the bytes: the same key as hashing them point by point, far faster.
-        let points = self.e.points.flatten_all()?.to_vec1::<f32>()?;
-        let bytes: Vec<u8> = points.iter().flat_map(|x| x.to_le_bytes()).collect();
+        // The checkpoint's key, as for its points (which it determines).
         let key = Sha256::new()
             .chain_update(SIGNAL_VERSION)
-            .chain_update(&bytes)
+            .chain_update(self.e.key.as_bytes())
             .finalize();
         let path = self.cache_dir().join(format!("fusion-{}.json", &hex(&key)[..16]));
         if let Ok(bytes) = std::fs::read(&path)
@@ -316,7 +324,9 @@ impl<'a> Coder<'a> {
         // In chunks, so that the similarities to every entry [chunk, m] stay small.
         for (start, chunk) in (0..texts.len()).step_by(CHUNK).zip(texts.chunks(CHUNK)) {
             let n = chunk.len();
-            let distances = self.e.distances_to(&points.narrow(0, start, n)?, &self.candidates)?;
+            let distances = self
+                .candidate_points
+                .distances(&points.narrow(0, start, n)?, self.e.curvature())?;
             let similarity = base.narrow(0, start, n)?.matmul(&self.texts_t)?.to_vec2::<f32>()?;
             let rows: Vec<Vec<[f64; 3]>> = chunk
                 .par_iter()

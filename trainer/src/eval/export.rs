@@ -37,7 +37,7 @@ pub fn write(e: &Embedded, path: &Path) -> Result<usize> {
         Arc::new(StringArray::from_iter_values(&e.codes.title)),
         vectors(e.points.to_vec2()?),
         vectors(super::poincare(e)?.to_vec2()?),
-        vectors(e.tangent.to_vec2()?),
+        vectors(e.tangent()?.to_vec2()?),
     ];
     let batch = RecordBatch::try_new(Arc::new(schema()), columns)?;
     naics_common::atomic::write_atomically(path, |tmp| {

@@ -57,7 +57,7 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
     let (t, d) = (m::upper_triangle(&tree, n), m::upper_triangle(&emb, n));
     let (scale, mean, worst) = m::distortion(&t, &d);
     let radius: Vec<f64> = e
-        .tangent
+        .tangent()?
         .sqr()?
         .sum(1)?
         .sqrt()?

@@ -112,10 +112,9 @@ impl Embedder {
         self.head.curvature()
     }
 
-    /// Points [n, d + 1] and tangent vectors [n, d] of the codes 0..n, on the CPU in f32.
-    pub fn embed_codes(&self, n: usize) -> Result<(Tensor, Tensor)> {
+    /// Points [n, d + 1] of the codes 0..n, on the CPU in f32.
+    pub fn embed_codes(&self, n: usize) -> Result<Tensor> {
         let mut points = Vec::new();
-        let mut tangent = Vec::new();
         let all: Vec<u32> = (0..n as u32).collect();
         for chunk in all.chunks(512) {
             let out = self
@@ -124,9 +123,8 @@ impl Embedder {
             // Detached: the head's weights are variables, and each chunk's graph would
             // otherwise stay alive behind the points (gigabytes on ICD-10-CM's 47,200 codes).
             points.push(out.points.detach().to_device(&Device::Cpu)?);
-            tangent.push(out.tangent.detach().to_device(&Device::Cpu)?);
         }
-        Ok((Tensor::cat(&points, 0)?, Tensor::cat(&tangent, 0)?))
+        Ok(Tensor::cat(&points, 0)?)
     }
 
     /// Points of free texts [q, d + 1], on the CPU in f32: each text in all four channels, then
