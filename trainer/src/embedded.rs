@@ -2,14 +2,14 @@
 //! `search` and the coder work from.
 
 use crate::model::Embedder;
-use crate::model::cache::read_mapped;
+use crate::model::cache::{read_mapped, remembered_sha256};
 use crate::model::lorentz::{distance_rows, log_map0};
 use crate::setup::device;
 use crate::tables::Codes;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use naics_common::config::Config;
-use naics_common::format::{hex, sha256};
+use naics_common::format::hex;
 use naics_common::layout;
 use std::path::Path;
 
@@ -36,14 +36,14 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
     )?;
     let config: Config = serde_json::from_value(sidecar["config"].clone()).context("checkpoint sidecar: config")?;
     let (device, dtype) = device::best(config.training.trainer.precision)?;
-    // Read once: the weights and the key of the points' cache come from the same bytes.
     let bytes = std::fs::read(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
     let weights = candle_core::safetensors::load_buffer(&bytes, &device)
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let model = Embedder::with_weights(&config, &device, dtype, weights)
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let codes = Codes::read(&config.data.dir)?;
-    let key = hex(&sha256(&bytes))[..16].to_string();
+    let cache = layout::cache_dir(&config.data.shards_dir);
+    let key = hex(&remembered_sha256(checkpoint, &cache)?)[..16].to_string();
     let points = cached_points(&model, &key, &config, codes.len())?;
     Ok(Embedded {
         config,

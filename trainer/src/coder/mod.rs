@@ -155,8 +155,8 @@ pub struct Coder<'a> {
     /// The leaves (NAICS: the six-digit codes), as code indexes: what a text is coded to.
     pub candidates: Vec<usize>,
     /// The frozen base's mean-pooled, normalized vectors of every candidate's texts, transposed
-    /// once into a contiguous [h, m]: the right-hand side of every similarity product (against
-    /// the strided view of [m, h], the server's 8-client latency was about 15 % higher).
+    /// into a contiguous [h, m] when cached: the right-hand side of every similarity product
+    /// (against the strided view of [m, h], the server's 8-client latency was about 15 % higher).
     texts_t: Tensor,
     /// The candidates' points, read in place by every text's distances.
     candidate_points: Targets,
@@ -218,10 +218,7 @@ impl<'a> Coder<'a> {
         let paths: Vec<Vec<usize>> = candidates.iter().map(|&c| e.codes.path(c)).collect();
         // Reading the texts' vectors is memory-bound, indexing their words compute-bound: side
         // by side they take about the time of the longer.
-        let (texts_t, lexical) = rayon::join(
-            || -> Result<Tensor> { Ok(base_vectors_cached(e, &flat)?.t()?.contiguous()?) },
-            || Bm25::over_parts(&parts, &paths),
-        );
+        let (texts_t, lexical) = rayon::join(|| base_vectors_t_cached(e, &flat), || Bm25::over_parts(&parts, &paths));
         let candidate_points = Targets::new(&crate::model::select_rows(&e.points, &candidates)?)?;
         let mut coder = Coder {
             e,
@@ -456,23 +453,25 @@ impl Coder<'_> {
     }
 }
 
-/// The normalized base vectors of many texts [n, h] (the frozen base's mean-pooled vectors, the
-/// space in which sentence-transformers compares sentences; in `query` mode the text adapter's),
-/// computed once (with a progress bar) and then read from the vector cache. Keyed by the
+/// The normalized base vectors of many texts, transposed: [h, n] (the frozen base's mean-pooled
+/// vectors, the space in which sentence-transformers compares sentences; in `query` mode the text
+/// adapter's), computed once (with a progress bar) and then read from the vector cache as the
+/// similarity product's right-hand side (transposing 57,000 ICD-10-CM vectors at every start was
+/// a quarter of a `search`). Keyed by the
 /// tokenizer and the texts themselves, so that a cached table is found without tokenizing (the
 /// most of a `search` call's time otherwise), and by the checkpoint where training changes them.
-fn base_vectors_cached(e: &Embedded, texts: &[String]) -> Result<Tensor> {
+fn base_vectors_t_cached(e: &Embedded, texts: &[String]) -> Result<Tensor> {
     let channels = &e.model.channels;
     let encoder = channels.encoder();
     let trained: &[u8] = if channels.text_trains() { e.key.as_bytes() } else { &[] };
     let key = texts_key(&[&encoder.tokenizer_sha256, trained], texts);
-    let table = e.model.cache.get_or_compute("candidate-texts", &[&key], || {
+    let table = e.model.cache.get_or_compute("candidate-texts-t", &[&key], || {
         let ids = encoder.tokenize(texts)?;
         let bar = progress(ids.len(), "candidate texts encoded (cache)")?;
         let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
         let table = channels.base_vectors(&rows, &bar)?;
         bar.finish_and_clear();
-        Ok(transformer::normalize(&table)?)
+        Ok(transformer::normalize(&table)?.t()?.contiguous()?)
     })?;
     table.to_device(&Device::Cpu).context("candidate texts to the CPU")
 }

@@ -14,6 +14,37 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+/// A file's sha256, remembered in `memo_dir` under the file's path, size and modification time
+/// (as cargo fingerprints files), so that a `search` does not read the 90 MB of the model's
+/// weights and the 50 MB of a checkpoint only to find its caches.
+pub fn remembered_sha256(file: &Path, memo_dir: &Path) -> Result<[u8; 32]> {
+    let reading = || format!("reading {}", file.display());
+    let meta = std::fs::metadata(file).with_context(reading)?;
+    let modified = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let stamp = Sha256::new()
+        .chain_update(
+            file.canonicalize()
+                .with_context(reading)?
+                .as_os_str()
+                .as_encoded_bytes(),
+        )
+        .chain_update(meta.len().to_le_bytes())
+        .chain_update(modified.as_nanos().to_le_bytes())
+        .finalize();
+    let memo = memo_dir.join(format!("sha256-{}", &hex(&stamp)[..16]));
+    if let Some(hash) = std::fs::read(&memo).ok().and_then(|b| b.try_into().ok()) {
+        return Ok(hash);
+    }
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(file).with_context(reading)?, &mut hasher)?;
+    let hash: [u8; 32] = hasher.finalize().into();
+    naics_common::atomic::write_atomically(&memo, |tmp| Ok(std::fs::write(tmp, hash)?))?;
+    Ok(hash)
+}
+
 /// A key for cached vectors of token-id rows: sha256 over each row's length and ids.
 pub fn ids_key(ids: &[Vec<u32>]) -> [u8; 32] {
     let mut key = Sha256::new();
@@ -46,16 +77,12 @@ impl VectorCache {
         }
     }
 
-    /// The weights' sha256, computed on first use (streamed: `lora` runs never pay for it).
+    /// The weights' sha256, found on first use (`lora` runs never pay for it).
     fn model(&self) -> Result<[u8; 32]> {
         if let Some(hash) = self.model.get() {
             return Ok(*hash);
         }
-        let mut hasher = Sha256::new();
-        let mut file =
-            std::fs::File::open(&self.weights).with_context(|| format!("reading {}", self.weights.display()))?;
-        std::io::copy(&mut file, &mut hasher)?;
-        let hash: [u8; 32] = hasher.finalize().into();
+        let hash = remembered_sha256(&self.weights, &self.dir)?;
         Ok(*self.model.get_or_init(|| hash))
     }
 

@@ -109,12 +109,11 @@ impl Targets {
     /// squared Lorentz norm of the difference), pair by pair: no [q, t, d+1] tensor of
     /// differences is made, which for the coder's thousands of texts against a thousand codes
     /// cost more than the encoder. Blocks of queries run in parallel, each compiled for the
-    /// widest vector unit, and read the targets a cache-sized tile at a time: the targets come
-    /// from memory once per block, not once per query (on ICD-10-CM, 37 MB per text had made
-    /// this a fifth of `classify`).
+    /// widest vector unit, and read the targets a cache-sized tile at a time, so that the
+    /// targets (37 MB on ICD-10-CM) come from memory once per block, not once per query.
     pub fn distances(&self, queries: &Tensor, c: f64) -> Result<Vec<Vec<f32>>> {
         use rayon::prelude::*;
-        const QUERY_BLOCK: usize = 16;
+        const QUERY_BLOCK: usize = 4;
         const TILE_ROWS: usize = 256;
         let queries = queries.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
         let (half_c, sc) = ((c / 2.0) as f32, c.sqrt() as f32);
