@@ -122,7 +122,7 @@ impl Targets {
             .par_chunks(QUERY_BLOCK)
             .flat_map_iter(|block| {
                 super::kernels::widest(|| {
-                    let mut rows = vec![Vec::with_capacity(n); block.len()];
+                    let mut rows: Vec<Vec<f32>> = block.iter().map(|_| Vec::with_capacity(n)).collect();
                     for tile in self.values.chunks(TILE_ROWS * self.width) {
                         for (u, row) in block.iter().zip(&mut rows) {
                             row.extend(tile.chunks_exact(self.width).map(|v| {
