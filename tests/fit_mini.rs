@@ -253,7 +253,11 @@ async fn query_side_training_brings_held_out_entries_nearer_their_code() {
     // Mean over held-out entries of d(own leaf) - min d(other leaves): lower is nearer.
     let margin = || -> f64 {
         let texts: Vec<String> = held.iter().map(|(_, t)| t.clone()).collect();
-        let rows = e.distances_to(&e.query_points(&texts).unwrap(), &leaves).unwrap();
+        let rows = e
+            .targets(&leaves)
+            .unwrap()
+            .distances(&e.query_points(&texts).unwrap(), e.curvature())
+            .unwrap();
         let total: f64 = held
             .iter()
             .zip(&rows)

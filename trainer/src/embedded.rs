@@ -3,7 +3,7 @@
 
 use crate::model::Embedder;
 use crate::model::cache::{read_mapped, remembered_sha256};
-use crate::model::lorentz::{distance_rows, log_map0};
+use crate::model::lorentz::{Targets, log_map0};
 use crate::setup::device;
 use crate::tables::Codes;
 use anyhow::{Context, Result};
@@ -94,12 +94,8 @@ impl Embedded {
         self.model.text_points(texts)
     }
 
-    /// Lorentz distances [q, n] from query points to the codes `columns`.
-    pub fn distances_to(&self, queries: &Tensor, columns: &[usize]) -> Result<Vec<Vec<f32>>> {
-        Ok(distance_rows(
-            queries,
-            &crate::model::select_rows(&self.points, columns)?,
-            self.curvature(),
-        )?)
+    /// The points of the codes `columns`, gathered once for the distances of many texts to them.
+    pub fn targets(&self, columns: &[usize]) -> Result<Targets> {
+        Ok(Targets::new(&crate::model::select_rows(&self.points, columns)?)?)
     }
 }

@@ -219,7 +219,7 @@ impl<'a> Coder<'a> {
         // Reading the texts' vectors is memory-bound, indexing their words compute-bound: side
         // by side they take about the time of the longer.
         let (texts_t, lexical) = rayon::join(|| base_vectors_t_cached(e, &flat), || Bm25::over_parts(&parts, &paths));
-        let candidate_points = Targets::new(&crate::model::select_rows(&e.points, &candidates)?)?;
+        let candidate_points = e.targets(&candidates)?;
         let mut coder = Coder {
             e,
             candidates,

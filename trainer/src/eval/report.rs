@@ -156,8 +156,9 @@ fn held_out_retrieval(e: &Embedded) -> Result<(Retrieval, Retrieval)> {
         .unzip();
     let baseline = Baseline::new(e, &candidates)?;
     let (mut ours, mut base) = (Tally::new(&e.codes, &candidates), Tally::new(&e.codes, &candidates));
+    let leaves = e.targets(&candidates)?;
     for (truth, texts) in truth.chunks(RANKED_AT_ONCE).zip(texts.chunks(RANKED_AT_ONCE)) {
-        let distances = e.distances_to(&e.query_points(texts)?, &candidates)?;
+        let distances = leaves.distances(&e.query_points(texts)?, e.curvature())?;
         let cosines = baseline.rows(texts)?;
         for ((&t, d), b) in truth.iter().zip(&distances).zip(&cosines) {
             ours.add(t, d);

@@ -86,22 +86,20 @@ pub fn distance_rows(queries: &Tensor, targets: &Tensor, c: f64) -> Result<Vec<V
     Targets::new(targets)?.distances(queries, c)
 }
 
-/// Points that distances are measured to, held as one row-major array, so that repeated calls
-/// read them in place (the coder's 36,355 ICD-10-CM leaves are 37 MB: copied once, not per
-/// call).
+/// Points that distances are measured to: a contiguous f32 tensor on the CPU, whose values every
+/// call reads in place (the coder's 36,355 ICD-10-CM leaves are 37 MB; a tensor that is already
+/// so, as the codes' points are, is shared, not copied).
 pub struct Targets {
-    values: Vec<f32>,
-    width: usize,
+    points: Tensor,
 }
 
 impl Targets {
     pub fn new(points: &Tensor) -> Result<Targets> {
         Ok(Targets {
-            width: points.dim(1)?.max(1),
-            values: points
+            points: points
+                .to_device(&candle_core::Device::Cpu)?
                 .to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?,
+                .contiguous()?,
         })
     }
 
@@ -117,15 +115,21 @@ impl Targets {
         const TILE_ROWS: usize = 256;
         let queries = queries.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
         let (half_c, sc) = ((c / 2.0) as f32, c.sqrt() as f32);
-        let n = self.values.len() / self.width;
+        let width = self.points.dim(1)?.max(1);
+        let (storage, layout) = self.points.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            candle_core::bail!("distance targets must be on the CPU");
+        };
+        let values = super::kernels::values(cpu, layout)?;
+        let n = values.len() / width;
         Ok(queries
             .par_chunks(QUERY_BLOCK)
             .flat_map_iter(|block| {
                 super::kernels::widest(|| {
                     let mut rows: Vec<Vec<f32>> = block.iter().map(|_| Vec::with_capacity(n)).collect();
-                    for tile in self.values.chunks(TILE_ROWS * self.width) {
+                    for tile in values.chunks(TILE_ROWS * width) {
                         for (u, row) in block.iter().zip(&mut rows) {
-                            row.extend(tile.chunks_exact(self.width).map(|v| {
+                            row.extend(tile.chunks_exact(width).map(|v| {
                                 // acosh(1 + w) as acosh_1p computes it, w clamped the same way.
                                 let w = (lorentz_square(u, v) * half_c).max(1e-12);
                                 ((w + 1.0) + (w * (w + 2.0)).sqrt()).ln() / sc
