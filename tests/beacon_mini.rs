@@ -5,9 +5,11 @@
 //! scikit-learn and pyarrow (`$NAICS_BEACON_VENV`, default `~/.cache/naics/beacon-venv`, which
 //! `.ci/run` and `bench/coding.sh` create); ignored, saying why, where either is missing.
 
+mod common;
+
 use arrow::array::{ArrayRef, Int32Array, ListBuilder, StringArray, StringBuilder};
 use arrow::record_batch::RecordBatch;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) {
     ignore = "no BEACON (../shared/anchors/beacon or $NAICS_BEACON_DIR) or no Python with numpy, scikit-learn and pyarrow ($NAICS_BEACON_VENV): see .ci/run, then touch tests/build.rs"
 )]
 fn beacon_script_runs_on_a_small_tree() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = common::repo();
     // Found by tests/build.rs.
     let (beacon, python) = (env!("NAICS_BEACON_DIR"), env!("NAICS_BEACON_PYTHON"));
     // A small tree BEACON accepts (it needs two six-digit codes in every sector, which the mini
@@ -91,12 +93,7 @@ fn beacon_script_runs_on_a_small_tree() {
         .arg(dir.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::succeeded(&out);
     let value = |name: &str| -> f64 {
         stdout
             .lines()
@@ -124,7 +121,7 @@ fn beacon_script_runs_on_a_small_tree() {
 /// Needs only a `python3` (no packages).
 #[test]
 fn bench_bm25_scores_a_hand_computed_example() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench");
+    let root = common::repo().join("bench");
     let script = "import sys; sys.path.insert(0, sys.argv[1]); import bm25; \
         print(*bm25.BM25([['a', 'b'], ['a'], ['c', 'c', 'd']]).scores(['a', 'c']))";
     let out = Command::new("python3")
@@ -132,9 +129,7 @@ fn bench_bm25_scores_a_hand_computed_example() {
         .arg(&root)
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let scores: Vec<f64> = String::from_utf8(out.stdout)
-        .unwrap()
+    let scores: Vec<f64> = common::succeeded(&out)
         .split_whitespace()
         .map(|s| s.parse().unwrap())
         .collect();

@@ -153,7 +153,7 @@ async fn fit_resume_after_a_kill_is_exact() {
     };
     let whole = tempfile::tempdir().unwrap();
     let done = fit_in(whole.path(), false).output().unwrap();
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    common::succeeded(&done);
     let expected = candle_core::safetensors::load(
         last_checkpoint(&whole.path().join("checkpoints/03_stage_hard")),
         &candle_core::Device::Cpu,
@@ -181,7 +181,7 @@ async fn fit_resume_after_a_kill_is_exact() {
     );
 
     let resumed = fit_in(killed.path(), true).output().unwrap();
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    common::succeeded(&resumed);
     assert_same_weights(&expected, &last_checkpoint(&ckpt));
     let leftovers: Vec<_> = std::fs::read_dir(&ckpt)
         .unwrap()

@@ -43,12 +43,7 @@ fn one_command_trains_and_evaluates_a_generic_tree() {
         .env("NAICS_BIN", &programs)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::succeeded(&out);
     let root = common::repo();
     for stage in ["01_stage_easy", "02_stage_medium", "03_stage_hard"] {
         let index = root.join(format!("checkpoints/{NAME}_{stage}/index.json"));

@@ -109,6 +109,18 @@ pub fn mini_config(dir: &Path, extra: &[&str]) -> Loaded {
     config(dir, "03_stage_hard", &[&MINI[..], extra].concat())
 }
 
+/// A finished program's stdout, once it is asserted to have succeeded (its stdout and stderr
+/// shown if not).
+pub fn succeeded(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A program of the workspace, built beside the test binaries (`target/debug/NAME`).
 pub fn program(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
