@@ -58,14 +58,20 @@ fn uphill<const F: usize>(hess: [[f64; F]; F], grad: [f64; F]) -> [f64; F] {
 
 /// softmax over candidates of w . features.
 pub fn probabilities<const F: usize>(rows: &[[f64; F]], w: &[f64; F]) -> Vec<f64> {
-    let logits: Vec<f64> = rows.iter().map(|f| dot(f, w)).collect();
-    let max = logits.iter().cloned().fold(f64::MIN, f64::max);
-    let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
+    softmax(rows.iter().map(|f| dot(f, w)).collect())
 }
 
-fn dot<const F: usize>(a: &[f64; F], b: &[f64; F]) -> f64 {
+/// The probabilities of logits, computed in their place.
+pub fn softmax(mut logits: Vec<f64>) -> Vec<f64> {
+    let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+    logits.iter_mut().for_each(|l| *l = (*l - max).exp());
+    let sum: f64 = logits.iter().sum();
+    logits.iter_mut().for_each(|e| *e /= sum);
+    logits
+}
+
+/// w . features: a candidate's logit.
+pub fn dot<const F: usize>(a: &[f64; F], b: &[f64; F]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 

@@ -169,6 +169,36 @@ pub struct Coder<'a> {
     pub fusion: Fusion,
 }
 
+/// One text's signals over every candidate, in the order of `candidates` (see [`SIGNALS`]).
+struct Signals {
+    /// Lorentz distance from the text's point to the candidate's.
+    distance: Vec<f32>,
+    /// The highest cosine to any of the candidate's texts.
+    nearest: Vec<f32>,
+    /// BM25 of the text against the candidate's leaf path.
+    words: Vec<f32>,
+}
+
+impl Signals {
+    /// Candidate j's features, in the order of the weights: minus the distance, then the others.
+    fn row(&self, j: usize) -> [f64; 3] {
+        [-(self.distance[j] as f64), self.nearest[j] as f64, self.words[j] as f64]
+    }
+
+    /// The features of every candidate: [candidates][signal].
+    fn rows(&self) -> Vec<[f64; 3]> {
+        (0..self.distance.len()).map(|j| self.row(j)).collect()
+    }
+
+    /// Every candidate's logit under the fusion's weights (as [`calibration::probabilities`]
+    /// weighs [`Signals::rows`]).
+    fn logits(&self, w: &[f64; 3]) -> Vec<f64> {
+        (0..self.distance.len())
+            .map(|j| calibration::dot(&self.row(j), w))
+            .collect()
+    }
+}
+
 /// A code's own texts an answer may lean on: its title and its training entries, less the
 /// validation entries.
 fn kept_texts<'e>(e: &'e Embedded, c: usize) -> impl Iterator<Item = String> + 'e {
@@ -311,36 +341,51 @@ impl<'a> Coder<'a> {
     /// Every signal of every candidate, per text: [texts][candidates][signal].
     pub fn features(&self, texts: &[String]) -> Result<Vec<Vec<[f64; 3]>>> {
         let ids = self.e.model.channels.encoder().tokenize(texts)?;
-        Ok(self.features_of(texts, &ids)?.0)
+        Ok(self.each_text(texts, &ids, |_, signals| signals.rows())?.0)
     }
 
-    /// [`Coder::features`] of texts already tokenized, and the texts' points [q, d + 1].
-    pub fn features_of(&self, texts: &[String], ids: &[Vec<u32>]) -> Result<(Vec<Vec<[f64; 3]>>, Tensor)> {
+    /// `f(i, signals)` of each text `i` (already tokenized), and the texts' points [q, d + 1].
+    /// A text's signals live only while `f` runs: a classify batch's texts x 36,355 ICD-10-CM
+    /// leaves held as feature rows were a gigabyte of fresh memory.
+    fn each_text<T: Send>(
+        &self,
+        texts: &[String],
+        ids: &[Vec<u32>],
+        f: impl Fn(usize, Signals) -> T + Sync,
+    ) -> Result<(Vec<T>, Tensor)> {
         let (points, base) = self.e.model.text_points_and_base(ids, CALL_TOKENS)?;
         let mut out = Vec::with_capacity(texts.len());
+        let m = self.text_candidate.len();
         // In chunks, so that the similarities to every entry [chunk, m] stay small.
         for (start, chunk) in (0..texts.len()).step_by(CHUNK).zip(texts.chunks(CHUNK)) {
             let n = chunk.len();
             let distances = self
                 .candidate_points
                 .distances(&points.narrow(0, start, n)?, self.e.curvature())?;
-            let similarity = base.narrow(0, start, n)?.matmul(&self.texts_t)?.to_vec2::<f32>()?;
-            let rows: Vec<Vec<[f64; 3]>> = chunk
-                .par_iter()
-                .zip(distances)
-                .zip(similarity)
-                .map(|((text, d), sim)| {
-                    let mut nearest = vec![-1f32; self.candidates.len()];
-                    for (s, &j) in sim.iter().zip(&self.text_candidate) {
-                        nearest[j] = nearest[j].max(*s);
-                    }
-                    let words = self.lexical.scores(text);
-                    (0..self.candidates.len())
-                        .map(|j| [-(d[j] as f64), nearest[j] as f64, words[j] as f64])
-                        .collect()
-                })
-                .collect();
-            out.extend(rows);
+            let similarity = base.narrow(0, start, n)?.matmul(&self.texts_t)?;
+            let (storage, layout) = similarity.storage_and_layout();
+            let candle_core::Storage::Cpu(cpu) = &*storage else {
+                anyhow::bail!("the similarities are computed on the CPU");
+            };
+            let similarity = crate::model::kernels::values(cpu, layout)?;
+            out.par_extend(
+                chunk
+                    .par_iter()
+                    .zip(distances)
+                    .enumerate()
+                    .map(|(i, (text, distance))| {
+                        let mut nearest = vec![-1f32; self.candidates.len()];
+                        for (s, &j) in similarity[i * m..(i + 1) * m].iter().zip(&self.text_candidate) {
+                            nearest[j] = nearest[j].max(*s);
+                        }
+                        let signals = Signals {
+                            distance,
+                            nearest,
+                            words: self.lexical.scores(text),
+                        };
+                        f(start + i, signals)
+                    }),
+            );
         }
         Ok((out, points))
     }
@@ -354,24 +399,19 @@ impl<'a> Coder<'a> {
 
     /// Answers for tokenized texts, each under its own policy (merged requests of a server).
     pub fn code_each(&self, texts: &[String], ids: &[Vec<u32>], policies: &[Policy]) -> Result<Vec<Answer>> {
-        let (features, points) = self.features_of(texts, ids)?;
-        let points = points.to_vec2::<f32>()?;
-        Ok(features
-            .par_iter()
-            .zip(points)
-            .zip(policies)
-            .map(|((rows, point), policy)| {
-                let p = calibration::probabilities(rows, &self.fusion.weights);
-                Answer {
-                    point,
-                    ..self.answer(rows, &p, policy)
-                }
-            })
+        let (answers, points) = self.each_text(texts, ids, |i, signals| {
+            let p = calibration::softmax(signals.logits(&self.fusion.weights));
+            self.answer(&signals.distance, &p, &policies[i])
+        })?;
+        Ok(answers
+            .into_iter()
+            .zip(points.to_vec2::<f32>()?)
+            .map(|(answer, point)| Answer { point, ..answer })
             .collect())
     }
 
-    /// One text's answer from its features and probabilities.
-    pub fn answer(&self, rows: &[[f64; 3]], p: &[f64], policy: &Policy) -> Answer {
+    /// One text's answer from its distances to the candidates and their probabilities.
+    pub fn answer(&self, distance: &[f32], p: &[f64], policy: &Policy) -> Answer {
         // The top k alone are put in order: on ICD-10-CM's 36,355 leaves, sorting them all was
         // most of an answer's time.
         let more_likely = |a: &usize, b: &usize| p[*b].total_cmp(&p[*a]).then(a.cmp(b));
@@ -387,7 +427,7 @@ impl<'a> Coder<'a> {
             .take(policy.k)
             .map(|&j| Ranked {
                 code: self.candidates[j],
-                distance: -rows[j][0] as f32,
+                distance: distance[j],
                 confidence: p[j],
             })
             .collect();
