@@ -57,7 +57,13 @@ impl Embedder {
     ) -> Result<Embedder> {
         let shards = layout::experiment_shards(&config.data.shards_dir, &config.experiment);
         let folder = locate(&config.model.path, config.model.hub_id.as_deref())?;
-        let encoder = Encoder::load(&folder, config.model.max_length, device, dtype)?;
+        let mut encoder = Encoder::load(&folder, config.model.max_length, device, dtype)?;
+        // A model built from a checkpoint's weights only infers: its products get the layout
+        // inference is fastest in (`kernels::laid_out`).
+        let infers = weights.is_some();
+        if infers {
+            encoder.transformer.lay_out_for_inference()?;
+        }
         let tokens = TokenCache::open(&shards.join(layout::TOKENS_FILE), Some(encoder.tokenizer_sha256))
             .with_context(|| format!("run `naics-pipeline build-shards -c {}` first", config.experiment))?;
         rng::seed(config.data.seed);
@@ -74,7 +80,7 @@ impl Embedder {
             None => None,
         };
         let hidden = encoder.transformer.config.hidden_size;
-        let head = Head::new(
+        let mut head = Head::new(
             VarBuilder::from_varmap(&varmap, DType::F32, device).pp("head"),
             CHANNELS.len() * hidden,
             &config.model.moe,
@@ -98,6 +104,9 @@ impl Embedder {
                     );
                 }
             }
+        }
+        if infers {
+            head.lay_out_for_inference()?;
         }
         Ok(Embedder {
             head,

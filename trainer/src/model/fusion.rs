@@ -90,6 +90,18 @@ impl Moe {
             .collect())
     }
 
+    /// The gate and every expert [`kernels::laid_out`](super::kernels::laid_out) for a model
+    /// that only infers (the experts' 50 MB of weights were copied into gemm's layout at every
+    /// call: 20 ms of a server's batch of eight on ICD-10-CM).
+    pub fn lay_out_for_inference(&mut self) -> Result<()> {
+        self.gate = super::kernels::laid_out(&self.gate)?;
+        for expert in &mut self.experts {
+            expert.up = super::kernels::laid_out(&expert.up)?;
+            expert.down = super::kernels::laid_out(&expert.down)?;
+        }
+        Ok(())
+    }
+
     /// After a step: raises by `rate` the routing bias of every expert that carried less than
     /// the mean load of the global batch, lowers it for those above (a sign step, so the bias
     /// moves at a fixed pace whatever the loss's scale). `rate` 0 turns it off.

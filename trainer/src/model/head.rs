@@ -50,6 +50,14 @@ impl Head {
         Ok(HeadOutput { points, tangent, moe })
     }
 
+    /// Its products [`kernels::laid_out`](super::kernels::laid_out) for a model that only
+    /// infers.
+    pub fn lay_out_for_inference(&mut self) -> Result<()> {
+        self.moe.lay_out_for_inference()?;
+        self.project = super::kernels::laid_out(&self.project)?;
+        Ok(())
+    }
+
     /// The fusion, for its routing balance between steps.
     pub fn moe(&self) -> &Moe {
         &self.moe

@@ -2,9 +2,9 @@
 //! `VarBuilder` (the Hugging Face names of each architecture), LoRA on query and value.
 
 use super::config::{Arch, TransformerConfig};
-use super::frozen;
 use super::lora::{LoraLinear, LoraTape, Pass};
 use super::rng::{self, dropout, dropout_mask, masked};
+use super::{frozen, kernels};
 use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
@@ -464,6 +464,20 @@ impl Transformer {
         }
         let x = self.embeddings.forward(&input, &self.positions(ids, t)?)?;
         Ok((dropout(&x, self.config.hidden_dropout_prob, pass.train)?, mask, bias))
+    }
+
+    /// Every linear layer [`kernels::laid_out`] for a model that only infers (19 -> 6 ms for
+    /// a server's one query on ICD-10-CM).
+    pub fn lay_out_for_inference(&mut self) -> Result<()> {
+        for layer in &mut self.layers {
+            layer.query.base = kernels::laid_out(&layer.query.base)?;
+            layer.key = kernels::laid_out(&layer.key)?;
+            layer.value.base = kernels::laid_out(&layer.value.base)?;
+            layer.attn_out = kernels::laid_out(&layer.attn_out)?;
+            layer.ffn_in = kernels::laid_out(&layer.ffn_in)?;
+            layer.ffn_out = kernels::laid_out(&layer.ffn_out)?;
+        }
+        Ok(())
     }
 
     /// For `merge`: replaces query and value of every layer by their merged versions.

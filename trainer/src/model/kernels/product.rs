@@ -354,6 +354,23 @@ pub fn linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     unrows(&y, x)
 }
 
+/// `layer` with its weight [out, in] kept transposed in memory ([in, out], viewed back as
+/// [out, in]), for a model that only infers: [`linear`]'s product x Wᵀ then hands gemm a matrix
+/// it reads in place, where the weight as stored was copied element by strided element into
+/// gemm's layout at every call (most of a server's one-query time, in the encoder's layers and
+/// the fusion's experts). The encoder's products give the same values; the fusion's differ in
+/// the last bits (ICD-10-CM's confidences by 2e-6 at most). Training keeps the stored layout:
+/// its backward pass multiplies by the weight the other way round (a NAICS stage took a
+/// quarter longer so laid out). On the CPU in f32, without MKL (whose product reads the weight
+/// as stored).
+pub fn laid_out(layer: &Linear) -> Result<Linear> {
+    let w = layer.weight();
+    if !applies(w) || cfg!(feature = "mkl") {
+        return Ok(layer.clone());
+    }
+    Ok(Linear::new(w.t()?.contiguous()?.t()?, layer.bias().cloned()))
+}
+
 /// [.., n] -> [rows, n]
 pub fn rows(x: &Tensor) -> Result<Tensor> {
     x.flatten_to(x.rank().saturating_sub(2))
