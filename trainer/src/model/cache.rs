@@ -172,13 +172,15 @@ pub fn progress(len: usize, what: &str) -> Result<ProgressBar> {
 
 /// The pooled vectors [n, h] of `ids` under `pass` (the frozen base: `Pass::default()`),
 /// encoded in chunks of similar length so that little padding is wasted, returned in the input
-/// order.
+/// order. With `report`, then the tokens/s, to hold against `bench/encoder.sh`'s forward (its
+/// rows have no padding).
 pub fn encode_sorted(
     encoder: &Encoder,
     ids: &[&[u32]],
     pooling: Pooling,
     pass: Pass,
     bar: &ProgressBar,
+    report: bool,
 ) -> Result<Tensor> {
     let started = Instant::now();
     let mut order: Vec<usize> = (0..ids.len()).collect();
@@ -193,13 +195,14 @@ pub fn encode_sorted(
         bar.inc(call.len() as u64);
         Ok(vectors)
     })?;
-    // The tokens/s to hold against `bench/encoder.sh`'s forward (its rows have no padding).
-    let tokens: usize = ids.iter().map(|row| row.len()).sum();
-    let seconds = started.elapsed().as_secs_f64();
-    eprintln!(
-        "encoded {} texts ({tokens} tokens) in {seconds:.1} s: {:.0} tokens/s",
-        ids.len(),
-        tokens as f64 / seconds.max(1e-9)
-    );
+    if report {
+        let tokens: usize = ids.iter().map(|row| row.len()).sum();
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "encoded {} texts ({tokens} tokens) in {seconds:.1} s: {:.0} tokens/s",
+            ids.len(),
+            tokens as f64 / seconds.max(1e-9)
+        );
+    }
     Ok(table)
 }

@@ -37,7 +37,7 @@ impl FrozenChannels {
                 .map(|c| {
                     let ids: Vec<Vec<u32>> = (0..codes).map(|i| tokens.ids(c, i).to_vec()).collect();
                     let ids: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-                    encode_sorted(&encoder, &ids, pooling, Pass::default(), &bar)
+                    encode_sorted(&encoder, &ids, pooling, Pass::default(), &bar, true)
                 })
                 .collect::<Result<Vec<_>>>()?;
             bar.finish_and_clear();
@@ -83,7 +83,7 @@ impl Channels for FrozenChannels {
         let table = cache.get_or_compute(name, &[&ids_key(ids), &[self.pooling as u8]], || {
             let bar = progress(ids.len(), &format!("{name} encoded (frozen cache)"))?;
             let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-            let table = encode_sorted(&self.encoder, &rows, self.pooling, Pass::default(), &bar)?;
+            let table = encode_sorted(&self.encoder, &rows, self.pooling, Pass::default(), &bar, true)?;
             bar.finish_and_clear();
             Ok(table)
         })?;

@@ -50,7 +50,7 @@ pub trait Channels: Send + Sync {
     /// [`Channels::text_vectors_and_base`]'s base vectors of many texts [n, h], unnormalized,
     /// sorted by length into calls (`bar` counts them): the coder's table of entries.
     fn base_vectors(&self, ids: &[&[u32]], bar: &ProgressBar) -> Result<Tensor> {
-        encode_sorted(self.encoder(), ids, Pooling::Mean, Pass::default(), bar)
+        encode_sorted(self.encoder(), ids, Pooling::Mean, Pass::default(), bar, true)
     }
 
     /// Whether the codes' vectors are computed once and kept (then more codes cost a step

@@ -118,7 +118,14 @@ impl Channels for QueryChannels {
     }
 
     fn base_vectors(&self, ids: &[&[u32]], bar: &ProgressBar) -> Result<Tensor> {
-        encode_sorted(&self.codes.encoder, ids, self.codes.pooling, Self::pass(false), bar)
+        encode_sorted(
+            &self.codes.encoder,
+            ids,
+            self.codes.pooling,
+            Self::pass(false),
+            bar,
+            true,
+        )
     }
 
     fn text_trains(&self) -> bool {
