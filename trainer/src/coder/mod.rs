@@ -47,6 +47,8 @@ const SIGNAL_VERSION: &[u8] = b"words: BM25 over leaf paths; fitted on own entri
 const CALL_TOKENS: usize = 4096;
 /// Texts whose similarities to every entry are held at once.
 const CHUNK: usize = 256;
+/// The most feature rows (texts x candidates) the fusion is fitted on: 1 GiB of them.
+const FIT_ROWS: usize = (1 << 30) / std::mem::size_of::<[f64; 3]>();
 
 /// One candidate of an answer.
 #[derive(Debug, Clone, Serialize)]
@@ -299,13 +301,18 @@ impl<'a> Coder<'a> {
     }
 
     /// The validation entries: each one's true candidates (positions in `candidates`: see
-    /// [`Coder::truth`]) and text. What the fusion is fitted on.
+    /// [`Coder::truth`]) and text. What the fusion is fitted on: all of them where their
+    /// features (texts x candidates) fit in [`FIT_ROWS`], else an evenly spaced share that does
+    /// (NAICS and ICD-10-CM: all; a 200,000-code tree's 8,000 texts x 167,000 leaves were 32 GB).
     pub fn validation(&self) -> (Vec<Range<usize>>, Vec<String>) {
-        validation_entries(self.e)
+        let all: Vec<(Range<usize>, String)> = validation_entries(self.e)
             .into_iter()
             .map(|(c, t)| (self.truth(c), t))
             .filter(|(range, _)| !range.is_empty())
-            .unzip()
+            .collect();
+        let most = (FIT_ROWS / self.candidates.len().max(1)).max(1);
+        let step = all.len().div_ceil(most).max(1);
+        all.into_iter().step_by(step).unzip()
     }
 
     /// The candidates that code a text of `code` right, as positions in `candidates`: the code
