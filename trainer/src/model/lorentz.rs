@@ -179,10 +179,46 @@ fn measure<const G: usize>(
     sc: f32,
 ) {
     let us: [&[f32]; G] = std::array::from_fn(|q| queries[q].as_slice());
+    #[cfg(target_arch = "x86_64")]
+    if avx {
+        // SAFETY: `avx` is set only where the CPU has AVX2 (kernels::isa).
+        return unsafe { measure_avx(&us, tile, width, rows, [half_c, sc]) };
+    }
+    let _ = avx;
+    measure_with(&us, tile, width, rows, [half_c, sc], lane_sums);
+}
+
+/// [`measure`] compiled for AVX, its lane sums inlined (a call per row cost a third of them).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn measure_avx<const G: usize>(us: &[&[f32]; G], tile: &[f32], width: usize, rows: &mut [Vec<f32>], c: [f32; 2]) {
+    measure_with(us, tile, width, rows, c, |us, vs, whole| lane_sums_avx(us, vs, whole));
+}
+
+/// The distances from the queries `us` to each row of `tile`, from `sums`' lane sums; `c` holds
+/// c / 2 and sqrt(c).
+#[inline(always)]
+fn measure_with<const G: usize>(
+    us: &[&[f32]; G],
+    tile: &[f32],
+    width: usize,
+    rows: &mut [Vec<f32>],
+    [half_c, sc]: [f32; 2],
+    sums: impl Fn(&[&[f32]; G], &[f32], usize) -> [[f32; LANES]; G],
+) {
     for v in tile.chunks_exact(width) {
-        for (row, square) in rows.iter_mut().zip(lorentz_squares(&us, v, avx)) {
-            // acosh(1 + w) as acosh_1p computes it, w clamped the same way.
-            let w = (square * half_c).max(1e-12);
+        let vs = &v[1..];
+        let whole = vs.len() / LANES * LANES;
+        let lanes = sums(us, vs, whole);
+        for (q, row) in rows.iter_mut().enumerate() {
+            let u = us[q];
+            let mut space: f32 = lanes[q].iter().sum();
+            for (a, b) in u[1 + whole..].iter().zip(&vs[whole..]) {
+                space += (a - b) * (a - b);
+            }
+            let time = u[0] - v[0];
+            // <u - v, u - v>_L, then acosh(1 + w) as acosh_1p computes it, w clamped the same way.
+            let w = ((space - time * time) * half_c).max(1e-12);
             row.push(((w + 1.0) + (w * (w + 2.0)).sqrt()).ln() / sc);
         }
     }
@@ -191,35 +227,6 @@ fn measure<const G: usize>(
 /// The lanes of each sum of squares: one AVX register, and the same on every path, so that each
 /// path sums in the same order and gives the same distances.
 const LANES: usize = 8;
-
-/// <u - v, u - v>_L for each u of `us` (each as wide as `v`), the space part summed in eight
-/// lanes then across them.
-#[inline(always)]
-fn lorentz_squares<const G: usize>(us: &[&[f32]; G], v: &[f32], avx: bool) -> [f32; G] {
-    let vs = &v[1..];
-    let whole = vs.len() / LANES * LANES;
-    #[cfg(target_arch = "x86_64")]
-    let lanes = if avx {
-        // SAFETY: `avx` is set only where the CPU has AVX2 (kernels::isa).
-        unsafe { lane_sums_avx(us, vs, whole) }
-    } else {
-        lane_sums(us, vs, whole)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let lanes = {
-        let _ = avx;
-        lane_sums(us, vs, whole)
-    };
-    std::array::from_fn(|q| {
-        let u = us[q];
-        let mut space: f32 = lanes[q].iter().sum();
-        for (a, b) in u[1 + whole..].iter().zip(&vs[whole..]) {
-            space += (a - b) * (a - b);
-        }
-        let time = u[0] - v[0];
-        space - time * time
-    })
-}
 
 /// Each query's eight lane sums of (u_i - v_i)^2 over the first `whole` space coordinates.
 fn lane_sums<const G: usize>(us: &[&[f32]; G], vs: &[f32], whole: usize) -> [[f32; LANES]; G] {
@@ -245,6 +252,7 @@ fn lane_sums<const G: usize>(us: &[&[f32]; G], vs: &[f32], whole: usize) -> [[f3
 /// intrinsics: the compiler kept the plain loop's interleaved sums in memory, a lane at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
+#[inline]
 fn lane_sums_avx<const G: usize>(us: &[&[f32]; G], vs: &[f32], whole: usize) -> [[f32; LANES]; G] {
     use std::arch::x86_64::*;
     assert!(whole.is_multiple_of(LANES) && whole <= vs.len() && us.iter().all(|u| u.len() > whole));
