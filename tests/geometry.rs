@@ -266,7 +266,7 @@ fn pairwise_matches_the_broadcast_distance() {
 
 /// The pair-by-pair distances (the coder's, eval's and validation's) against the broadcast
 /// formula, on random points (dimension 21: eight-lane blocks and a remainder; 39 queries and
-/// 600 targets: a block of 32 queries in groups of eight, then groups of four, two and one, and
+/// 600 targets: a block of 32 queries and one of 7, in groups of four, then two and one, and
 /// tiles of targets with a remainder), and exactly 0 at d(x, x) as the clamp makes it.
 #[test]
 fn distance_rows_match_the_broadcast_distance() {
