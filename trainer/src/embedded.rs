@@ -44,7 +44,7 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
     let codes = Codes::read(&config.data.dir)?;
     let cache = layout::cache_dir(&config.data.shards_dir);
     let key = hex(&remembered_sha256(checkpoint, &cache)?)[..16].to_string();
-    let points = cached_points(&model, &key, &config, codes.len())?;
+    let points = cached_points(&model, &key, &cache, codes.len())?;
     Ok(Embedded {
         config,
         model,
@@ -55,11 +55,11 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
 }
 
 /// The codes' points for a checkpoint, computed once and then read from
-/// `{shards_dir}/cache/points-{key}.safetensors` (`key`: from the checkpoint's weights), so that
-/// `search` after the first call loads without encoding anything. Their tangent vectors are not
-/// kept: [`Embedded::tangent`] is their log map.
-fn cached_points(model: &Embedder, key: &str, config: &Config, n: usize) -> Result<Tensor> {
-    let path = layout::cache_dir(&config.data.shards_dir).join(format!("points-{key}.safetensors"));
+/// `{cache}/points-{key}.safetensors` (the shards' cache folder; `key`: from the checkpoint), so
+/// that `search` after the first call loads without encoding anything. Their tangent vectors are
+/// not kept: [`Embedded::tangent`] is their log map.
+fn cached_points(model: &Embedder, key: &str, cache: &Path, n: usize) -> Result<Tensor> {
+    let path = cache.join(format!("points-{key}.safetensors"));
     if path.exists()
         && let Ok(points) = read_mapped(&path, "points", &Device::Cpu)
         && points.dim(0)? == n

@@ -116,7 +116,8 @@ impl Targets {
         const QUERY_BLOCK: usize = 32;
         const SPAN_ROWS: usize = 4096;
         let queries = queries.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
-        let (half_c, sc) = ((c / 2.0) as f32, c.sqrt() as f32);
+        let c = [(c / 2.0) as f32, c.sqrt() as f32];
+        let avx = super::kernels::isa() >= super::kernels::Isa::Avx2;
         let width = self.points.dim(1)?.max(1);
         let (storage, layout) = self.points.storage_and_layout();
         let candle_core::Storage::Cpu(cpu) = &*storage else {
@@ -129,7 +130,7 @@ impl Targets {
             .flat_map_iter(|block| {
                 let spans: Vec<Vec<Vec<f32>>> = values
                     .par_chunks(SPAN_ROWS * width)
-                    .map(|span| span_distances(block, span, width, half_c, sc))
+                    .map(|span| span_distances(block, span, width, c, avx))
                     .collect();
                 (0..block.len()).map(move |q| {
                     let mut row = Vec::with_capacity(n);
@@ -144,10 +145,10 @@ impl Targets {
 }
 
 /// The distances [block, span rows] from a block of queries to a span of targets (rows of
-/// `width`), a tile at a time, a group of queries against each row.
-fn span_distances(block: &[Vec<f32>], span: &[f32], width: usize, half_c: f32, sc: f32) -> Vec<Vec<f32>> {
+/// `width`), a tile at a time, a group of queries against each row; `c` holds c / 2 and sqrt(c),
+/// `avx` whether the CPU has AVX2 (kernels::isa).
+fn span_distances(block: &[Vec<f32>], span: &[f32], width: usize, c: [f32; 2], avx: bool) -> Vec<Vec<f32>> {
     const TILE_ROWS: usize = 256;
-    let avx = super::kernels::isa() >= super::kernels::Isa::Avx2;
     let mut rows: Vec<Vec<f32>> = block.iter().map(|_| Vec::with_capacity(span.len() / width)).collect();
     for tile in span.chunks(TILE_ROWS * width) {
         // Groups of four, then the rest in groups of two and one: no sums of padding (groups of
@@ -157,9 +158,9 @@ fn span_distances(block: &[Vec<f32>], span: &[f32], width: usize, half_c: f32, s
             while block.len() - done >= group {
                 let (queries, out) = (&block[done..done + group], &mut rows[done..done + group]);
                 match group {
-                    4 => measure::<4>(queries, tile, width, avx, out, half_c, sc),
-                    2 => measure::<2>(queries, tile, width, avx, out, half_c, sc),
-                    _ => measure::<1>(queries, tile, width, avx, out, half_c, sc),
+                    4 => measure::<4>(queries, tile, width, out, c, avx),
+                    2 => measure::<2>(queries, tile, width, out, c, avx),
+                    _ => measure::<1>(queries, tile, width, out, c, avx),
                 }
                 done += group;
             }
@@ -173,19 +174,18 @@ fn measure<const G: usize>(
     queries: &[Vec<f32>],
     tile: &[f32],
     width: usize,
-    avx: bool,
     rows: &mut [Vec<f32>],
-    half_c: f32,
-    sc: f32,
+    c: [f32; 2],
+    avx: bool,
 ) {
     let us: [&[f32]; G] = std::array::from_fn(|q| queries[q].as_slice());
     #[cfg(target_arch = "x86_64")]
     if avx {
         // SAFETY: `avx` is set only where the CPU has AVX2 (kernels::isa).
-        return unsafe { measure_avx(&us, tile, width, rows, [half_c, sc]) };
+        return unsafe { measure_avx(&us, tile, width, rows, c) };
     }
     let _ = avx;
-    measure_with(&us, tile, width, rows, [half_c, sc], lane_sums);
+    measure_with(&us, tile, width, rows, c, lane_sums);
 }
 
 /// [`measure`] compiled for AVX, its lane sums inlined (a call per row: a sixth of their time).
