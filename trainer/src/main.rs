@@ -139,6 +139,10 @@ enum Command {
         /// Seconds a request waits for the model.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
+        /// Milliseconds a batch may wait for the clients just answered to ask again (0: never
+        /// waits); a lone client never waits.
+        #[arg(long, default_value_t = 5)]
+        batch_wait_ms: u64,
         #[command(flatten)]
         which: WhichCheckpoint,
     },
@@ -304,6 +308,7 @@ fn run(cli: Cli) -> Result<()> {
             max_body,
             max_batch,
             timeout,
+            batch_wait_ms,
             which,
         } => {
             // The server lives as long as the process: the model is loaded once and shared.
@@ -313,6 +318,7 @@ fn run(cli: Cli) -> Result<()> {
                 max_body,
                 max_batch,
                 timeout: std::time::Duration::from_secs(timeout),
+                batch_wait: std::time::Duration::from_millis(batch_wait_ms),
                 ..Default::default()
             };
             let router = serve::router(e, coder, limits)?;

@@ -40,6 +40,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Texts the worker merges into one batch.
     pub merge_texts: usize,
+    /// How long a batch may wait for the clients of the last one ([`worker`]).
+    pub batch_wait: Duration,
 }
 
 impl Default for Limits {
@@ -49,6 +51,7 @@ impl Default for Limits {
             max_batch: 1000,
             timeout: Duration::from_secs(30),
             merge_texts: 256,
+            batch_wait: Duration::from_millis(5),
         }
     }
 }
@@ -75,7 +78,7 @@ pub fn router(e: &'static Embedded, coder: &'static Coder<'static>, limits: Limi
     let app = App {
         e,
         coder,
-        jobs: worker::spawn(coder, limits.merge_texts, 1024),
+        jobs: worker::spawn(coder, limits.merge_texts, limits.batch_wait, 1024),
         disk: Arc::new(Disk::new(e)?),
         children: Arc::new(children),
         limits,

@@ -7,6 +7,7 @@ use crate::coder::{Answer, Coder, Policy};
 use naics_common::tokenizer::encode_checked;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Why a job has no answers.
@@ -24,28 +25,69 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Vec<Answer>, JobError>>,
 }
 
-/// Starts the worker; it stops when every sender is dropped. `queue` bounds the jobs waiting.
-pub fn spawn(coder: &'static Coder<'static>, merge_texts: usize, queue: usize) -> SyncSender<Job> {
+/// Starts the worker; it stops when every sender is dropped. `queue` bounds the jobs waiting;
+/// `wait` is how long a batch may wait for the clients of the last one (see [`Batching`]).
+pub fn spawn(coder: &'static Coder<'static>, merge_texts: usize, wait: Duration, queue: usize) -> SyncSender<Job> {
     let (tx, rx) = sync_channel(queue);
     std::thread::Builder::new()
         .name("model".into())
-        .spawn(move || work(coder, &rx, merge_texts))
+        .spawn(move || work(coder, &rx, merge_texts, wait))
         .expect("spawning the model thread");
     tx
 }
 
-fn work(coder: &Coder, rx: &Receiver<Job>, merge_texts: usize) {
-    while let Ok(first) = rx.recv() {
-        let mut texts = first.texts.len();
-        let mut jobs = vec![first];
-        while texts < merge_texts {
-            let Ok(job) = rx.try_recv() else { break };
-            texts += job.texts.len();
-            jobs.push(job);
-        }
+fn work(coder: &Coder, rx: &Receiver<Job>, merge_texts: usize, wait: Duration) {
+    let mut batching = Batching::default();
+    while let Some(mut jobs) = batching.next(rx, merge_texts, wait) {
         // A request that timed out no longer waits for its answer.
         jobs.retain(|j| !j.reply.is_closed());
+        let answered = jobs.len();
         run(coder, jobs);
+        batching.answered(rx, answered);
+    }
+}
+
+/// How the worker cuts the queue into batches. Clients that were just answered tend to ask
+/// again at once (a closed loop: a page, a script, a load test), and a batch that starts a
+/// moment before their requests arrive leaves them to wait for all of it and then for their
+/// own: the tail of the latency doubles. So a batch waits, up to `wait`, until as many jobs
+/// are there as were answered last time plus those that came in meanwhile; a lone client
+/// (one job answered, none waiting) never waits. As TorchServe's `max_batch_delay`, but only
+/// while the last batch says more is coming.
+#[derive(Default)]
+struct Batching {
+    /// Jobs already taken from the queue for the next batch.
+    waiting: Vec<Job>,
+    /// Jobs the next batch waits for.
+    expected: usize,
+}
+
+impl Batching {
+    /// The next batch (at least one job; up to about `merge_texts` texts), or None when every
+    /// sender is gone.
+    fn next(&mut self, rx: &Receiver<Job>, merge_texts: usize, wait: Duration) -> Option<Vec<Job>> {
+        if self.waiting.is_empty() {
+            self.waiting.push(rx.recv().ok()?);
+        }
+        let deadline = Instant::now() + wait;
+        let mut texts: usize = self.waiting.iter().map(|j| j.texts.len()).sum();
+        while texts < merge_texts {
+            let job = if self.waiting.len() < self.expected {
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()
+            } else {
+                rx.try_recv().ok()
+            };
+            let Some(job) = job else { break };
+            texts += job.texts.len();
+            self.waiting.push(job);
+        }
+        Some(std::mem::take(&mut self.waiting))
+    }
+
+    /// After a batch of `answered` jobs: takes the jobs that arrived while it ran.
+    fn answered(&mut self, rx: &Receiver<Job>, answered: usize) {
+        self.waiting.extend(rx.try_iter());
+        self.expected = answered + self.waiting.len();
     }
 }
 
@@ -98,5 +140,86 @@ fn run(coder: &Coder, jobs: Vec<Job>) {
 fn fail_all(jobs: Vec<Job>, why: &str) {
     for job in jobs {
         let _ = job.reply.send(Err(JobError::Failed(why.to_string())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Batching, Job};
+    use crate::coder::Policy;
+    use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant};
+
+    fn job() -> Job {
+        Job {
+            texts: vec!["a text".into()],
+            policy: Policy::default(),
+            reply: tokio::sync::oneshot::channel().0,
+        }
+    }
+
+    /// A batching whose last batch answered `answered` jobs, `during` more having come in.
+    fn after(answered: usize, during: usize) -> (Batching, SyncSender<Job>, Receiver<Job>) {
+        let (tx, rx) = sync_channel(16);
+        for _ in 0..during {
+            tx.send(job()).unwrap();
+        }
+        let mut batching = Batching::default();
+        batching.answered(&rx, answered);
+        (batching, tx, rx)
+    }
+
+    /// Sends one job now and `later` more after 50 ms, from another thread.
+    fn arrive(tx: &SyncSender<Job>, later: usize) -> JoinHandle<()> {
+        tx.send(job()).unwrap();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            for _ in 0..later {
+                tx.send(job()).unwrap();
+            }
+        })
+    }
+
+    #[test]
+    fn a_lone_client_never_waits() {
+        let (mut batching, tx, rx) = after(1, 0);
+        let late = arrive(&tx, 1);
+        let start = Instant::now();
+        assert_eq!(batching.next(&rx, 256, Duration::from_secs(5)).unwrap().len(), 1);
+        assert!(start.elapsed() < Duration::from_millis(40));
+        late.join().unwrap();
+    }
+
+    #[test]
+    fn a_batch_waits_for_the_clients_of_the_last_one() {
+        let (mut batching, tx, rx) = after(3, 0);
+        let late = arrive(&tx, 2);
+        assert_eq!(batching.next(&rx, 256, Duration::from_secs(5)).unwrap().len(), 3);
+        late.join().unwrap();
+        // Jobs that came in while the last batch ran wait with its clients.
+        let (mut batching, tx, rx) = after(1, 2);
+        let late = arrive(&tx, 0);
+        assert_eq!(batching.expected, 3);
+        assert_eq!(batching.next(&rx, 256, Duration::from_secs(5)).unwrap().len(), 3);
+        late.join().unwrap();
+    }
+
+    #[test]
+    fn the_wait_is_bounded_and_so_is_the_batch() {
+        let (mut batching, tx, rx) = after(8, 0);
+        let late = arrive(&tx, 0);
+        let start = Instant::now();
+        assert_eq!(batching.next(&rx, 256, Duration::from_millis(20)).unwrap().len(), 1);
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        late.join().unwrap();
+        // Enough texts end the batch without waiting.
+        let (mut batching, tx, rx) = after(8, 0);
+        let late = arrive(&tx, 0);
+        let start = Instant::now();
+        assert_eq!(batching.next(&rx, 1, Duration::from_secs(5)).unwrap().len(), 1);
+        assert!(start.elapsed() < Duration::from_millis(40));
+        late.join().unwrap();
     }
 }
