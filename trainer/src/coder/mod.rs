@@ -153,6 +153,14 @@ pub struct Fusion {
     pub fitted_on: usize,
 }
 
+impl Fusion {
+    /// The points alone: the fusion of a tree without validation entries.
+    const POINTS: Fusion = Fusion {
+        weights: [1.0, 0.0, 0.0],
+        fitted_on: 0,
+    };
+}
+
 pub struct Coder<'a> {
     e: &'a Embedded,
     /// The leaves (NAICS: the six-digit codes), as code indexes: what a text is coded to.
@@ -287,10 +295,7 @@ impl<'a> Coder<'a> {
             text_candidate,
             lexical,
             leaves: LeafIndex::new(&e.codes.parent),
-            fusion: Fusion {
-                weights: [1.0, 0.0, 0.0],
-                fitted_on: 0,
-            },
+            fusion: Fusion::POINTS,
         };
         coder.fusion = coder.fitted()?;
         Ok(coder)
@@ -312,10 +317,7 @@ impl<'a> Coder<'a> {
         let (truth, texts) = self.validation();
         // Without validation entries (a tiny tree), the points alone.
         let fusion = if truth.is_empty() {
-            Fusion {
-                weights: [1.0, 0.0, 0.0],
-                fitted_on: 0,
-            }
+            Fusion::POINTS
         } else {
             Fusion {
                 weights: calibration::fit_logit(&self.features(&texts)?, &truth),

@@ -26,6 +26,11 @@ pub struct Coding {
     pub ablation: Vec<(String, Retrieval)>,
     /// Of the top answer's confidence against its correctness, 10 bins.
     pub expected_calibration_error: f64,
+    /// The same and the top-1 accuracy on the validation entries the fusion was fitted on: where
+    /// these are calibrated and the held-out ones are not, the validation entries are easier
+    /// than held-out text (a shift, not a fusion too simple for its signals).
+    pub validation_calibration_error: f64,
+    pub validation_top1: f64,
     pub reliability: Vec<Bin>,
     /// Answering only at top-1 confidence >= threshold.
     pub coverage: Vec<Coverage>,
@@ -52,6 +57,12 @@ const ABLATIONS: [[bool; 3]; 4] = [
     [true, false, true],
     [false, true, true],
 ];
+
+/// The top candidate's probability, and whether it is among `truth`.
+fn top_answer(p: &[f64], truth: &std::ops::Range<usize>) -> (f64, bool) {
+    let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+    (p.get(best).copied().unwrap_or(0.0), truth.contains(&best))
+}
 
 /// The coder on every held-out entry; `calibration.png` into `out_dir`.
 pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
@@ -80,6 +91,11 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
             (name.join(" + "), calibration::fit_logit(&masked, &val_truth))
         })
         .collect();
+    let (val_confidence, val_correct): (Vec<f64>, Vec<bool>) = val_features
+        .iter()
+        .zip(&val_truth)
+        .map(|(rows, truth)| top_answer(&calibration::probabilities(rows, &coder.fusion.weights), truth))
+        .unzip();
     drop(val_features);
 
     // The held-out texts a chunk at a time: each weighting (the fitted fusion first, then the
@@ -110,9 +126,9 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
             }
             let p = calibration::probabilities(rows, &coder.fusion.weights);
             tallies[0].add(t, &p.iter().map(|x| -*x as f32).collect::<Vec<_>>());
-            let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
-            confidence.push(p[best]);
-            correct.push(coder.truth(t).contains(&best));
+            let (top, right) = top_answer(&p, &coder.truth(t));
+            confidence.push(top);
+            correct.push(right);
             match coder.level(&p, MIN_CONFIDENCE) {
                 Some(a) => {
                     let l = e.codes.level[a.code] as usize;
@@ -152,6 +168,8 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
         retrieval,
         ablation,
         expected_calibration_error: calibration::expected_calibration_error(&confidence, &correct, 10),
+        validation_calibration_error: calibration::expected_calibration_error(&val_confidence, &val_correct, 10),
+        validation_top1: val_correct.iter().filter(|&&r| r).count() as f64 / val_correct.len().max(1) as f64,
         reliability,
         coverage,
         levels,

@@ -232,8 +232,8 @@ impl Report {
             c.fusion.fitted_on
         ));
         out.push_str(&format!(
-            "  expected calibration error {:.4}\n",
-            c.expected_calibration_error
+            "  expected calibration error {:.4} (on the validation entries fitted on: {:.4}, top-1 {:.3})\n",
+            c.expected_calibration_error, c.validation_calibration_error, c.validation_top1
         ));
         for l in &c.levels {
             out.push_str(&format!(
