@@ -1,6 +1,6 @@
 //! Confidence that means what it says: the fusion's weights fitted by maximum likelihood on
 //! validation entries (a conditional logit over the candidates: concave, solved by Newton's
-//! method), and the measures of calibration `eval` reports: expected calibration error, the
+//! method), a map of the top answer's confidence fitted on the same entries, and the measures of calibration `eval` reports: expected calibration error, the
 //! reliability bins behind it, and accuracy against coverage when low-confidence answers abstain.
 
 use std::ops::Range;
@@ -40,6 +40,34 @@ pub fn fit_logit<const F: usize>(features: &[Vec<[f64; F]>], truth: &[Range<usiz
         }
     }
     w
+}
+
+/// The top candidate's probability, and whether it is among `truth`.
+pub fn top_answer(p: &[f64], truth: &Range<usize>) -> (f64, bool) {
+    let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+    (p.get(best).copied().unwrap_or(0.0), truth.contains(&best))
+}
+
+/// The map [a, b] of a top answer's probability c to sigma(a logit(c) + b) that best predicts
+/// whether it is right (a logistic regression on logit(c), fitted by [`fit_logit`] as a choice
+/// between "right", [logit c, 1], and "wrong", [0, 0]). The likelihood of the fusion's weights
+/// spreads one scale over tens of thousands of candidates: on ICD-10-CM its top answers were
+/// right 16 % of the time at a confidence of 0.05 and 59 % at 0.75, on the very entries it was
+/// fitted on. A monotone map keeps every ranking.
+pub fn fit_top(confidence: &[f64], correct: &[bool]) -> [f64; 2] {
+    let rows: Vec<Vec<[f64; 2]>> = confidence.iter().map(|&c| vec![[logit(c), 1.0], [0.0, 0.0]]).collect();
+    let truth: Vec<Range<usize>> = correct.iter().map(|&r| if r { 0..1 } else { 1..2 }).collect();
+    fit_logit(&rows, &truth)
+}
+
+/// sigma(a logit(c) + b): the confidence under a map of [`fit_top`].
+pub fn recalibrated(c: f64, [a, b]: [f64; 2]) -> f64 {
+    1.0 / (1.0 + (-(a * logit(c) + b)).exp())
+}
+
+fn logit(c: f64) -> f64 {
+    let c = c.clamp(1e-12, 1.0 - 1e-12);
+    (c / (1.0 - c)).ln()
 }
 
 /// The Newton step for the negated Hessian `hess`, with a ridge added until it points uphill.
@@ -242,6 +270,25 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    /// Outcomes drawn with probability sigma(0.6 logit(c) + 0.3): the map found is that one.
+    #[test]
+    fn the_top_map_recovers_a_known_distortion() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let c: Vec<f64> = (0..40_000).map(|_| rng.random_range(0.01..0.99)).collect();
+        let right: Vec<bool> = c
+            .iter()
+            .map(|&c| rng.random::<f64>() < recalibrated(c, [0.6, 0.3]))
+            .collect();
+        let [a, b] = fit_top(&c, &right);
+        assert!((a - 0.6).abs() < 0.03 && (b - 0.3).abs() < 0.03, "{a} {b}");
+        assert!((recalibrated(0.5, [1.0, 0.0]) - 0.5).abs() < 1e-12);
+        assert!((recalibrated(0.9, [1.0, 0.0]) - 0.9).abs() < 1e-12);
+        // The recalibrated confidences are calibrated; the raw ones are not.
+        let fixed: Vec<f64> = c.iter().map(|&c| recalibrated(c, [a, b])).collect();
+        assert!(expected_calibration_error(&fixed, &right, 10) < 0.02);
+        assert!(expected_calibration_error(&c, &right, 10) > 0.05);
+    }
 
     /// Outcomes drawn with known probabilities: those probabilities are calibrated (ECE at the
     /// level of sampling noise), the same made overconfident are not.

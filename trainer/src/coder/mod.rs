@@ -11,7 +11,10 @@
 //! The weights are the maximum-likelihood conditional logit over the candidates on validation
 //! entries (`calibration`): a deterministic share of the training entries that training never
 //! sees and the entry index leaves out, so the probabilities it gives are calibrated where the
-//! held-out entries are concerned too. Answers at coarser levels come from summing them
+//! held-out entries are concerned too. One scale over tens of thousands of candidates still
+//! left the top answers' confidences off (too low when low, too high when high), so the
+//! confidence shown is the top answer's probability through a map fitted on the same entries
+//! (`calibration::fit_top`); the level-wise answers sum the probabilities themselves. Answers at coarser levels come from summing them
 //! (`levels`).
 
 pub mod calibration;
@@ -42,7 +45,7 @@ pub const SIGNALS: [&str; 3] = ["points", "entries", "words"];
 
 /// Part of the cached fusion's key beside the checkpoint's: a change in how a signal is
 /// computed, or in what the fusion is fitted on, refits it.
-const SIGNAL_VERSION: &[u8] = b"words: BM25 over leaf paths; fitted on own entries; no cross-reference repeats them";
+const SIGNAL_VERSION: &[u8] = b"words: BM25 over leaf paths; fitted on own entries; no cross-reference repeats them; the top answers confidence mapped";
 
 /// Texts go through the encoder in calls of at most this many padded tokens.
 const CALL_TOKENS: usize = 4096;
@@ -151,6 +154,8 @@ pub struct Fusion {
     pub weights: [f64; 3],
     /// Validation entries it was fitted on.
     pub fitted_on: usize,
+    /// The map of a top answer's probability to the confidence shown ([`calibration::fit_top`]).
+    pub top: [f64; 2],
 }
 
 impl Fusion {
@@ -158,6 +163,7 @@ impl Fusion {
     const POINTS: Fusion = Fusion {
         weights: [1.0, 0.0, 0.0],
         fitted_on: 0,
+        top: [1.0, 0.0],
     };
 }
 
@@ -319,9 +325,17 @@ impl<'a> Coder<'a> {
         let fusion = if truth.is_empty() {
             Fusion::POINTS
         } else {
+            let features = self.features(&texts)?;
+            let weights = calibration::fit_logit(&features, &truth);
+            let (confidence, correct): (Vec<f64>, Vec<bool>) = features
+                .iter()
+                .zip(&truth)
+                .map(|(rows, truth)| calibration::top_answer(&calibration::probabilities(rows, &weights), truth))
+                .unzip();
             Fusion {
-                weights: calibration::fit_logit(&self.features(&texts)?, &truth),
+                weights,
                 fitted_on: truth.len(),
+                top: calibration::fit_top(&confidence, &correct),
             }
         };
         let json = serde_json::to_vec_pretty(&fusion)?;
@@ -446,6 +460,11 @@ impl<'a> Coder<'a> {
             .collect())
     }
 
+    /// The confidence shown for an answer of probability `p` (the fusion's top map).
+    pub fn confidence(&self, p: f64) -> f64 {
+        calibration::recalibrated(p, self.fusion.top)
+    }
+
     /// One text's answer from its distances to the candidates and their probabilities.
     pub fn answer(&self, distance: &[f32], p: &[f64], policy: &Policy) -> Answer {
         let order = most_likely(p, policy.k.max(1));
@@ -455,10 +474,10 @@ impl<'a> Coder<'a> {
             .map(|&j| Ranked {
                 code: self.candidates[j],
                 distance: distance[j],
-                confidence: p[j],
+                confidence: self.confidence(p[j]),
             })
             .collect();
-        let top = order.first().map_or(0.0, |&j| p[j]);
+        let top = order.first().map_or(0.0, |&j| self.confidence(p[j]));
         Answer {
             ranked,
             level: level_answer(&self.leaves, p, policy.min_confidence),

@@ -58,12 +58,6 @@ const ABLATIONS: [[bool; 3]; 4] = [
     [false, true, true],
 ];
 
-/// The top candidate's probability, and whether it is among `truth`.
-fn top_answer(p: &[f64], truth: &std::ops::Range<usize>) -> (f64, bool) {
-    let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
-    (p.get(best).copied().unwrap_or(0.0), truth.contains(&best))
-}
-
 /// The coder on every held-out entry; `calibration.png` into `out_dir`.
 pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
     let coder = Coder::new(e)?;
@@ -94,7 +88,10 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
     let (val_confidence, val_correct): (Vec<f64>, Vec<bool>) = val_features
         .iter()
         .zip(&val_truth)
-        .map(|(rows, truth)| top_answer(&calibration::probabilities(rows, &coder.fusion.weights), truth))
+        .map(|(rows, truth)| {
+            let (c, right) = calibration::top_answer(&calibration::probabilities(rows, &coder.fusion.weights), truth);
+            (coder.confidence(c), right)
+        })
         .unzip();
     drop(val_features);
 
@@ -126,8 +123,8 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
             }
             let p = calibration::probabilities(rows, &coder.fusion.weights);
             tallies[0].add(t, &p.iter().map(|x| -*x as f32).collect::<Vec<_>>());
-            let (top, right) = top_answer(&p, &coder.truth(t));
-            confidence.push(top);
+            let (top, right) = calibration::top_answer(&p, &coder.truth(t));
+            confidence.push(coder.confidence(top));
             correct.push(right);
             match coder.level(&p, MIN_CONFIDENCE) {
                 Some(a) => {
