@@ -65,6 +65,21 @@ pub fn recalibrated(c: f64, [a, b]: [f64; 2]) -> f64 {
     1.0 / (1.0 + (-(a * logit(c) + b)).exp())
 }
 
+/// Gives the top candidate of the distribution `p` its mapped confidence and the others the
+/// rest, in their proportions: still a distribution, in the same order (another candidate is
+/// held at most level with the top, where near-ties and a top lowered below 1/2 would pass it).
+pub fn with_top(p: &mut [f64], map: [f64; 2]) {
+    let Some(best) = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])) else {
+        return;
+    };
+    let (old, new) = (p[best], recalibrated(p[best], map));
+    let scale = if old < 1.0 { (1.0 - new) / (1.0 - old) } else { 0.0 };
+    for q in p.iter_mut() {
+        *q = (*q * scale).min(new);
+    }
+    p[best] = new;
+}
+
 fn logit(c: f64) -> f64 {
     let c = c.clamp(1e-12, 1.0 - 1e-12);
     (c / (1.0 - c)).ln()
@@ -288,6 +303,15 @@ mod tests {
         let fixed: Vec<f64> = c.iter().map(|&c| recalibrated(c, [a, b])).collect();
         assert!(expected_calibration_error(&fixed, &right, 10) < 0.02);
         assert!(expected_calibration_error(&c, &right, 10) > 0.05);
+        // A distribution keeps its sum and its order; a near-tie is held level with the top.
+        let mut p = vec![0.7, 0.2, 0.1];
+        with_top(&mut p, [0.6, 0.3]);
+        let top = recalibrated(0.7, [0.6, 0.3]);
+        assert!((p[0] - top).abs() < 1e-12 && (p[1] / p[2] - 2.0).abs() < 1e-9);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let mut p = vec![0.5, 0.49, 0.01];
+        with_top(&mut p, [1.0, -1.0]);
+        assert!(p[1] <= p[0] && p[0] < 0.5, "{p:?}");
     }
 
     /// Outcomes drawn with known probabilities: those probabilities are calibrated (ECE at the

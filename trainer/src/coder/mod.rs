@@ -12,10 +12,10 @@
 //! entries (`calibration`): a deterministic share of the training entries that training never
 //! sees and the entry index leaves out, so the probabilities it gives are calibrated where the
 //! held-out entries are concerned too. One scale over tens of thousands of candidates still
-//! left the top answers' confidences off (too low when low, too high when high), so the
-//! confidence shown is the top answer's probability through a map fitted on the same entries
-//! (`calibration::fit_top`); the level-wise answers sum the probabilities themselves. Answers at coarser levels come from summing them
-//! (`levels`).
+//! left the top answers' confidences off (too low when low, too high when high), so the top
+//! answer's probability goes through a map fitted on the same entries (`calibration::fit_top`),
+//! the others sharing the rest in their proportions. Answers at coarser levels come from summing
+//! them (`levels`).
 
 pub mod calibration;
 pub mod levels;
@@ -450,7 +450,7 @@ impl<'a> Coder<'a> {
     /// Answers for tokenized texts, each under its own policy (merged requests of a server).
     pub fn code_each(&self, texts: &[String], ids: &[Vec<u32>], policies: &[Policy]) -> Result<Vec<Answer>> {
         let (answers, points) = self.each_text(texts, ids, |i, signals| {
-            let p = calibration::softmax(signals.logits(&self.fusion.weights));
+            let p = self.probabilities(signals.logits(&self.fusion.weights));
             self.answer(&signals.distance, &p, &policies[i])
         })?;
         Ok(answers
@@ -460,9 +460,12 @@ impl<'a> Coder<'a> {
             .collect())
     }
 
-    /// The confidence shown for an answer of probability `p` (the fusion's top map).
-    pub fn confidence(&self, p: f64) -> f64 {
-        calibration::recalibrated(p, self.fusion.top)
+    /// The candidates' probabilities from their fused logits: the softmax, its top answer's
+    /// confidence mapped ([`calibration::with_top`]).
+    pub fn probabilities(&self, logits: Vec<f64>) -> Vec<f64> {
+        let mut p = calibration::softmax(logits);
+        calibration::with_top(&mut p, self.fusion.top);
+        p
     }
 
     /// One text's answer from its distances to the candidates and their probabilities.
@@ -474,10 +477,10 @@ impl<'a> Coder<'a> {
             .map(|&j| Ranked {
                 code: self.candidates[j],
                 distance: distance[j],
-                confidence: self.confidence(p[j]),
+                confidence: p[j],
             })
             .collect();
-        let top = order.first().map_or(0.0, |&j| self.confidence(p[j]));
+        let top = order.first().map_or(0.0, |&j| p[j]);
         Answer {
             ranked,
             level: level_answer(&self.leaves, p, policy.min_confidence),

@@ -90,7 +90,7 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
         .zip(&val_truth)
         .map(|(rows, truth)| {
             let (c, right) = calibration::top_answer(&calibration::probabilities(rows, &coder.fusion.weights), truth);
-            (coder.confidence(c), right)
+            (calibration::recalibrated(c, coder.fusion.top), right)
         })
         .unzip();
     drop(val_features);
@@ -121,11 +121,13 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
                     .collect();
                 tally.add(t, &p);
             }
-            let p = calibration::probabilities(rows, &coder.fusion.weights);
+            // Ranked by the fused softmax; its top's confidence mapped, as in an answer.
+            let mut p = calibration::probabilities(rows, &coder.fusion.weights);
             tallies[0].add(t, &p.iter().map(|x| -*x as f32).collect::<Vec<_>>());
             let (top, right) = calibration::top_answer(&p, &coder.truth(t));
-            confidence.push(coder.confidence(top));
+            confidence.push(calibration::recalibrated(top, coder.fusion.top));
             correct.push(right);
+            calibration::with_top(&mut p, coder.fusion.top);
             match coder.level(&p, MIN_CONFIDENCE) {
                 Some(a) => {
                     let l = e.codes.level[a.code] as usize;
