@@ -1,7 +1,8 @@
 //! Confidence that means what it says: the fusion's weights fitted by maximum likelihood on
 //! validation entries (a conditional logit over the candidates: concave, solved by Newton's
-//! method), a map of the top answer's confidence fitted on the same entries, and the measures of calibration `eval` reports: expected calibration error, the
-//! reliability bins behind it, and accuracy against coverage when low-confidence answers abstain.
+//! method), a map of the top answer's confidence fitted on the same entries, and the measures
+//! of calibration `eval` reports: expected calibration error, the reliability bins behind it,
+//! and accuracy against coverage when low-confidence answers abstain.
 
 use std::ops::Range;
 
@@ -42,10 +43,26 @@ pub fn fit_logit<const F: usize>(features: &[Vec<[f64; F]>], truth: &[Range<usiz
     w
 }
 
-/// The top candidate's probability, and whether it is among `truth`.
-pub fn top_answer(p: &[f64], truth: &Range<usize>) -> (f64, bool) {
-    let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
-    (p.get(best).copied().unwrap_or(0.0), truth.contains(&best))
+/// The position of the largest of `p` (the last of equals), None when empty.
+fn top(p: &[f64]) -> Option<usize> {
+    (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b]))
+}
+
+/// Under weights `w`, each query's top candidate: its probability, and whether it is among the
+/// query's `truth`.
+pub fn top_answers<const F: usize>(
+    features: &[Vec<[f64; F]>],
+    truth: &[Range<usize>],
+    w: &[f64; F],
+) -> (Vec<f64>, Vec<bool>) {
+    features
+        .iter()
+        .zip(truth)
+        .map(|(rows, truth)| {
+            let p = probabilities(rows, w);
+            top(&p).map_or((0.0, false), |best| (p[best], truth.contains(&best)))
+        })
+        .unzip()
 }
 
 /// The map [a, b] of a top answer's probability c to sigma(a logit(c) + b) that best predicts
@@ -68,16 +85,16 @@ pub fn recalibrated(c: f64, [a, b]: [f64; 2]) -> f64 {
 /// Gives the top candidate of the distribution `p` its mapped confidence and the others the
 /// rest, in their proportions: still a distribution, in the same order (another candidate is
 /// held at most level with the top, where near-ties and a top lowered below 1/2 would pass it).
-pub fn with_top(p: &mut [f64], map: [f64; 2]) {
-    let Some(best) = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])) else {
-        return;
-    };
+/// Returns the top's position (None when `p` is empty).
+pub fn with_top(p: &mut [f64], map: [f64; 2]) -> Option<usize> {
+    let best = top(p)?;
     let (old, new) = (p[best], recalibrated(p[best], map));
     let scale = if old < 1.0 { (1.0 - new) / (1.0 - old) } else { 0.0 };
     for q in p.iter_mut() {
         *q = (*q * scale).min(new);
     }
     p[best] = new;
+    Some(best)
 }
 
 fn logit(c: f64) -> f64 {
@@ -305,7 +322,7 @@ mod tests {
         assert!(expected_calibration_error(&c, &right, 10) > 0.05);
         // A distribution keeps its sum and its order; a near-tie is held level with the top.
         let mut p = vec![0.7, 0.2, 0.1];
-        with_top(&mut p, [0.6, 0.3]);
+        assert_eq!(with_top(&mut p, [0.6, 0.3]), Some(0));
         let top = recalibrated(0.7, [0.6, 0.3]);
         assert!((p[0] - top).abs() < 1e-12 && (p[1] / p[2] - 2.0).abs() < 1e-9);
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);

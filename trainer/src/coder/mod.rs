@@ -274,10 +274,10 @@ impl<'a> Coder<'a> {
             .into_iter()
             .map(|(_, t)| t.to_lowercase())
             .collect();
+        let share = e.config.data.validation_entries;
         let own: Vec<Vec<String>> = (0..e.codes.len())
             .map(|c| {
                 let (code, examples) = (&e.codes.code[c], &e.codes.examples[c]);
-                let share = e.config.data.validation_entries;
                 kept_texts(code, &e.codes.title[c], examples, own_entries(e, c), share, &repeats)
             })
             .collect();
@@ -327,11 +327,7 @@ impl<'a> Coder<'a> {
         } else {
             let features = self.features(&texts)?;
             let weights = calibration::fit_logit(&features, &truth);
-            let (confidence, correct): (Vec<f64>, Vec<bool>) = features
-                .iter()
-                .zip(&truth)
-                .map(|(rows, truth)| calibration::top_answer(&calibration::probabilities(rows, &weights), truth))
-                .unzip();
+            let (confidence, correct) = calibration::top_answers(&features, &truth, &weights);
             Fusion {
                 weights,
                 fitted_on: truth.len(),

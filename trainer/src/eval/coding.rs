@@ -85,14 +85,11 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
             (name.join(" + "), calibration::fit_logit(&masked, &val_truth))
         })
         .collect();
-    let (val_confidence, val_correct): (Vec<f64>, Vec<bool>) = val_features
-        .iter()
-        .zip(&val_truth)
-        .map(|(rows, truth)| {
-            let (c, right) = calibration::top_answer(&calibration::probabilities(rows, &coder.fusion.weights), truth);
-            (calibration::recalibrated(c, coder.fusion.top), right)
-        })
-        .unzip();
+    let (val_confidence, val_correct) = calibration::top_answers(&val_features, &val_truth, &coder.fusion.weights);
+    let val_confidence: Vec<f64> = val_confidence
+        .into_iter()
+        .map(|c| calibration::recalibrated(c, coder.fusion.top))
+        .collect();
     drop(val_features);
 
     // The held-out texts a chunk at a time: each weighting (the fitted fusion first, then the
@@ -124,10 +121,9 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
             // Ranked by the fused softmax; its top's confidence mapped, as in an answer.
             let mut p = calibration::probabilities(rows, &coder.fusion.weights);
             tallies[0].add(t, &p.iter().map(|x| -*x as f32).collect::<Vec<_>>());
-            let (top, right) = calibration::top_answer(&p, &coder.truth(t));
-            confidence.push(calibration::recalibrated(top, coder.fusion.top));
-            correct.push(right);
-            calibration::with_top(&mut p, coder.fusion.top);
+            let best = calibration::with_top(&mut p, coder.fusion.top);
+            confidence.push(best.map_or(0.0, |b| p[b]));
+            correct.push(best.is_some_and(|b| coder.truth(t).contains(&b)));
             match coder.level(&p, MIN_CONFIDENCE) {
                 Some(a) => {
                     let l = e.codes.level[a.code] as usize;
