@@ -9,6 +9,7 @@ use arrow::datatypes::{DataType, Int32Type};
 use candle_core::{Device, Tensor};
 use naics_common::layout::DataDir;
 use naics_common::tree_distance;
+use naics_common::share::Validation;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rand::SeedableRng;
 use rand::seq::{IteratorRandom, SliceRandom};
@@ -118,6 +119,25 @@ impl Codes {
 
     pub fn len(&self) -> usize {
         self.code.len()
+    }
+
+    /// How many of code `c`'s entries are its own; the rest (ICD-10-CM's cross-references)
+    /// follow them.
+    pub fn own_entries(&self, c: usize) -> usize {
+        self.examples[c].len() - self.cited_examples[c].min(self.examples[c].len())
+    }
+
+    /// The validation share `share` of the entries, and what training may read instead.
+    pub fn validation(&self, share: f64) -> Validation {
+        Validation::new(
+            share,
+            (0..self.len()).map(|c| (self.code[c].as_str(), self.examples[c].as_slice(), self.own_entries(c))),
+        )
+    }
+
+    /// The entries of code `c` training may read (see [`Validation`]).
+    pub fn training_entries<'a>(&'a self, validation: &'a Validation, c: usize) -> impl Iterator<Item = &'a String> + 'a {
+        validation.training(&self.code[c], &self.examples[c], self.own_entries(c))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -354,12 +374,6 @@ pub fn sub_tree(codes: &Codes, sample: &[usize]) -> (Vec<Option<usize>>, Vec<u8>
         .map(|&i| codes.parent[i].and_then(|p| position.get(&p).copied()))
         .collect();
     (parents, sample.iter().map(|&i| codes.level[i]).collect())
-}
-
-/// Whether a training entry is a validation entry: kept out of training, for the coder to fit
-/// and calibrate on.
-pub fn validation_entry(code: &str, text: &str, share: f64) -> bool {
-    naics_common::share::in_share(naics_common::share::VALIDATION_SALT, code, text, share)
 }
 
 /// Held-out index entries (code, text).

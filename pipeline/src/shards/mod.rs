@@ -237,9 +237,10 @@ fn column<T: 'static>(batch: &arrow::array::RecordBatch, i: usize) -> Result<&T>
         .with_context(|| format!("unexpected type of column {i}"))
 }
 
-/// The four channels' texts of every code. The examples channel joins the code's entries with
-/// "; ", less its validation entries: the coder fits its fusion on those as on unseen text, so
-/// the code's point may not have read them (it had, and the fusion leaned on the points).
+/// The four channels' texts of every code. The examples channel joins with "; " the entries
+/// training may read (`share::Validation`: less the validation entries and the cross-references
+/// that repeat one): the coder fits its fusion on those as on unseen text, so the code's point
+/// may not have read them (it had, and the fusion leaned on the points).
 async fn code_texts(ctx: &SessionContext, validation_share: f64) -> Result<tokenize::CodeTexts> {
     let mut texts: tokenize::CodeTexts = Default::default();
     let text = |col: &StringArray, r: usize| {
@@ -249,23 +250,33 @@ async fn code_texts(ctx: &SessionContext, validation_share: f64) -> Result<token
             col.value(r).to_string()
         }
     };
+    // (code, entries, own entries) of every code: the validation share needs them all.
+    let mut entries: Vec<(String, Vec<String>, usize)> = Vec::new();
     for batch in query(ctx, sql_files::CODE_TEXTS).await? {
         for (c, channel) in texts.iter_mut().take(3).enumerate() {
             let col = strings(&batch, c + 1)?;
             channel.extend((0..col.len()).map(|r| text(&col, r)));
         }
         let examples = column::<arrow::array::ListArray>(&batch, 4)?;
-        let codes = strings(&batch, 5)?;
+        let (codes, cited) = (strings(&batch, 5)?, column::<Int32Array>(&batch, 6)?);
         for r in 0..batch.num_rows() {
-            let code = text(&codes, r);
             let list = strings_of(&examples.value(r))?;
-            let kept: Vec<&str> = (0..list.len())
-                .map(|i| list.value(i))
-                .filter(|e| !share::in_share(share::VALIDATION_SALT, &code, e, validation_share))
-                .collect();
-            texts[3].push(kept.join("; "));
+            let list: Vec<String> = (0..list.len()).map(|i| list.value(i).to_string()).collect();
+            let own = list.len().saturating_sub(cited.value(r).max(0) as usize);
+            entries.push((text(&codes, r), list, own));
         }
     }
+    let validation = share::Validation::new(
+        validation_share,
+        entries.iter().map(|(code, list, own)| (code.as_str(), list.as_slice(), *own)),
+    );
+    texts[3] = entries
+        .iter()
+        .map(|(code, list, own)| {
+            let kept: Vec<&str> = validation.training(code, list, *own).map(String::as_str).collect();
+            kept.join("; ")
+        })
+        .collect();
     Ok(texts)
 }
 

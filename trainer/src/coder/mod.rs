@@ -25,7 +25,8 @@ use crate::embedded::Embedded;
 use crate::model::cache::{progress, texts_key};
 use crate::model::lorentz::Targets;
 use crate::model::transformer;
-use crate::tables::{Codes, LeafIndex, validation_entry};
+use crate::tables::{Codes, LeafIndex};
+use naics_common::share::{VALIDATION_SALT, in_share};
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use levels::{LevelAnswer, level_answer};
@@ -35,7 +36,6 @@ use naics_common::format::hex;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
 use std::ops::Range;
 use std::path::PathBuf;
 use tokenizers::Tokenizer;
@@ -216,36 +216,6 @@ impl Signals {
     }
 }
 
-/// How many of a code's entries are its own; the rest (ICD-10-CM's cross-references: phrases
-/// that cite the code from another code's notes) follow them.
-fn own_entries(e: &Embedded, c: usize) -> usize {
-    e.codes.examples[c].len() - e.codes.cited_examples[c].min(e.codes.examples[c].len())
-}
-
-/// A code's texts an answer may lean on: its title and its training entries (the first `own`
-/// its own, the rest cross-references), less the validation entries and the cross-references
-/// that repeat one, whatever their case (`repeats`: the validation texts, lowercased). Ingest
-/// leaves out the cross-references that repeat a held-out text so; without the same here, 6 %
-/// of ICD-10-CM's validation entries met themselves in the entry index (none of the held-out
-/// texts did), and the fusion fitted on them trusted the nearest entry more than held-out text
-/// bears out.
-fn kept_texts(
-    code: &str,
-    title: &str,
-    entries: &[String],
-    own: usize,
-    share: f64,
-    repeats: &HashSet<String>,
-) -> Vec<String> {
-    let kept = entries
-        .iter()
-        .enumerate()
-        .filter(|&(i, t)| !validation_entry(code, t, share) && (i < own || !repeats.contains(&t.to_lowercase())));
-    std::iter::once(title.to_string())
-        .chain(kept.map(|(_, t)| t.clone()))
-        .collect()
-}
-
 /// The validation entries the fusion is fitted on: (code index, text) of the code's own
 /// training entries that training leaves out. Phrases that cite a code from another code's notes
 /// (ICD-10-CM's cross-references) are left out of training there too, but not fitted on: they
@@ -255,9 +225,9 @@ pub fn validation_entries(e: &Embedded) -> Vec<(usize, String)> {
     let share = e.config.data.validation_entries;
     (0..e.codes.len())
         .flat_map(|c| {
-            e.codes.examples[c][..own_entries(e, c)]
+            e.codes.examples[c][..e.codes.own_entries(c)]
                 .iter()
-                .filter(move |t| validation_entry(&e.codes.code[c], t, share))
+                .filter(move |t| in_share(VALIDATION_SALT, &e.codes.code[c], t, share))
                 .map(move |t| (c, t.clone()))
         })
         .collect()
@@ -268,17 +238,16 @@ impl<'a> Coder<'a> {
     /// entries (or reads it from the cache, keyed by the checkpoint's points).
     pub fn new(e: &'a Embedded) -> Result<Coder<'a>> {
         let candidates = e.codes.leaves();
-        // Every code's kept texts: the leaves' feed the entry index, and a leaf's word document
-        // is the kept texts of the leaf and its ancestors.
-        let repeats: HashSet<String> = validation_entries(e)
-            .into_iter()
-            .map(|(_, t)| t.to_lowercase())
-            .collect();
-        let share = e.config.data.validation_entries;
+        // Every code's texts an answer may lean on, its title and the entries training reads:
+        // the leaves' feed the entry index, and a leaf's word document is those of the leaf and
+        // its ancestors.
+        let validation = e.codes.validation(e.config.data.validation_entries);
         let own: Vec<Vec<String>> = (0..e.codes.len())
             .map(|c| {
-                let (code, examples) = (&e.codes.code[c], &e.codes.examples[c]);
-                kept_texts(code, &e.codes.title[c], examples, own_entries(e, c), share, &repeats)
+                std::iter::once(&e.codes.title[c])
+                    .chain(e.codes.training_entries(&validation, c))
+                    .cloned()
+                    .collect()
             })
             .collect();
         let text_candidate: Vec<usize> = candidates
@@ -591,22 +560,8 @@ fn base_vectors_t_cached(e: &Embedded, texts: &[String]) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::{kept_texts, most_likely};
+    use super::most_likely;
     use rand::{Rng, SeedableRng};
-    use std::collections::HashSet;
-
-    #[test]
-    fn cross_references_that_repeat_a_validation_text_are_not_kept() {
-        let entries: Vec<String> = ["Foo", "bar", "FOO", "baz"].map(String::from).to_vec();
-        let repeats: HashSet<String> = ["foo".to_string()].into();
-        // No validation share: the title, both own entries, the cross-reference "baz".
-        assert_eq!(
-            kept_texts("A1", "Title", &entries, 2, 0.0, &repeats),
-            ["Title", "Foo", "bar", "baz"]
-        );
-        // Everything a validation entry: the title alone.
-        assert_eq!(kept_texts("A1", "Title", &entries, 2, 1.0, &repeats), ["Title"]);
-    }
 
     /// Against a full sort, on values with many ties, for few and many k (both ways of choosing).
     #[test]

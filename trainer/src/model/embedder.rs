@@ -88,7 +88,7 @@ impl Embedder {
             &config.loss,
         )?;
         let cache = VectorCache::new(&layout::cache_dir(&config.data.shards_dir), &encoder, device);
-        let channels: Box<dyn Channels> = match config.model.encoder_mode {
+        let mut channels: Box<dyn Channels> = match config.model.encoder_mode {
             EncoderMode::Frozen => Box::new(FrozenChannels::new(encoder, &tokens, config.model.pooling, &cache)?),
             EncoderMode::Query => Box::new(QueryChannels::new(encoder, &varmap, &tokens, &config.model, &cache)?),
             EncoderMode::Lora => Box::new(LoraChannels::new(encoder, &varmap, tokens, &config.model)?),
@@ -107,6 +107,7 @@ impl Embedder {
         }
         if infers {
             head.lay_out_for_inference()?;
+            channels.encoder_mut().transformer.fold_adapters()?;
         }
         Ok(Embedder {
             head,

@@ -480,6 +480,16 @@ impl Transformer {
         Ok(())
     }
 
+    /// For a model that only infers, once its adapters are loaded: every adapter folded into its
+    /// layer ([`LoraLinear::fold`]).
+    pub fn fold_adapters(&mut self) -> Result<()> {
+        for layer in &mut self.layers {
+            layer.query.fold()?;
+            layer.value.fold()?;
+        }
+        Ok(())
+    }
+
     /// For `merge`: replaces query and value of every layer by their merged versions.
     pub fn merge_adapters(&mut self, channel: usize) -> Result<()> {
         for layer in &mut self.layers {

@@ -1,9 +1,9 @@
 //! Index entries as extra anchors. A free-text query becomes a point the way a code does, its one
 //! text in all four channels; a head trained on codes alone, whose four channels carry four
 //! different texts, places such inputs poorly. So each step also draws `data.queries_per_step`
-//! training index entries (the entries kept in the codes' `examples`, less the coder's validation
-//! entries; the held-out ones are never read) and scores each against the step's six-digit codes
-//! with InfoNCE, its own code the positive.
+//! training index entries (the codes' `examples` less the coder's validation entries and the
+//! cross-references that repeat one: `Validation`; the held-out ones are never read) and scores
+//! each against the step's six-digit codes with InfoNCE, its own code the positive.
 //!
 //! Where training teaches the text side (`query` mode, `loss.entry_weight` > 0), entries are drawn
 //! in pairs: each with a partner, another training entry of its code (its title where it has no
@@ -13,7 +13,7 @@
 use crate::model::Embedder;
 use crate::model::channels::Channels;
 use crate::model::transformer::Forward;
-use crate::tables::{Codes, validation_entry};
+use crate::tables::Codes;
 use anyhow::Result;
 use candle_core::Tensor;
 use naics_common::format::CHANNELS;
@@ -43,9 +43,9 @@ impl Queries {
     /// entries' own term.
     pub fn load(codes: &Codes, model: &Embedder) -> Result<Queries> {
         let (mut code, mut texts) = (Vec::new(), Vec::new());
-        let share = model.config.data.validation_entries;
-        for (i, examples) in codes.examples.iter().enumerate() {
-            for text in examples.iter().filter(|t| !validation_entry(&codes.code[i], t, share)) {
+        let validation = codes.validation(model.config.data.validation_entries);
+        for i in 0..codes.len() {
+            for text in codes.training_entries(&validation, i) {
                 code.push(i as u32);
                 texts.push(text.clone());
             }

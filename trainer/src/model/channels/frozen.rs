@@ -56,6 +56,10 @@ impl Channels for FrozenChannels {
         &self.encoder
     }
 
+    fn encoder_mut(&mut self) -> &mut Encoder {
+        &mut self.encoder
+    }
+
     fn vectors(&self, codes: &[u32], _train: bool) -> Result<(Tensor, Vec<Forward>)> {
         let table = self.table.get()?;
         let idx = Tensor::from_vec(codes.to_vec(), codes.len(), table.device())?;

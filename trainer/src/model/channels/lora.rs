@@ -114,6 +114,10 @@ impl Channels for LoraChannels {
         &self.encoder
     }
 
+    fn encoder_mut(&mut self) -> &mut Encoder {
+        &mut self.encoder
+    }
+
     fn vectors(&self, codes: &[u32], train: bool) -> Result<(Tensor, Vec<Forward>)> {
         let mut kept = Vec::new();
         if codes.is_empty() {

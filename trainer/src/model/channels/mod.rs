@@ -30,6 +30,9 @@ pub trait Channels: Send + Sync {
     /// The encoder underneath (its tokenizer, and the base model for baselines).
     fn encoder(&self) -> &Encoder;
 
+    /// The same, for a model that only infers to fold its adapters in (`Embedder::build`).
+    fn encoder_mut(&mut self) -> &mut Encoder;
+
     /// The channel vectors [n, 4h] of `codes` and, where training keeps activations, each
     /// encoder call's forward pass for [`Channels::backprop`].
     fn vectors(&self, codes: &[u32], train: bool) -> Result<(Tensor, Vec<Forward>)>;

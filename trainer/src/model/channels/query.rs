@@ -102,6 +102,10 @@ impl Channels for QueryChannels {
         &self.codes.encoder
     }
 
+    fn encoder_mut(&mut self) -> &mut Encoder {
+        &mut self.codes.encoder
+    }
+
     fn vectors(&self, codes: &[u32], train: bool) -> Result<(Tensor, Vec<Forward>)> {
         self.codes.vectors(codes, train)
     }
