@@ -154,7 +154,13 @@ fn adapters_round_trip_through_safetensors_and_merge() {
     // base untouched.
     let base = pooled(&reloaded, None);
     reloaded.transformer.fold_adapters().unwrap();
-    assert!(reloaded.transformer.layers.iter().all(|l| l.query.folded.len() == 4 && l.value.folded.len() == 4));
+    assert!(
+        reloaded
+            .transformer
+            .layers
+            .iter()
+            .all(|l| l.query.folded.len() == 4 && l.value.folded.len() == 4)
+    );
     let folded = max_diff(&pooled(&reloaded, Some(2)), &adapted);
     assert!(folded < 1e-5, "folded differs by {folded}");
     assert_eq!(max_diff(&pooled(&reloaded, None), &base), 0.0);

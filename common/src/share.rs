@@ -56,7 +56,12 @@ impl Validation {
     }
 
     /// The entries of `code` training may read, in order (see [`Validation`]).
-    pub fn training<'a>(&'a self, code: &'a str, entries: &'a [String], own: usize) -> impl Iterator<Item = &'a String> + 'a {
+    pub fn training<'a>(
+        &'a self,
+        code: &'a str,
+        entries: &'a [String],
+        own: usize,
+    ) -> impl Iterator<Item = &'a String> + 'a {
         entries
             .iter()
             .enumerate()
@@ -76,7 +81,11 @@ mod tests {
         let share = 0.5;
         // Find texts in and out of the share for code "A", so the test does not hang on a draw.
         let texts: Vec<String> = (0..200).map(|i| format!("text {i}")).collect();
-        let inside = texts.iter().find(|t| in_share(VALIDATION_SALT, "A", t, share)).unwrap().clone();
+        let inside = texts
+            .iter()
+            .find(|t| in_share(VALIDATION_SALT, "A", t, share))
+            .unwrap()
+            .clone();
         let outside: Vec<String> = texts
             .iter()
             .filter(|t| !in_share(VALIDATION_SALT, "A", t, share) && !in_share(VALIDATION_SALT, "B", t, share))

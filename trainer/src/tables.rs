@@ -8,8 +8,8 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type};
 use candle_core::{Device, Tensor};
 use naics_common::layout::DataDir;
-use naics_common::tree_distance;
 use naics_common::share::Validation;
+use naics_common::tree_distance;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rand::SeedableRng;
 use rand::seq::{IteratorRandom, SliceRandom};
@@ -136,7 +136,11 @@ impl Codes {
     }
 
     /// The entries of code `c` training may read (see [`Validation`]).
-    pub fn training_entries<'a>(&'a self, validation: &'a Validation, c: usize) -> impl Iterator<Item = &'a String> + 'a {
+    pub fn training_entries<'a>(
+        &'a self,
+        validation: &'a Validation,
+        c: usize,
+    ) -> impl Iterator<Item = &'a String> + 'a {
         validation.training(&self.code[c], &self.examples[c], self.own_entries(c))
     }
 

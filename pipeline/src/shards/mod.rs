@@ -268,7 +268,9 @@ async fn code_texts(ctx: &SessionContext, validation_share: f64) -> Result<token
     }
     let validation = share::Validation::new(
         validation_share,
-        entries.iter().map(|(code, list, own)| (code.as_str(), list.as_slice(), *own)),
+        entries
+            .iter()
+            .map(|(code, list, own)| (code.as_str(), list.as_slice(), *own)),
     );
     texts[3] = entries
         .iter()
