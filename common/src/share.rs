@@ -35,16 +35,32 @@ pub struct Validation {
     repeats: HashSet<String>,
 }
 
+/// How many of `entries` are the code's own: the last `cited` are cross-references.
+fn own(entries: &[String], cited: usize) -> usize {
+    entries.len() - cited.min(entries.len())
+}
+
+/// The validation entries of `code` (its own entries in the share), from its entries, the last
+/// `cited` of them cross-references.
+pub fn validation_entries<'a>(
+    code: &'a str,
+    entries: &'a [String],
+    cited: usize,
+    share: f64,
+) -> impl Iterator<Item = &'a String> + 'a {
+    entries[..own(entries, cited)]
+        .iter()
+        .filter(move |t| in_share(VALIDATION_SALT, code, t, share))
+}
+
 impl Validation {
-    /// From every code's (code, entries, own entries) and the share.
+    /// From every code's (code, entries, how many of them, at the end, are cross-references) and
+    /// the share.
     pub fn new<'a>(share: f64, codes: impl IntoIterator<Item = (&'a str, &'a [String], usize)>) -> Validation {
         let repeats = codes
             .into_iter()
-            .flat_map(|(code, entries, own)| {
-                entries[..own.min(entries.len())]
-                    .iter()
-                    .filter(move |t| in_share(VALIDATION_SALT, code, t, share))
-                    .map(|t| t.to_lowercase())
+            .flat_map(|(code, entries, cited)| {
+                validation_entries(code, entries, cited, share).map(|t| t.to_lowercase())
             })
             .collect();
         Validation { share, repeats }
@@ -55,13 +71,15 @@ impl Validation {
         in_share(VALIDATION_SALT, code, text, self.share)
     }
 
-    /// The entries of `code` training may read, in order (see [`Validation`]).
+    /// The entries of `code` training may read, in order (see [`Validation`]); the last `cited`
+    /// of `entries` are cross-references.
     pub fn training<'a>(
         &'a self,
         code: &'a str,
         entries: &'a [String],
-        own: usize,
+        cited: usize,
     ) -> impl Iterator<Item = &'a String> + 'a {
+        let own = own(entries, cited);
         entries
             .iter()
             .enumerate()
@@ -96,11 +114,11 @@ mod tests {
         // B: an own entry and a cross-reference equal to A's validation entry (upper case), and
         // a cross-reference that repeats nothing.
         let codes_b = vec![inside.to_uppercase(), inside.to_uppercase(), outside[1].clone()];
-        let v = Validation::new(share, [("A", codes_a.as_slice(), 2), ("B", codes_b.as_slice(), 1)]);
+        let v = Validation::new(share, [("A", codes_a.as_slice(), 0), ("B", codes_b.as_slice(), 2)]);
         assert!(v.holds("A", &inside));
-        let kept = |code, e: &[String], own| v.training(code, e, own).cloned().collect::<Vec<_>>();
-        assert_eq!(kept("A", &codes_a, 2), [outside[0].clone()]);
-        let b = kept("B", &codes_b, 1);
+        let kept = |code, e: &[String], cited| v.training(code, e, cited).cloned().collect::<Vec<_>>();
+        assert_eq!(kept("A", &codes_a, 0), [outside[0].clone()]);
+        let b = kept("B", &codes_b, 2);
         let own_kept = !in_share(VALIDATION_SALT, "B", &inside.to_uppercase(), share);
         let expected: Vec<String> = [inside.to_uppercase()]
             .into_iter()

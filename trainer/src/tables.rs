@@ -121,17 +121,17 @@ impl Codes {
         self.code.len()
     }
 
-    /// How many of code `c`'s entries are its own; the rest (ICD-10-CM's cross-references)
-    /// follow them.
-    pub fn own_entries(&self, c: usize) -> usize {
-        self.examples[c].len() - self.cited_examples[c].min(self.examples[c].len())
-    }
-
     /// The validation share `share` of the entries, and what training may read instead.
     pub fn validation(&self, share: f64) -> Validation {
         Validation::new(
             share,
-            (0..self.len()).map(|c| (self.code[c].as_str(), self.examples[c].as_slice(), self.own_entries(c))),
+            (0..self.len()).map(|c| {
+                (
+                    self.code[c].as_str(),
+                    self.examples[c].as_slice(),
+                    self.cited_examples[c],
+                )
+            }),
         )
     }
 
@@ -141,7 +141,7 @@ impl Codes {
         validation: &'a Validation,
         c: usize,
     ) -> impl Iterator<Item = &'a String> + 'a {
-        validation.training(&self.code[c], &self.examples[c], self.own_entries(c))
+        validation.training(&self.code[c], &self.examples[c], self.cited_examples[c])
     }
 
     pub fn is_empty(&self) -> bool {

@@ -250,7 +250,8 @@ async fn code_texts(ctx: &SessionContext, validation_share: f64) -> Result<token
             col.value(r).to_string()
         }
     };
-    // (code, entries, own entries) of every code: the validation share needs them all.
+    // (code, entries, how many of them are cross-references) of every code: the validation
+    // share needs them all.
     let mut entries: Vec<(String, Vec<String>, usize)> = Vec::new();
     for batch in query(ctx, sql_files::CODE_TEXTS).await? {
         for (c, channel) in texts.iter_mut().take(3).enumerate() {
@@ -262,20 +263,19 @@ async fn code_texts(ctx: &SessionContext, validation_share: f64) -> Result<token
         for r in 0..batch.num_rows() {
             let list = strings_of(&examples.value(r))?;
             let list: Vec<String> = (0..list.len()).map(|i| list.value(i).to_string()).collect();
-            let own = list.len().saturating_sub(cited.value(r).max(0) as usize);
-            entries.push((text(&codes, r), list, own));
+            entries.push((text(&codes, r), list, cited.value(r).max(0) as usize));
         }
     }
     let validation = share::Validation::new(
         validation_share,
         entries
             .iter()
-            .map(|(code, list, own)| (code.as_str(), list.as_slice(), *own)),
+            .map(|(code, list, cited)| (code.as_str(), list.as_slice(), *cited)),
     );
     texts[3] = entries
         .iter()
-        .map(|(code, list, own)| {
-            let kept: Vec<&str> = validation.training(code, list, *own).map(String::as_str).collect();
+        .map(|(code, list, cited)| {
+            let kept: Vec<&str> = validation.training(code, list, *cited).map(String::as_str).collect();
             kept.join("; ")
         })
         .collect();

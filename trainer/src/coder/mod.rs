@@ -32,7 +32,7 @@ use levels::{LevelAnswer, level_answer};
 use lexical::Bm25;
 use naics_common::atomic::write_atomically;
 use naics_common::format::hex;
-use naics_common::share::{VALIDATION_SALT, in_share};
+use naics_common::share;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -222,13 +222,16 @@ impl Signals {
 /// are not the kind of text that gets coded, and half of ICD-10-CM's validation share would
 /// otherwise be of them (the fusion leaned on the points and fell below entries + words alone).
 pub fn validation_entries(e: &Embedded) -> Vec<(usize, String)> {
-    let share = e.config.data.validation_entries;
+    let fraction = e.config.data.validation_entries;
     (0..e.codes.len())
         .flat_map(|c| {
-            e.codes.examples[c][..e.codes.own_entries(c)]
-                .iter()
-                .filter(move |t| in_share(VALIDATION_SALT, &e.codes.code[c], t, share))
-                .map(move |t| (c, t.clone()))
+            share::validation_entries(
+                &e.codes.code[c],
+                &e.codes.examples[c],
+                e.codes.cited_examples[c],
+                fraction,
+            )
+            .map(move |t| (c, t.clone()))
         })
         .collect()
 }
