@@ -340,9 +340,9 @@ async fn eval_embed_and_search_on_the_trained_mini_tree() {
     assert_eq!(report.retrieval.queries, held);
     assert_eq!(report.baseline_retrieval.queries, held);
     for value in [
-        report.cophenetic,
-        report.ndcg_at_10,
-        report.parent_at_1,
+        report.hierarchy.cophenetic,
+        report.hierarchy.ndcg_at_10,
+        report.hierarchy.parent_at_1,
         report.retrieval.top10,
     ] {
         assert!(value.is_finite() && (-1.0..=1.0).contains(&value), "{value}");

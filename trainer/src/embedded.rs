@@ -20,6 +20,8 @@ pub struct Embedded {
     pub codes: Codes,
     /// [n, d + 1] on the hyperboloid, CPU f32.
     pub points: Tensor,
+    /// Each expert's share of routing all codes (0.25 each when balanced).
+    pub expert_share: Vec<f32>,
     /// The first 16 hex digits of the checkpoint's sha256: what caches of its vectors are keyed by.
     pub key: String,
 }
@@ -44,35 +46,43 @@ pub fn load(checkpoint: &Path) -> Result<Embedded> {
     let codes = Codes::read(&config.data.dir)?;
     let cache = layout::cache_dir(&config.data.shards_dir);
     let key = hex(&remembered_sha256(checkpoint, &cache)?)[..16].to_string();
-    let points = cached_points(&model, &key, &cache, codes.len())?;
+    let (points, expert_share) = cached_points(&model, &key, &cache, codes.len())?;
     Ok(Embedded {
         config,
         model,
         codes,
         points,
+        expert_share,
         key,
     })
 }
 
-/// The codes' points for a checkpoint, computed once and then read from
-/// `{cache}/points-{key}.safetensors` (the shards' cache folder; `key`: from the checkpoint), so
-/// that `search` after the first call loads without encoding anything. Their tangent vectors are
-/// not kept: [`Embedded::tangent`] is their log map.
-fn cached_points(model: &Embedder, key: &str, cache: &Path, n: usize) -> Result<Tensor> {
+/// The codes' points for a checkpoint and the experts' shares of routing them, computed once
+/// and then read from `{cache}/points-{key}.safetensors` (the shards' cache folder; `key`: from
+/// the checkpoint), so that `search` after the first call loads without encoding anything.
+/// Their tangent vectors are not kept: [`Embedded::tangent`] is their log map.
+fn cached_points(model: &Embedder, key: &str, cache: &Path, n: usize) -> Result<(Tensor, Vec<f32>)> {
     let path = cache.join(format!("points-{key}.safetensors"));
     if path.exists()
         && let Ok(points) = read_mapped(&path, "points", &Device::Cpu)
+        && let Ok(shares) = read_mapped(&path, "expert_share", &Device::Cpu)
         && points.dim(0)? == n
     {
-        return Ok(points);
+        return Ok((points, shares.to_vec1()?));
     }
-    let points = model.embed_codes(n)?;
-    let tensors = std::collections::HashMap::from([("points".to_string(), points.clone())]);
+    let (points, shares) = model.embed_codes(n)?;
+    let tensors = std::collections::HashMap::from([
+        ("points".to_string(), points.clone()),
+        (
+            "expert_share".to_string(),
+            Tensor::new(shares.as_slice(), &Device::Cpu)?,
+        ),
+    ]);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     naics_common::atomic::write_atomically(&path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))?;
-    Ok(points)
+    Ok((points, shares))
 }
 
 impl Embedded {

@@ -298,7 +298,7 @@ impl<'a> Coder<'a> {
             Fusion::POINTS
         } else {
             let features = self.features(&texts)?;
-            let weights = calibration::fit_logit(&features, &truth);
+            let weights = calibration::fit_logit(&features, &truth, [0.0; 3], [true; 3]);
             let (confidence, correct) = calibration::top_answers(&features, &truth, &weights);
             Fusion {
                 weights,

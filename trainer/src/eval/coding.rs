@@ -67,22 +67,17 @@ pub fn evaluate(e: &Embedded, out_dir: &Path) -> Result<Coding> {
         .filter_map(|(c, t)| Some((*e.codes.position.get(&c)?, t)))
         .unzip();
 
-    // Refit on the validation entries with some signals only.
+    // Refit on the validation entries with some signals only, from the fusion's weights.
     let (val_truth, val_texts) = coder.validation();
     let val_features = coder.features(&val_texts)?;
     let ablations: Vec<(String, [f64; 3])> = ABLATIONS
         .iter()
-        .map(|keep| {
-            let masked: Vec<Vec<[f64; 3]>> = val_features
-                .iter()
-                .map(|rows| {
-                    rows.iter()
-                        .map(|f| std::array::from_fn(|i| if keep[i] { f[i] } else { 0.0 }))
-                        .collect()
-                })
-                .collect();
-            let name: Vec<&str> = SIGNALS.iter().zip(keep).filter(|(_, k)| **k).map(|(s, _)| *s).collect();
-            (name.join(" + "), calibration::fit_logit(&masked, &val_truth))
+        .map(|&keep| {
+            let name: Vec<&str> = SIGNALS.iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| *s).collect();
+            (
+                name.join(" + "),
+                calibration::fit_logit(&val_features, &val_truth, coder.fusion.weights, keep),
+            )
         })
         .collect();
     let (val_confidence, val_correct) = calibration::top_answers(&val_features, &val_truth, &coder.fusion.weights);

@@ -5,11 +5,9 @@ use super::coding::{self, Coding};
 use super::{Baseline, RANKED_AT_ONCE, Retrieval, Tally, plots};
 use crate::embedded::Embedded;
 use crate::metrics as m;
-use crate::model::fusion::{MoeOutput, global_load, shares};
 use crate::model::lorentz;
 use crate::tables;
 use anyhow::Result;
-use candle_core::DType;
 use serde::Serialize;
 use std::path::Path;
 
@@ -21,18 +19,8 @@ pub struct Report {
     /// The codes the hierarchy metrics (cophenetic .. distortion) use every pair of: all of
     /// them, or a sample closed under parents past `tables::METRIC_MAX_CODES`.
     pub metric_codes: usize,
-    pub cophenetic: f64,
-    pub spearman: f64,
-    pub spearman_ceiling: f64,
-    pub ndcg_at_5: f64,
-    pub ndcg_at_10: f64,
-    pub ndcg_at_20: f64,
-    pub neighbourhood_map: f64,
-    pub parent_at_1: f64,
-    pub sibling_precision_at_5: f64,
-    pub distortion_scale: f64,
-    pub distortion_mean: f64,
-    pub distortion_worst: f64,
+    #[serde(flatten)]
+    pub hierarchy: Hierarchy,
     pub manifold_max_error: f64,
     /// Mean distance from the origin per level, from the top (NAICS: levels 2..6).
     pub radius_per_level: Vec<f64>,
@@ -48,6 +36,82 @@ pub struct Report {
     pub coding: Coding,
 }
 
+/// How the codes' distances follow the tree's, over every pair of the metric codes.
+#[derive(Debug, Serialize)]
+pub struct Hierarchy {
+    pub cophenetic: f64,
+    pub spearman: f64,
+    pub spearman_ceiling: f64,
+    pub ndcg_at_5: f64,
+    pub ndcg_at_10: f64,
+    pub ndcg_at_20: f64,
+    pub neighbourhood_map: f64,
+    pub parent_at_1: f64,
+    pub sibling_precision_at_5: f64,
+    pub distortion_scale: f64,
+    pub distortion_mean: f64,
+    pub distortion_worst: f64,
+}
+
+impl Hierarchy {
+    /// From the tree's and the embedding's distances among `n` codes (`tree`, `emb`: [n * n];
+    /// `t`, `d`: their upper triangles) and the codes' parents and levels within them. Each
+    /// measure is single-threaded, so they run side by side.
+    fn measure(
+        (tree, emb): (&[f64], &[f64]),
+        (t, d): (&[f64], &[f64]),
+        parents: &[Option<usize>],
+        levels: &[u8],
+        n: usize,
+    ) -> Hierarchy {
+        let (((cophenetic, spearman), spearman_ceiling), ((ndcg_at_5, ndcg_at_10), ndcg_at_20)) = rayon::join(
+            || {
+                rayon::join(
+                    || rayon::join(|| m::pearson(t, d), || m::spearman(t, d)),
+                    || m::spearman_ceiling(t),
+                )
+            },
+            || {
+                rayon::join(
+                    || rayon::join(|| m::ndcg_at(tree, emb, n, 5), || m::ndcg_at(tree, emb, n, 10)),
+                    || m::ndcg_at(tree, emb, n, 20),
+                )
+            },
+        );
+        let (
+            ((neighbourhood_map, parent_at_1), sibling_precision_at_5),
+            (distortion_scale, distortion_mean, distortion_worst),
+        ) = rayon::join(
+            || {
+                rayon::join(
+                    || {
+                        rayon::join(
+                            || m::neighbourhood_map(parents, emb, n),
+                            || m::parent_at_1(parents, levels, emb, n),
+                        )
+                    },
+                    || m::sibling_precision_at_5(parents, emb, n),
+                )
+            },
+            || m::distortion(t, d),
+        );
+        Hierarchy {
+            cophenetic,
+            spearman,
+            spearman_ceiling,
+            ndcg_at_5,
+            ndcg_at_10,
+            ndcg_at_20,
+            neighbourhood_map,
+            parent_at_1,
+            sibling_precision_at_5,
+            distortion_scale,
+            distortion_mean,
+            distortion_worst,
+        }
+    }
+}
+
 pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Report> {
     let sample = tables::metric_codes(&e.codes, tables::METRIC_MAX_CODES);
     let n = sample.len();
@@ -55,7 +119,6 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
     let emb = lorentz::distance_matrix(&e.points, &sample, e.curvature())?;
     let (parents, levels) = tables::sub_tree(&e.codes, &sample);
     let (t, d) = (m::upper_triangle(&tree, n), m::upper_triangle(&emb, n));
-    let (scale, mean, worst) = m::distortion(&t, &d);
     let radius: Vec<f64> = e
         .tangent()?
         .sqr()?
@@ -95,29 +158,25 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
 
     let (retrieval, baseline_retrieval) = held_out_retrieval(e)?;
     std::fs::create_dir_all(out_dir)?;
-    plots::poincare_disk(e, &out_dir.join("poincare.png"))?;
-    plots::distance_scatter(&tree, &emb, n, &out_dir.join("distances.png"))?;
+    // The pictures are drawn on one thread: beside the measures.
+    let (hierarchy, pictures) = rayon::join(
+        || Hierarchy::measure((&tree, &emb), (&t, &d), &parents, &levels, n),
+        || -> Result<()> {
+            plots::poincare_disk(e, &out_dir.join("poincare.png"))?;
+            plots::distance_scatter(&tree, &emb, n, &out_dir.join("distances.png"))
+        },
+    );
+    pictures?;
     let report = Report {
         experiment: e.config.experiment.clone(),
         checkpoint: checkpoint.display().to_string(),
         codes: e.codes.len(),
         metric_codes: n,
-        cophenetic: m::pearson(&t, &d),
-        spearman: m::spearman(&t, &d),
-        spearman_ceiling: m::spearman_ceiling(&t),
-        ndcg_at_5: m::ndcg_at(&tree, &emb, n, 5),
-        ndcg_at_10: m::ndcg_at(&tree, &emb, n, 10),
-        ndcg_at_20: m::ndcg_at(&tree, &emb, n, 20),
-        neighbourhood_map: m::neighbourhood_map(&parents, &emb, n),
-        parent_at_1: m::parent_at_1(&parents, &levels, &emb, n),
-        sibling_precision_at_5: m::sibling_precision_at_5(&parents, &emb, n),
-        distortion_scale: scale,
-        distortion_mean: mean,
-        distortion_worst: worst,
+        hierarchy,
         manifold_max_error: super::manifold_error(e)?,
         radius_per_level,
         collapse,
-        expert_share: expert_share(e)?,
+        expert_share: e.expert_share.clone(),
         retrieval,
         baseline_retrieval,
         coding: coding::evaluate(e, out_dir)?,
@@ -126,23 +185,6 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
     let path = out_dir.join("eval.json");
     naics_common::atomic::write_atomically(&path, |tmp| Ok(std::fs::write(tmp, &json)?))?;
     Ok(report)
-}
-
-/// The MoE's routing of every code, as evaluation routes (no dropout).
-fn expert_share(e: &Embedded) -> Result<Vec<f32>> {
-    let all: Vec<u32> = (0..e.codes.len() as u32).collect();
-    let mut parts = Vec::new();
-    for chunk in all.chunks(512) {
-        let channels = e.model.channels.vectors(chunk, false)?.0.to_dtype(DType::F32)?;
-        let moe = e.model.head.forward(&channels, false)?.moe;
-        // Detached: the gate's graph kept every chunk's forward alive (5 GB on ICD-10-CM).
-        parts.push(MoeOutput {
-            output: moe.output.detach(),
-            importance: moe.importance.detach(),
-            ..moe
-        });
-    }
-    Ok(shares(&global_load(&parts.iter().collect::<Vec<_>>())))
 }
 
 /// Every held-out index entry as a query against all leaf (NAICS: six-digit) codes: ours (Lorentz distance)
@@ -183,17 +225,17 @@ impl Report {
         };
         let mut out = format!("eval of {} ({} codes, {pairs})\n", self.checkpoint, self.codes);
         for (name, value) in [
-            ("cophenetic (Pearson)", self.cophenetic),
-            ("Spearman", self.spearman),
-            ("Spearman ceiling (ties)", self.spearman_ceiling),
-            ("NDCG@5", self.ndcg_at_5),
-            ("NDCG@10", self.ndcg_at_10),
-            ("NDCG@20", self.ndcg_at_20),
-            ("neighbourhood MAP", self.neighbourhood_map),
-            ("parent@1", self.parent_at_1),
-            ("sibling precision@5", self.sibling_precision_at_5),
-            ("distortion mean", self.distortion_mean),
-            ("distortion worst", self.distortion_worst),
+            ("cophenetic (Pearson)", self.hierarchy.cophenetic),
+            ("Spearman", self.hierarchy.spearman),
+            ("Spearman ceiling (ties)", self.hierarchy.spearman_ceiling),
+            ("NDCG@5", self.hierarchy.ndcg_at_5),
+            ("NDCG@10", self.hierarchy.ndcg_at_10),
+            ("NDCG@20", self.hierarchy.ndcg_at_20),
+            ("neighbourhood MAP", self.hierarchy.neighbourhood_map),
+            ("parent@1", self.hierarchy.parent_at_1),
+            ("sibling precision@5", self.hierarchy.sibling_precision_at_5),
+            ("distortion mean", self.hierarchy.distortion_mean),
+            ("distortion worst", self.hierarchy.distortion_worst),
             ("manifold max error", self.manifold_max_error),
         ] {
             out.push_str(&format!("  {name:<26} {value:>9.4}\n"));

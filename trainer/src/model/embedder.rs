@@ -7,6 +7,7 @@ use super::channels::lora::LoraChannels;
 use super::channels::query::QueryChannels;
 use super::channels::{Channels, length_calls};
 use super::encoder::{Encoder, in_input_order};
+use super::fusion::{shares, weighted_load};
 use super::head::Head;
 use super::locate::locate;
 use super::rng;
@@ -122,9 +123,10 @@ impl Embedder {
         self.head.curvature()
     }
 
-    /// Points [n, d + 1] of the codes 0..n, on the CPU in f32.
-    pub fn embed_codes(&self, n: usize) -> Result<Tensor> {
-        let mut points = Vec::new();
+    /// Points [n, d + 1] of the codes 0..n, on the CPU in f32, and each expert's share of
+    /// routing them all (`eval` reports it; the same forward, so it costs nothing more).
+    pub fn embed_codes(&self, n: usize) -> Result<(Tensor, Vec<f32>)> {
+        let (mut points, mut loads) = (Vec::new(), Vec::new());
         let all: Vec<u32> = (0..n as u32).collect();
         for chunk in all.chunks(512) {
             let out = self
@@ -133,8 +135,10 @@ impl Embedder {
             // Detached: the head's weights are variables, and each chunk's graph would
             // otherwise stay alive behind the points (gigabytes on ICD-10-CM's 47,200 codes).
             points.push(out.points.detach().to_device(&Device::Cpu)?);
+            loads.push((out.moe.load, out.moe.rows));
         }
-        Ok(Tensor::cat(&points, 0)?)
+        let load = weighted_load(loads.iter().map(|(load, rows)| (load.as_slice(), *rows)));
+        Ok((Tensor::cat(&points, 0)?, shares(&load)))
     }
 
     /// Points of free texts [q, d + 1], on the CPU in f32: each text in all four channels, then

@@ -11,14 +11,17 @@ use super::kernels::{self, AttentionProbs, BatchMatmul, Gelu, GeluGrad, LayerNor
 use candle_core::{D, DType, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, Module};
 
-/// `x W^T + b` over all rows (`kernels::linear`); with `--features mkl`, on the CPU in f32, by
-/// MKL with the bias fused (no backward pass: the base is frozen).
+/// `x W^T + b` over all rows, without a backward pass (the base is frozen): on the CPU in f32
+/// the bias added in place after the product (`kernels::affine`), with `--features mkl` by MKL
+/// with the bias fused; elsewhere `kernels::linear`.
 pub fn linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
-    #[cfg(feature = "mkl")]
     if let (true, Some(bias)) = (kernels::applies(x), layer.bias()) {
+        #[cfg(feature = "mkl")]
         return x
             .contiguous()?
             .apply_op3_no_bwd(layer.weight(), bias, &kernels::MklLinear);
+        #[cfg(not(feature = "mkl"))]
+        return kernels::affine(layer, bias, x);
     }
     kernels::linear(layer, x)
 }

@@ -170,11 +170,16 @@ impl Moe {
 /// The fraction of rows routed to each expert over a global batch made of several forwards:
 /// each forward's load weighted by its rows (sums to top_k).
 pub fn global_load(parts: &[&MoeOutput]) -> Vec<f32> {
-    let total: usize = parts.iter().map(|p| p.rows).sum();
-    let mut load = vec![0f32; parts.first().map_or(0, |p| p.load.len())];
-    for p in parts {
-        for (l, pl) in load.iter_mut().zip(&p.load) {
-            *l += pl * (p.rows as f64 / total as f64) as f32;
+    weighted_load(parts.iter().map(|p| (p.load.as_slice(), p.rows)))
+}
+
+/// The row-weighted mean of forwards' loads, from each one's (load, rows).
+pub fn weighted_load<'a>(parts: impl Iterator<Item = (&'a [f32], usize)> + Clone) -> Vec<f32> {
+    let total: usize = parts.clone().map(|(_, rows)| rows).sum();
+    let mut load = vec![0f32; parts.clone().next().map_or(0, |(l, _)| l.len())];
+    for (part, rows) in parts {
+        for (l, pl) in load.iter_mut().zip(part) {
+            *l += pl * (rows as f64 / total as f64) as f32;
         }
     }
     load

@@ -33,7 +33,7 @@ pub fn validate(model: &Embedder, data: &TrainingData, file: &SamplesFile) -> Re
 pub fn hierarchy_metric(model: &Embedder, data: &TrainingData, metric: Monitor) -> Result<f64> {
     let sample = tables::metric_codes(&data.codes, tables::METRIC_MAX_CODES);
     let n = sample.len();
-    let points = model.embed_codes(data.codes.len())?;
+    let (points, _) = model.embed_codes(data.codes.len())?;
     let emb = lorentz::distance_matrix(&points, &sample, model.curvature())?;
     let tree = data.tree.among_values(&sample);
     let (parents, levels) = tables::sub_tree(&data.codes, &sample);

@@ -22,7 +22,7 @@ pub use attention::AttentionProbs;
 pub use elementwise::{Gelu, GeluGrad, LayerNormGrad, SoftmaxGrad};
 #[cfg(feature = "mkl")]
 pub use mkl::MklLinear;
-pub use product::{BatchMatmul, Matmul, laid_out, linear, matmul, rows, unrows};
+pub use product::{Affine, BatchMatmul, Matmul, affine, laid_out, linear, matmul, rows, unrows};
 
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Tensor, bail};
 use std::sync::OnceLock;

@@ -8,8 +8,8 @@
 //! count their floating-point operations and time (`timing::counters`) for the step's
 //! accounting.
 
-use super::{Isa, applies, isa};
-use candle_core::{CpuStorage, CustomOp2, D, Layout, Result, Shape, Tensor, bail};
+use super::{Isa, applies, isa, values, widest};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, D, Layout, Result, Shape, Tensor, bail};
 use candle_nn::Linear;
 use gemm::Parallelism;
 use gemm_common::microkernel::{HMicroKernelFn, MicroKernelFn};
@@ -74,16 +74,18 @@ unsafe fn gemm_path<
 }
 
 /// out (m x n, row-major) = scale A B for the matrices of `a` and `b` starting at `a_start` and
-/// `b_start`, along `isa`'s path of gemm.
+/// `b_start`, along `isa`'s path of gemm. Every value of `out` is written and none is read
+/// (gemm's `read_dst` off), so it need not be initialized: zero-filling each product's buffer
+/// first was a pass of its own over the encoder's largest activations.
 ///
 /// # Safety
-/// `isa` is one the CPU has; `out` holds m x n values; a's matrix is m x k and b's k x n, in
-/// their buffers (as [`Matrices::new`] checks).
+/// `isa` is one the CPU has; `out` has room for m x n values; a's matrix is m x k and b's k x n,
+/// in their buffers (as [`Matrices::new`] checks).
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm(
     isa: Isa,
     [m, n, k]: [usize; 3],
-    out: &mut [f32],
+    out: *mut f32,
     a: &Matrices,
     a_start: usize,
     b: &Matrices,
@@ -99,14 +101,14 @@ unsafe fn gemm(
     let (shape, dst, lhs, rhs) = if n > 1 {
         (
             [n, m, k],
-            (out.as_mut_ptr(), n as isize, 1),
+            (out, n as isize, 1),
             (b_ptr, b.row_stride as isize, b.col_stride as isize),
             (a_ptr, a.row_stride as isize, a.col_stride as isize),
         )
     } else {
         (
             [m, n, k],
-            (out.as_mut_ptr(), 1, n as isize),
+            (out, 1, n as isize),
             (a_ptr, a.col_stride as isize, a.row_stride as isize),
             (b_ptr, b.col_stride as isize, b.row_stride as isize),
         )
@@ -151,6 +153,19 @@ pub(super) fn counted<R>(a: &Matrices, b: &Matrices, product: impl FnOnce() -> R
     let out = product();
     let flops = 2 * a.starts.len() * a.rows * a.cols * b.cols;
     crate::timing::count_product(flops as u64, started.elapsed());
+    out
+}
+
+/// A buffer of `len` values that `write` fills whole through the pointer it is given (a
+/// [`gemm`] output), never zero-filled.
+///
+/// # Safety
+/// `write` writes every one of the `len` values.
+unsafe fn written(len: usize, write: impl FnOnce(*mut f32)) -> Vec<f32> {
+    let mut out = Vec::<f32>::with_capacity(len);
+    write(out.as_mut_ptr());
+    // SAFETY: the caller's: all `len` values are written.
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -230,30 +245,62 @@ pub(super) fn batch_product(
             b.rows
         );
     }
-    let mut out = vec![0f32; a.starts.len() * m * n];
+    let mut out = Vec::<f32>::with_capacity(a.starts.len() * m * n);
     if m * n == 0 {
         return Ok(out);
     }
     let isa = isa();
-    out.par_chunks_mut(m * n).enumerate().for_each(|(pair, out)| {
-        // SAFETY: `out` holds m x n values; a and b hold their matrices at the strides given
-        // (checked in `Matrices::new`) and agree in k (checked above).
-        unsafe {
+    out.spare_capacity_mut()
+        .par_chunks_mut(m * n)
+        .enumerate()
+        .for_each(|(pair, out)| {
+            let out = out.as_mut_ptr().cast::<f32>();
+            // SAFETY: `out` has room for m x n values; a and b hold their matrices at the strides
+            // given (checked in `Matrices::new`) and agree in k (checked above).
+            unsafe {
+                gemm(
+                    isa,
+                    [m, n, k],
+                    out,
+                    a,
+                    a.starts[pair],
+                    b,
+                    b.starts[pair],
+                    scale,
+                    Parallelism::None,
+                )
+            };
+            // SAFETY: gemm wrote all m x n values.
+            finish(pair, unsafe { std::slice::from_raw_parts_mut(out, m * n) });
+        });
+    // SAFETY: every pair's m x n values were written above.
+    unsafe { out.set_len(a.starts.len() * m * n) };
+    Ok(out)
+}
+
+/// A B of one pair of matrices that agree in k, on every thread of the current rayon pool.
+fn single_product(a: &Matrices, b: &Matrices) -> Vec<f32> {
+    let parallelism = match rayon::current_num_threads() {
+        1 => Parallelism::None,
+        threads => Parallelism::Rayon(threads),
+    };
+    // SAFETY: gemm writes all m x n values; the operands' layouts were checked by
+    // `Matrices::new`, and the caller's agree in k.
+    unsafe {
+        written(a.rows * b.cols, |out| {
             gemm(
-                isa,
-                [m, n, k],
+                isa(),
+                [a.rows, b.cols, a.cols],
                 out,
                 a,
-                a.starts[pair],
+                a.starts[0],
                 b,
-                b.starts[pair],
-                scale,
-                Parallelism::None,
+                b.starts[0],
+                1.0,
+                parallelism,
             )
-        };
-        finish(pair, out);
-    });
-    Ok(out)
+        })
+    }
 }
 
 /// The shape of A B: A's with B's column count last.
@@ -295,29 +342,7 @@ impl CustomOp2 for Matmul {
     fn cpu_fwd(&self, a_s: &CpuStorage, a_l: &Layout, b_s: &CpuStorage, b_l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (a, b) = (Matrices::new(a_s, a_l)?, Matrices::new(b_s, b_l)?);
         let out = counted(&a, &b, || match a.starts.len() {
-            1 if b.starts.len() == 1 && b.rows == a.cols => {
-                let mut out = vec![0f32; a.rows * b.cols];
-                let parallelism = match rayon::current_num_threads() {
-                    1 => Parallelism::None,
-                    threads => Parallelism::Rayon(threads),
-                };
-                // SAFETY: `out` holds m x n values; the operands' layouts were checked by
-                // `Matrices::new` and agree in k.
-                unsafe {
-                    gemm(
-                        isa(),
-                        [a.rows, b.cols, a.cols],
-                        &mut out,
-                        &a,
-                        a.starts[0],
-                        &b,
-                        b.starts[0],
-                        1.0,
-                        parallelism,
-                    )
-                };
-                Ok(out)
-            }
+            1 if b.starts.len() == 1 && b.rows == a.cols => Ok(single_product(&a, &b)),
             _ => batch_product(&a, &b, 1.0, |_, _| {}),
         })?;
         Ok((CpuStorage::F32(out), product_shape(a_l, b.cols)))
@@ -340,6 +365,59 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     } else {
         a.matmul(b)
     }
+}
+
+/// `x Wᵀ + b` from rows x [n, in], Wᵀ [in, out] (any layout [`Matrices`] reads) and b [out], for
+/// a layer no gradient is taken through by candle (the frozen base's: its backward pass is
+/// written out): the product straight into its buffer, then the bias added in place, where
+/// [`linear`] zero-filled a buffer for the product and made another for the sum. The same
+/// values as [`linear`]'s, to the bit (each is the product's value plus the bias).
+pub struct Affine;
+
+impl CustomOp3 for Affine {
+    fn name(&self) -> &'static str {
+        "affine-f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x_s: &CpuStorage,
+        x_l: &Layout,
+        w_s: &CpuStorage,
+        w_l: &Layout,
+        b_s: &CpuStorage,
+        b_l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, bias) = (Matrices::new(x_s, x_l)?, Matrices::new(w_s, w_l)?, values(b_s, b_l)?);
+        if x.starts.len() != 1 || w.starts.len() != 1 || w.rows != x.cols || bias.len() != w.cols {
+            bail!(
+                "linear: input {:?}, weight (transposed) {:?}, bias {:?} do not fit",
+                x_l.dims(),
+                w_l.dims(),
+                b_l.dims()
+            );
+        }
+        let mut out = counted(&x, &w, || single_product(&x, &w));
+        if !bias.is_empty() {
+            out.par_chunks_mut(bias.len() * AFFINE_ROWS).for_each(|rows| {
+                widest(|| {
+                    for row in rows.chunks_mut(bias.len()) {
+                        row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+                    }
+                })
+            });
+        }
+        Ok((CpuStorage::F32(out), product_shape(x_l, w.cols)))
+    }
+}
+
+/// Rows of a product a thread adds the bias to at a time.
+const AFFINE_ROWS: usize = 64;
+
+/// `x Wᵀ + b` by [`Affine`] ([.., in] -> [.., out]), without a backward pass.
+pub fn affine(layer: &Linear, bias: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let y = rows(x)?.apply_op3_no_bwd(&layer.weight().t()?, bias, &Affine)?;
+    unrows(&y, x)
 }
 
 /// A linear layer, `x W^T + b`, as one product over all rows ([.., in] -> [.., out]),
@@ -483,6 +561,27 @@ mod tests {
             .backward()
             .unwrap();
         assert!(grads.get(&constant).is_none() && grads.get(&w).is_some());
+    }
+
+    /// The product and its bias in place give [`linear`]'s values to the bit, the weight as
+    /// stored or laid out, on a batch of sequences and past gemm's blocking.
+    #[test]
+    fn affine_equals_linear() {
+        let device = candle_core::Device::Cpu;
+        let randn = |dims: &[usize]| Tensor::randn(0f32, 1., dims, &device).unwrap();
+        for (rows, k, n) in [(1, 7, 5), (37, 48, 29), (300, 700, 130)] {
+            let x = randn(&[3, rows, k]);
+            let layer = Linear::new(randn(&[n, k]), Some(randn(&[n])));
+            for layer in [layer.clone(), laid_out(&layer).unwrap()] {
+                let want = linear(&layer, &x).unwrap();
+                let ours = affine(&layer, layer.bias().unwrap(), &x).unwrap();
+                assert_eq!(ours.dims(), want.dims());
+                assert_eq!(max_diff(&ours, &want), 0.0, "{rows} x {k} x {n}");
+            }
+        }
+        let layer = Linear::new(randn(&[4, 5]), Some(randn(&[3])));
+        let err = affine(&layer, layer.bias().unwrap(), &randn(&[2, 5])).unwrap_err();
+        assert!(err.to_string().contains("do not fit"), "{err}");
     }
 
     /// Every product adds its 2 m n k operations to the counters.
