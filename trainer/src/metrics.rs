@@ -119,15 +119,20 @@ pub fn ndcg_at(tree: &[f64], emb: &[f64], n: usize, k: usize) -> f64 {
     total / n as f64
 }
 
+/// Code `i`'s neighbourhood in the tree: its parent and its children.
+fn neighbourhood(parents: &[Option<usize>], i: usize) -> Vec<usize> {
+    (0..parents.len())
+        .filter(|&j| j != i && (parents[i] == Some(j) || parents[j] == Some(i)))
+        .collect()
+}
+
 /// Mean average precision of neighbourhood reconstruction: for each code, its parent and
 /// children are the relevant items of the ranking by `emb`. Codes with none are skipped. A
 /// relevant code's rank is the count of codes before it (no sort of the row).
 pub fn neighbourhood_map(parents: &[Option<usize>], emb: &[f64], n: usize) -> f64 {
     let (mut total, mut queries) = (0.0, 0);
     for i in 0..n {
-        let relevant: Vec<usize> = (0..n)
-            .filter(|&j| j != i && (parents[i] == Some(j) || parents[j] == Some(i)))
-            .collect();
+        let relevant = neighbourhood(parents, i);
         if relevant.is_empty() {
             continue;
         }
@@ -309,9 +314,7 @@ mod tests {
             }
             let (mut total, mut queries) = (0.0, 0);
             for i in 0..n {
-                let relevant: Vec<usize> = (0..n)
-                    .filter(|&j| j != i && (parents[i] == Some(j) || parents[j] == Some(i)))
-                    .collect();
+                let relevant = neighbourhood(&parents, i);
                 if relevant.is_empty() {
                     continue;
                 }

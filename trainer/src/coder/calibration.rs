@@ -394,20 +394,32 @@ mod tests {
             .unwrap_or(p.len() - 1)
     }
 
+    /// `queries` texts of `candidates` candidates each, their features drawn uniformly from
+    /// [-1, 1), and each text's candidate drawn from the conditional logit with weights `w`.
+    fn logit_data<const F: usize>(
+        rng: &mut ChaCha8Rng,
+        w: &[f64; F],
+        queries: usize,
+        candidates: usize,
+    ) -> (Vec<Vec<[f64; F]>>, Vec<usize>) {
+        (0..queries)
+            .map(|_| {
+                let rows: Vec<[f64; F]> = (0..candidates)
+                    .map(|_| std::array::from_fn(|_| rng.random::<f64>() * 2.0 - 1.0))
+                    .collect();
+                let pick = draw(rng, &probabilities(&rows, w));
+                (rows, pick)
+            })
+            .unzip()
+    }
+
     /// Data drawn from a conditional logit with known weights: the fit recovers them, and its
     /// probabilities are calibrated.
     #[test]
     fn fit_recovers_the_weights_that_generated_the_data() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let w_true = [2.0, -1.0, 0.5];
-        let (mut features, mut truth) = (Vec::new(), Vec::new());
-        for _ in 0..4000 {
-            let rows: Vec<[f64; 3]> = (0..6)
-                .map(|_| std::array::from_fn(|_| rng.random::<f64>() * 2.0 - 1.0))
-                .collect();
-            truth.push(draw(&mut rng, &probabilities(&rows, &w_true)));
-            features.push(rows);
-        }
+        let (features, truth) = logit_data(&mut rng, &w_true, 4000, 6);
         let ranges: Vec<Range<usize>> = truth.iter().map(|&t| t..t + 1).collect();
         let w = fit_logit(&features, &ranges, [0.0; 3], [true; 3]);
         for (got, want) in w.iter().zip(w_true) {
@@ -431,15 +443,8 @@ mod tests {
     fn a_feature_left_out_fits_as_if_it_were_zero() {
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         let w_true = [1.0, 2.0, -0.5];
-        let (mut features, mut truth) = (Vec::new(), Vec::new());
-        for _ in 0..1000 {
-            let rows: Vec<[f64; 3]> = (0..5)
-                .map(|_| std::array::from_fn(|_| rng.random::<f64>() * 2.0 - 1.0))
-                .collect();
-            let t = draw(&mut rng, &probabilities(&rows, &w_true));
-            truth.push(t..t + 1);
-            features.push(rows);
-        }
+        let (features, picks) = logit_data(&mut rng, &w_true, 1000, 5);
+        let truth: Vec<Range<usize>> = picks.iter().map(|&t| t..t + 1).collect();
         let zeroed: Vec<Vec<[f64; 3]>> = features
             .iter()
             .map(|rows| rows.iter().map(|f| [f[0], 0.0, f[2]]).collect())
@@ -466,22 +471,20 @@ mod tests {
     fn fit_with_ranges_of_true_candidates_maximizes_their_likelihood() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let w_true = [1.5, 0.5];
-        let (mut features, mut truth) = (Vec::new(), Vec::new());
-        for _ in 0..2000 {
-            let rows: Vec<[f64; 2]> = (0..8)
-                .map(|_| std::array::from_fn(|_| rng.random::<f64>() * 2.0 - 1.0))
-                .collect();
-            let pick = draw(&mut rng, &probabilities(&rows, &w_true));
-            // Half the texts name the pair of candidates around their pick (a code with two
-            // leaves), half the pick alone.
-            let pair = pick - pick % 2;
-            truth.push(if rng.random::<bool>() {
-                pair..pair + 2
-            } else {
-                pick..pick + 1
-            });
-            features.push(rows);
-        }
+        let (features, picks) = logit_data(&mut rng, &w_true, 2000, 8);
+        // Half the texts name the pair of candidates around their pick (a code with two leaves),
+        // half the pick alone.
+        let truth: Vec<Range<usize>> = picks
+            .iter()
+            .map(|&pick| {
+                let pair = pick - pick % 2;
+                if rng.random::<bool>() {
+                    pair..pair + 2
+                } else {
+                    pick..pick + 1
+                }
+            })
+            .collect();
         let w = fit_logit(&features, &truth, [0.0; 2], [true; 2]);
         let at = |w: [f64; 2]| log_likelihood(&features, &truth, &w);
         let h = 1e-4;
