@@ -102,7 +102,7 @@ fn frozen_step(channels: &Tensor) -> Vec<f32> {
     let objective = out.points.sqr().unwrap().mean_all().unwrap();
     let grads = objective.backward().unwrap();
     let mut optimizer = AdamW::new(&varmap, 0.01, 1.0).unwrap();
-    optimizer.step(&grads, 1e-3).unwrap();
+    optimizer.step(&grads, 1e-3, 1.0).unwrap();
     let mut vars: Vec<_> = varmap.data().lock().unwrap().clone().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     vars.iter().flat_map(|(_, v)| values(v.as_tensor())).collect()

@@ -134,7 +134,10 @@ impl Moe {
         let picks = Tensor::from_vec(picks, (n, self.top_k), x.device())?;
         let weights = probs.gather(&picks, 1)?;
         let weights = weights.broadcast_div(&weights.sum_keepdim(1)?)?.flatten_all()?;
-        let mut output = x.zeros_like()?;
+        // Every expert's rows, then added into the output by one index_add: a chain of one per
+        // expert made the backward pass zero-fill and add the output's whole gradient at each
+        // link. The rows are added in the same order either way.
+        let (mut rows_all, mut outputs) = (Vec::new(), Vec::new());
         let mut load = vec![0f32; self.experts.len()];
         for (e, expert) in self.experts.iter().enumerate() {
             // (row, slot) of every row that picked expert e.
@@ -156,7 +159,14 @@ impl Moe {
             let hidden = linear(&expert.up, &x.index_select(&rows, 0)?)?.relu()?;
             let hidden = super::rng::dropout(&hidden, self.dropout, train)?;
             let y = linear(&expert.down, &hidden)?.broadcast_mul(&weights.index_select(&slots, 0)?.unsqueeze(1)?)?;
-            output = output.index_add(&rows, &y, 0)?;
+            rows_all.extend(routed.iter().map(|r| r.0));
+            outputs.push(y);
+        }
+        let mut output = x.zeros_like()?;
+        if !outputs.is_empty() {
+            let count = rows_all.len();
+            let rows_all = Tensor::from_vec(rows_all, count, x.device())?;
+            output = output.index_add(&rows_all, &Tensor::cat(&outputs, 0)?, 0)?;
         }
         Ok(MoeOutput {
             output,

@@ -157,10 +157,9 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                     state.step
                 );
             }
-            let mut grads = timing::time("backward", || backward(&model, &loss, &replays(&parts)))?;
-            let grad_norm = timing::time("clip", || {
-                optim::clip_grad_norm(&mut grads, &optimizer.vars(), t.gradient_clip)
-            })?;
+            let grads = timing::time("backward", || backward(&model, &loss, &replays(&parts)))?;
+            let (grad_norm, grad_scale) =
+                timing::time("clip", || optim::clip_scale(&grads, &optimizer.vars(), t.gradient_clip))?;
             let lr = optim::learning_rate(
                 state.step,
                 t.scheduler.warmup_steps,
@@ -168,7 +167,7 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
                 t.optimizer.lr,
                 t.scheduler.min_lr,
             );
-            timing::time("optimizer", || optimizer.step(&grads, lr))?;
+            timing::time("optimizer", || optimizer.step(&grads, lr, grad_scale))?;
             timing::add_flops("optimizer", optim::ADAMW_FLOPS * optimizer.weights(&grads) as u64);
             let moe = model.head.moe();
             moe.balance(&loads, config.model.moe.route_bias_rate)?;

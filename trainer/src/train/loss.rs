@@ -1,13 +1,13 @@
-//! The loss terms, in one place: hyperbolic InfoNCE over (anchor, positive, K negatives); the
-//! tree term, 1 - Pearson(Lorentz, tree) over every pair of a step's distinct codes (InfoNCE only
-//! orders each anchor's candidates; this asks the distances themselves to grow with the tree's,
-//! the cophenetic correlation that `eval` reports); the query term, InfoNCE of index entries
-//! against the step's six-digit codes; the entries' own term, where the text side trains
-//! (each entry against a second text of its code, for the coder's nearest entries); and the
-//! step's weighted sum with the MoE's load balancing.
+//! The loss terms: hyperbolic InfoNCE over (anchor, positive, K negatives); the tree term
+//! (`tree_term`: InfoNCE only orders each anchor's candidates; the tree term asks the distances
+//! themselves to grow with the tree's, the cophenetic correlation that `eval` reports); the
+//! query term, InfoNCE of index entries against the step's six-digit codes; the entries' own
+//! term, where the text side trains (each entry against a second text of its code, for the
+//! coder's nearest entries); and the step's weighted sum with the MoE's load balancing.
 
 use super::TrainingData;
 use super::replay::{Encoded, Replay, StepLoss};
+use super::tree_term::tree_term;
 use crate::model::Embedder;
 use crate::model::fusion::{MoeOutput, load_balancing_loss};
 use crate::model::kernels::matmul;
@@ -113,10 +113,7 @@ pub fn batch_loss(
 
     let tree = if train && loss.tree_weight > 0.0 {
         Some(timing::time("tree", || {
-            correlation_loss(
-                &lorentz::pairwise(&out.points, &out.points, curvature)?,
-                &data.tree.among(&distinct, device)?,
-            )
+            tree_term(&out.points, &data.tree.among(&distinct, device)?, curvature)
         })?)
     } else {
         None
@@ -267,61 +264,10 @@ pub fn info_nce(distances: &Tensor, temperature: f64) -> candle_core::Result<Ten
     log_probs.narrow(D::Minus1, 0, 1)?.neg()?.mean_all()
 }
 
-/// 1 - Pearson correlation between two [m, m] distance matrices over their off-diagonal entries
-/// (both symmetric, so each pair counts twice, which leaves the correlation unchanged).
-/// 0 when fewer than 3 points: there is no correlation to measure.
-pub fn correlation_loss(embedded: &Tensor, tree: &Tensor) -> Result<Tensor> {
-    let m = embedded.dim(0)?;
-    let device = embedded.device();
-    if m < 3 {
-        return Ok(Tensor::zeros((), DType::F32, device)?);
-    }
-    let mask = (Tensor::ones((m, m), DType::F32, device)? - Tensor::eye(m, DType::F32, device)?)?;
-    let count = (m * (m - 1)) as f64;
-    let centered = |x: &Tensor| -> Result<Tensor> {
-        let mean = ((x * &mask)?.sum_all()? / count)?;
-        Ok((x.broadcast_sub(&mean)? * &mask)?)
-    };
-    let (e, t) = (centered(embedded)?, centered(tree)?);
-    let cov = (&e * &t)?.sum_all()?;
-    let var = ((e.sqr()?.sum_all()? * t.sqr()?.sum_all()?)? + 1e-12)?;
-    Ok((cov / var.sqrt()?)?.neg()?.affine(1.0, 1.0)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::pearson;
     use candle_core::Device;
-
-    fn symmetric(values: &[f64], m: usize) -> Vec<f64> {
-        let mut out = vec![0.0; m * m];
-        let mut k = 0;
-        for i in 0..m {
-            for j in (i + 1)..m {
-                out[i * m + j] = values[k];
-                out[j * m + i] = values[k];
-                k += 1;
-            }
-        }
-        out
-    }
-
-    fn tensor(v: &[f64], m: usize) -> Tensor {
-        Tensor::from_vec(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), (m, m), &Device::Cpu).unwrap()
-    }
-
-    #[test]
-    fn equals_one_minus_pearson_over_pairs() {
-        let m = 4;
-        let d = [0.3, 1.2, 2.5, 0.9, 2.2, 1.7];
-        let t = [0.5, 2.0, 10.0, 2.0, 10.0, 10.0];
-        let loss = correlation_loss(&tensor(&symmetric(&d, m), m), &tensor(&symmetric(&t, m), m))
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap() as f64;
-        assert!((loss - (1.0 - pearson(&d, &t))).abs() < 1e-5, "{loss}");
-    }
 
     /// Against the cross-entropy written out for four texts in two pairs: texts 0, 1 of code 7
     /// and 2, 3 of code 9, every other text a negative.
@@ -345,17 +291,5 @@ mod tests {
         // A third text of code 7 in the other pair's place is left out, not a negative.
         let same = pair_loss(&v, &[7, 7, 7, 7], t).unwrap().to_scalar::<f32>().unwrap();
         assert!(same.abs() < 1e-5, "only partners left: {same}");
-    }
-
-    #[test]
-    fn zero_for_distances_proportional_to_the_tree() {
-        let m = 4;
-        let t = [0.5, 2.0, 10.0, 2.0, 10.0, 10.0];
-        let d: Vec<f64> = t.iter().map(|x| 0.3 * x + 0.1).collect();
-        let loss = correlation_loss(&tensor(&symmetric(&d, m), m), &tensor(&symmetric(&t, m), m))
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(loss.abs() < 1e-5, "{loss}");
     }
 }

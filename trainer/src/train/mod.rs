@@ -1,8 +1,9 @@
-//! Training: the loop (`fit`), its loss terms (`loss`), the backward pass into the encoder
-//! (`replay`), validation and model selection (`monitor`), the optimizer (`optim`) and
-//! checkpoints (`checkpoint`). Depends on `model`, never on `eval`.
+//! Training: the loop (`fit`), its loss terms (`loss`, the tree term in `tree_term`), the
+//! backward pass into the encoder (`replay`), validation and model selection (`monitor`), the
+//! optimizer (`optim`) and checkpoints (`checkpoint`). Depends on `model`, never on `eval`.
 
 pub mod queries;
+pub mod tree_term;
 pub mod loss;
 pub mod replay;
 pub mod optim;

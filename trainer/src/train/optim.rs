@@ -59,9 +59,12 @@ impl AdamW {
         })
     }
 
-    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+    /// One step on `grads`, each multiplied by `grad_scale` (the clipping's factor, [`clip_scale`])
+    /// in the update's own pass.
+    pub fn step(&mut self, grads: &GradStore, lr: f64, grad_scale: f64) -> Result<()> {
         self.step += 1;
         let at = |lr: f64| Update {
+            grad_scale,
             beta1: self.beta1,
             beta2: self.beta2,
             correct1: 1.0 - self.beta1.powi(self.step as i32),
@@ -131,10 +134,11 @@ impl AdamW {
     }
 }
 
-/// One AdamW step's constants: the moments' rates and bias corrections, the learning rate and
-/// the decay factor 1 - lr x weight decay.
+/// One AdamW step's constants: the gradients' factor, the moments' rates and bias corrections,
+/// the learning rate and the decay factor 1 - lr x weight decay.
 #[derive(Debug, Clone, Copy)]
 struct Update {
+    grad_scale: f64,
     beta1: f64,
     beta2: f64,
     correct1: f64,
@@ -148,6 +152,7 @@ impl Update {
     /// The new (weight, m, v) from the weight w, its gradient g and the moments m and v, as
     /// tensor ops (any device and dtype: eleven passes over the weights).
     fn composed(&self, w: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let g = &(g * self.grad_scale)?;
         let m = ((m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
         let v = ((v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
         let update = ((&m / self.correct1)? / ((&v / self.correct2)?.sqrt()? + self.eps)?)?;
@@ -175,15 +180,17 @@ impl Update {
             return None;
         }
         let (beta1, beta2, eps, lr) = (self.beta1 as f32, self.beta2 as f32, self.eps as f32, self.lr as f32);
+        let grad_scale = self.grad_scale as f32;
         let (rest1, rest2) = ((1.0 - self.beta1) as f32, (1.0 - self.beta2) as f32);
         let (correct1, correct2, decay) = (self.correct1 as f32, self.correct2 as f32, self.decay as f32);
         let n = w_in.len();
-        let (mut w_out, mut m_out, mut v_out) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        // Every value is written below: the buffers are not zero-filled first.
+        let (mut w_out, mut m_out, mut v_out) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         const CHUNK: usize = 16 * 1024;
-        w_out
+        w_out.spare_capacity_mut()[..n]
             .par_chunks_mut(CHUNK)
-            .zip(m_out.par_chunks_mut(CHUNK))
-            .zip(v_out.par_chunks_mut(CHUNK))
+            .zip(m_out.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
+            .zip(v_out.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
             .enumerate()
             .for_each(|(chunk, ((w_out, m_out), v_out))| {
                 let start = chunk * CHUNK;
@@ -193,39 +200,59 @@ impl Update {
                     #[inline(always)]
                     || {
                         for j in 0..w_out.len() {
-                            let m = m_in[j] * beta1 + g[j] * rest1;
-                            let v = v_in[j] * beta2 + g[j] * g[j] * rest2;
+                            let g = g[j] * grad_scale;
+                            let m = m_in[j] * beta1 + g * rest1;
+                            let v = v_in[j] * beta2 + g * g * rest2;
                             let update = (m / correct1) / ((v / correct2).sqrt() + eps);
-                            (w_out[j], m_out[j], v_out[j]) = (w_in[j] * decay - update * lr, m, v);
+                            w_out[j].write(w_in[j] * decay - update * lr);
+                            m_out[j].write(m);
+                            v_out[j].write(v);
                         }
                     },
                 )
             });
         drop(guards);
+        // SAFETY: the loop above wrote all n values of each.
+        unsafe { (w_out.set_len(n), m_out.set_len(n), v_out.set_len(n)) };
         let tensor = |values: Vec<f32>| Tensor::from_vec(values, w.shape(), w.device());
         Some(tensor(w_out).and_then(|w| Ok((w, tensor(m_out)?, tensor(v_out)?))))
     }
 }
 
-/// Scales all gradients down so that their global L2 norm is at most `max_norm`; returns the
-/// norm before clipping.
-pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
+/// The global L2 norm of the gradients of `vars`, and the factor that brings it down to
+/// `max_norm` (1 where it is within it, or `max_norm` is 0). The optimizer's step applies the
+/// factor in its own pass ([`AdamW::step`]): scaling every gradient here was a pass of its own.
+pub fn clip_scale(grads: &GradStore, vars: &[Var], max_norm: f64) -> Result<(f64, f64)> {
     let mut total = 0f64;
     for var in vars {
         if let Some(g) = grads.get(var) {
-            total += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            total += squares(g)?;
         }
     }
     let norm = total.sqrt();
-    if max_norm > 0.0 && norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
-        for var in vars {
-            if let Some(g) = grads.remove(var) {
-                grads.insert(var, (g * scale)?);
-            }
+    let scale = if max_norm > 0.0 && norm > max_norm {
+        max_norm / (norm + 1e-6)
+    } else {
+        1.0
+    };
+    Ok((norm, scale))
+}
+
+/// The sum of the squares of a tensor's values, in f64. For a contiguous f32 tensor on the CPU,
+/// one parallel pass that adds its blocks' sums in order (the same sum on any thread count);
+/// the composed ops made an f64 copy and its square first.
+fn squares(g: &Tensor) -> Result<f64> {
+    if kernels::applies(g) && g.is_contiguous() {
+        let (storage, layout) = g.storage_and_layout();
+        if let candle_core::Storage::Cpu(cpu) = &*storage {
+            let blocks: Vec<f64> = kernels::values(cpu, layout)?
+                .par_chunks(16 * 1024)
+                .map(|block| block.iter().map(|&x| x as f64 * x as f64).sum())
+                .collect();
+            return Ok(blocks.iter().sum());
         }
     }
-    Ok(norm)
+    g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()
 }
 
 /// Linear warmup from 0 to `base` over `warmup` steps, then cosine decay to `min` at `total`.
@@ -255,6 +282,8 @@ mod tests {
         let mut composed = fused.clone();
         for step in 1..=3 {
             let update = Update {
+                // Clipped at the second step.
+                grad_scale: if step == 2 { 0.25 } else { 1.0 },
                 beta1: 0.9,
                 beta2: 0.999,
                 correct1: 1.0 - 0.9f64.powi(step),
@@ -280,6 +309,7 @@ mod tests {
         // Not for other dtypes: the composed ops run there.
         let w64 = fused.0.to_dtype(DType::F64).unwrap();
         let update = Update {
+            grad_scale: 1.0,
             beta1: 0.9,
             beta2: 0.999,
             correct1: 0.1,
@@ -289,5 +319,31 @@ mod tests {
             decay: 1.0,
         };
         assert!(update.fused(&w64, &w64, &w64, &w64).is_none());
+    }
+
+    /// The norm over every gradient, by hand: 3-4-12 makes 13 (in f32 and in f64); clipped to
+    /// 1 the factor is 1 / 13, within the limit 1.
+    #[test]
+    fn the_clipping_factor_brings_the_norm_to_the_limit() {
+        let device = Device::Cpu;
+        let a = Var::from_tensor(&Tensor::zeros(2, DType::F32, &device).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::zeros(1, DType::F64, &device).unwrap()).unwrap();
+        let unused = Var::from_tensor(&Tensor::zeros(1, DType::F32, &device).unwrap()).unwrap();
+        let loss = ((a.as_tensor() * &Tensor::new(&[3f32, 4.], &device).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap())
+        .to_dtype(DType::F64)
+        .unwrap();
+        let loss = (loss + (b.as_tensor() * 12.0).unwrap().sum_all().unwrap()).unwrap();
+        let grads = loss.backward().unwrap();
+        let vars = [a, b, unused];
+        let (norm, scale) = clip_scale(&grads, &vars, 1.0).unwrap();
+        assert!(
+            (norm - 13.0).abs() < 1e-9 && (scale - 1.0 / (13.0 + 1e-6)).abs() < 1e-12,
+            "{norm} {scale}"
+        );
+        assert_eq!(clip_scale(&grads, &vars, 20.0).unwrap(), (norm, 1.0));
+        assert_eq!(clip_scale(&grads, &vars, 0.0).unwrap(), (norm, 1.0));
     }
 }
