@@ -186,7 +186,7 @@ fn a_profile_applies_its_keys_and_the_command_line_wins() {
         .config;
     assert_eq!(c.curriculum.max_positives, Some(8));
     assert_eq!(c.data.batch_size, 128);
-    assert_eq!(c.training.trainer.max_epochs, 3);
+    assert_eq!(c.training.trainer.max_epochs, 4);
     assert_eq!(c.training.scheduler.warmup_steps, 50);
     let c = load(&conf(), None, &overrides(&["data.batch_size=7", "profile=cpu_default"]))
         .unwrap()

@@ -65,7 +65,7 @@ fn bench() -> Result<()> {
         batches.push(codes);
         let parts = vec![batch_loss(&model, &data, &records, &[], true)?];
         let (loss, ..) = step_loss(&parts, &config.loss, 0.01)?;
-        optimizer.step(&backward(&model, &loss, &replays(&parts))?, 1e-4)?;
+        optimizer.step(&backward(&model, &loss, &replays(&parts))?, 1e-4, 1.0)?;
     }
     let dynamic = started.elapsed().as_secs_f64() / steps as f64;
     println!(

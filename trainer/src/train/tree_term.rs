@@ -4,10 +4,10 @@
 //! Written twice. [`correlation_loss`] over [`lorentz::pairwise`] composes candle ops, and
 //! candle's autograd differentiates it: a dozen element-wise ops over the [m, m] matrix of pairs
 //! (m is about 1,400 codes in a NAICS step), each of whose gradients candle adds into a
-//! zero-filled buffer of its own. That was a sixth of a CPU training step. [`tree_term`]
-//! computes the value and its gradient at the points together, by hand: one product for the
-//! inner products, two passes over the pairs, one product back to the points. Training runs it
-//! on the CPU in f32; the tests check it against the composed one.
+//! zero-filled buffer of its own, several times the forward pass's cost (docs/benchmarks.md).
+//! [`tree_term`] computes the value and its gradient at the points together, by hand: one
+//! product for the inner products, three passes over the pairs, one product back to the points.
+//! Training runs it on the CPU in f32; the tests check it against the composed one.
 
 use crate::model::kernels::{applies, matmul};
 use crate::model::lorentz;
