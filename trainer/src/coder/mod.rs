@@ -308,7 +308,10 @@ impl<'a> Coder<'a> {
         };
         let json = serde_json::to_vec_pretty(&fusion)?;
         write_atomically(&path, |tmp| Ok(std::fs::write(tmp, &json)?))?;
-        Ok(fusion)
+        // As read back: every later process reads this file, and serde_json's default parser
+        // may land a weight an ulp from the fitted one (a confidence of 1e-9 then differed in
+        // its last digits between the process that fitted and the next one).
+        Ok(serde_json::from_slice(&json)?)
     }
 
     /// The validation entries: each one's true candidates (positions in `candidates`: see
