@@ -38,10 +38,11 @@ pub fn tree_term(points: &Tensor, tree: &Tensor, c: f64) -> Result<Tensor> {
     let (c32, root_c) = (c as f32, c.sqrt() as f32);
 
     // First pass: each pair's distance (in place of its inner product) and the distance's
-    // derivative at the inner product; the sums the means need.
+    // derivative at the inner product; each row's sums for the means. Rows' sums are added in
+    // row order, so the value is the same on any number of threads.
     let mut distance = inner;
     let mut slope = vec![0f32; m * m];
-    let sums = distance
+    let rows: Vec<[f64; 2]> = distance
         .par_chunks_mut(m)
         .zip(slope.par_chunks_mut(m))
         .zip(tree.par_chunks(m))
@@ -61,11 +62,13 @@ pub fn tree_term(points: &Tensor, tree: &Tensor, c: f64) -> Result<Tensor> {
             }
             sums
         })
-        .reduce(|| [0.0; 2], |a, b| [a[0] + b[0], a[1] + b[1]]);
+        .collect();
+    let sums = rows.iter().fold([0.0; 2], |a, b| [a[0] + b[0], a[1] + b[1]]);
     let count = (m * (m - 1)) as f64;
     let (mean_d, mean_t) = ((sums[0] / count) as f32, (sums[1] / count) as f32);
     let off_diagonal = |i: usize, j: usize, x: f32| if i == j { 0.0 } else { x };
-    let moments = distance
+    // Second pass: the moments of the centered values.
+    let rows: Vec<[f64; 3]> = distance
         .par_chunks(m)
         .zip(tree.par_chunks(m))
         .enumerate()
@@ -82,12 +85,14 @@ pub fn tree_term(points: &Tensor, tree: &Tensor, c: f64) -> Result<Tensor> {
             }
             sums
         })
-        .reduce(|| [0.0; 3], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2]]);
-    let [cov, var_e, var_t] = moments;
+        .collect();
+    let [cov, var_e, var_t] = rows
+        .iter()
+        .fold([0.0; 3], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2]]);
     let scale = (var_e * var_t + 1e-12).sqrt();
     let value = 1.0 - cov / scale;
 
-    // Second pass: G, the loss's derivative at each inner product (in place of the slope).
+    // Third pass: G, the loss's derivative at each inner product (in place of the slope).
     let (over_s, over_s3) = ((1.0 / scale) as f32, (cov * var_t / scale.powi(3)) as f32);
     let mut g = slope;
     g.par_chunks_mut(m)
