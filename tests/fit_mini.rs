@@ -249,13 +249,12 @@ async fn query_side_training_brings_held_out_entries_nearer_their_code() {
     let summary = fit(&loaded, &options(dir.path(), false)).unwrap();
     let mut e = naics_trainer::embedded::load(&summary.best).unwrap();
     let held = naics_trainer::tables::holdout(dir.path()).unwrap();
-    let leaves: Vec<usize> = (0..e.codes.code.len()).filter(|&i| e.codes.level[i] == 6).collect();
+    let leaves = e.codes.leaves();
     // Mean over held-out entries of d(own leaf) - min d(other leaves): lower is nearer.
     let margin = |e: &naics_trainer::embedded::Embedded| -> f64 {
         let texts: Vec<String> = held.iter().map(|(_, t)| t.clone()).collect();
         let rows = e
-            .targets(&leaves)
-            .unwrap()
+            .leaf_targets()
             .distances(&e.query_points(&texts).unwrap(), e.curvature())
             .unwrap();
         let total: f64 = held

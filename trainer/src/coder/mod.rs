@@ -23,11 +23,13 @@ pub mod lexical;
 
 use crate::embedded::Embedded;
 use crate::model::cache::{progress, texts_key};
+use crate::model::kernels::product::times_values;
 use crate::model::lorentz::Targets;
+use crate::model::mapped::Mapped;
 use crate::model::transformer;
 use crate::tables::{Codes, LeafIndex};
-use anyhow::{Context, Result};
-use candle_core::{Device, Tensor};
+use anyhow::Result;
+use candle_core::Tensor;
 use levels::{LevelAnswer, level_answer};
 use lexical::Bm25;
 use naics_common::atomic::write_atomically;
@@ -173,10 +175,11 @@ pub struct Coder<'a> {
     pub candidates: Vec<usize>,
     /// The frozen base's mean-pooled, normalized vectors of every candidate's texts, transposed
     /// into a contiguous [h, m] when cached: the right-hand side of every similarity product
-    /// (against the strided view of [m, h], the server's 8-client latency was about 15 % higher).
-    texts_t: Tensor,
+    /// (against the strided view of [m, h], the server's 8-client latency was about 15 % higher),
+    /// read in place from the cache file.
+    texts_t: Mapped,
     /// The candidates' points, read in place by every text's distances.
-    candidate_points: Targets,
+    candidate_points: Targets<'a>,
     /// The candidate (position in `candidates`) of each column of `texts_t`.
     text_candidate: Vec<usize>,
     lexical: Bm25,
@@ -245,11 +248,11 @@ impl<'a> Coder<'a> {
         // the leaves' feed the entry index, and a leaf's word document is those of the leaf and
         // its ancestors.
         let validation = e.codes.validation(e.config.data.validation_entries);
-        let own: Vec<Vec<String>> = (0..e.codes.len())
+        let own: Vec<Vec<&str>> = (0..e.codes.len())
             .map(|c| {
                 std::iter::once(&e.codes.title[c])
                     .chain(e.codes.training_entries(&validation, c))
-                    .cloned()
+                    .map(String::as_str)
                     .collect()
             })
             .collect();
@@ -258,20 +261,28 @@ impl<'a> Coder<'a> {
             .enumerate()
             .flat_map(|(j, &c)| std::iter::repeat_n(j, own[c].len()))
             .collect();
-        let flat: Vec<String> = candidates.iter().flat_map(|&c| own[c].iter().cloned()).collect();
-        let parts: Vec<Vec<&str>> = own.iter().map(|t| t.iter().map(String::as_str).collect()).collect();
+        let flat: Vec<&str> = candidates.iter().flat_map(|&c| own[c].iter().copied()).collect();
         let paths: Vec<Vec<usize>> = candidates.iter().map(|&c| e.codes.path(c)).collect();
-        // Reading the texts' vectors is memory-bound, indexing their words compute-bound: side
-        // by side they take about the time of the longer.
-        let (texts_t, lexical) = rayon::join(|| base_vectors_t_cached(e, &flat), || Bm25::over_parts(&parts, &paths));
-        let candidate_points = e.targets(&candidates)?;
+        // Both are read from the cache once made; the first time, encoding the texts is the
+        // encoder's work and indexing their words the other core's.
+        let (texts_t, lexical) = rayon::join(
+            || base_vectors_t_cached(e, &flat),
+            || {
+                Bm25::over_parts(
+                    &own,
+                    &paths,
+                    &naics_common::layout::cache_dir(&e.config.data.shards_dir),
+                )
+            },
+        );
+        let candidate_points = e.leaf_targets();
         let mut coder = Coder {
             e,
             candidates,
             texts_t: texts_t?,
             candidate_points,
             text_candidate,
-            lexical,
+            lexical: lexical?,
             leaves: LeafIndex::new(&e.codes.parent),
             fusion: Fusion::POINTS,
         };
@@ -383,12 +394,7 @@ impl<'a> Coder<'a> {
             let distances = self
                 .candidate_points
                 .distances(&points.narrow(0, start, n)?, self.e.curvature())?;
-            let similarity = base.narrow(0, start, n)?.matmul(&self.texts_t)?;
-            let (storage, layout) = similarity.storage_and_layout();
-            let candle_core::Storage::Cpu(cpu) = &*storage else {
-                anyhow::bail!("the similarities are computed on the CPU");
-            };
-            let similarity = crate::model::kernels::values(cpu, layout)?;
+            let similarity = times_values(&base.narrow(0, start, n)?, self.texts_t.values(), m)?;
             out.par_extend(
                 chunk
                     .par_iter()
@@ -548,20 +554,19 @@ impl Coder<'_> {
 /// a quarter of a `search`). Keyed by the
 /// tokenizer and the texts themselves, so that a cached table is found without tokenizing (the
 /// most of a `search` call's time otherwise), and by the checkpoint where training changes them.
-fn base_vectors_t_cached(e: &Embedded, texts: &[String]) -> Result<Tensor> {
+fn base_vectors_t_cached(e: &Embedded, texts: &[&str]) -> Result<Mapped> {
     let channels = &e.model.channels;
     let encoder = channels.encoder();
     let trained: &[u8] = if channels.text_trains() { e.key.as_bytes() } else { &[] };
     let key = texts_key(&[&encoder.tokenizer_sha256, trained], texts);
-    let table = e.model.cache.get_or_compute("candidate-texts-t", &[&key], || {
-        let ids = encoder.tokenize(texts)?;
+    e.model.cache.mapped("candidate-texts-t", &[&key], || {
+        let ids = encoder.tokenize(&texts.iter().map(|t| t.to_string()).collect::<Vec<_>>())?;
         let bar = progress(ids.len(), "candidate texts encoded (cache)")?;
         let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
         let table = channels.base_vectors(&rows, &bar)?;
         bar.finish_and_clear();
         Ok(transformer::normalize(&table)?.t()?.contiguous()?)
-    })?;
-    table.to_device(&Device::Cpu).context("candidate texts to the CPU")
+    })
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub fn write(e: &Embedded, path: &Path) -> Result<usize> {
         Arc::new(StringArray::from_iter_values(&e.codes.code)),
         Arc::new(Int32Array::from_iter_values(e.codes.level.iter().map(|l| *l as i32))),
         Arc::new(StringArray::from_iter_values(&e.codes.title)),
-        vectors(e.points.to_vec2()?),
+        vectors(e.points.tensor()?.to_vec2()?),
         vectors(super::poincare(e)?.to_vec2()?),
         vectors(e.tangent()?.to_vec2()?),
     ];

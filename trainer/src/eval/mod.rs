@@ -154,12 +154,13 @@ fn embed(e: &Embedded, texts: &[String], bar: &ProgressBar) -> Result<Tensor> {
 
 /// Poincare-ball coordinates of every code.
 pub fn poincare(e: &Embedded) -> Result<Tensor> {
-    Ok(lorentz::to_poincare(&e.points, e.curvature())?)
+    Ok(lorentz::to_poincare(&e.points.tensor()?, e.curvature())?)
 }
 
 /// Manifold check: max |<x, x>_L + 1/c| over codes.
 pub fn manifold_error(e: &Embedded) -> Result<f64> {
-    let m = lorentz::inner(&e.points, &e.points)?;
+    let points = e.points.tensor()?;
+    let m = lorentz::inner(&points, &points)?;
     let err = (m + 1.0 / e.curvature())?.abs()?.max(D::Minus1)?;
     Ok(err.to_scalar::<f32>()? as f64)
 }

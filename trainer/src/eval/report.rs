@@ -116,7 +116,7 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
     let sample = tables::metric_codes(&e.codes, tables::METRIC_MAX_CODES);
     let n = sample.len();
     let tree = tables::TreeDistances::new(&e.codes).among_values(&sample);
-    let emb = lorentz::distance_matrix(&e.points, &sample, e.curvature())?;
+    let emb = lorentz::distance_matrix(&e.points.tensor()?, &sample, e.curvature())?;
     let (parents, levels) = tables::sub_tree(&e.codes, &sample);
     let (t, d) = (m::upper_triangle(&tree, n), m::upper_triangle(&emb, n));
     let radius: Vec<f64> = e
@@ -198,7 +198,7 @@ fn held_out_retrieval(e: &Embedded) -> Result<(Retrieval, Retrieval)> {
         .unzip();
     let baseline = Baseline::new(e, &candidates)?;
     let (mut ours, mut base) = (Tally::new(&e.codes, &candidates), Tally::new(&e.codes, &candidates));
-    let leaves = e.targets(&candidates)?;
+    let leaves = e.leaf_targets();
     for (truth, texts) in truth.chunks(RANKED_AT_ONCE).zip(texts.chunks(RANKED_AT_ONCE)) {
         let distances = leaves.distances(&e.query_points(texts)?, e.curvature())?;
         let cosines = baseline.rows(texts)?;

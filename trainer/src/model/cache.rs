@@ -3,6 +3,7 @@
 
 use super::encoder::{Encoder, in_input_order};
 use super::lora::Pass;
+use super::mapped::Mapped;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -99,27 +100,44 @@ impl VectorCache {
     /// used: `search` and `serve` never use the codes' channel vectors (their points are cached),
     /// which for ICD-10-CM's 47,200 codes are 290 MB.
     pub fn lazily(&self, name: &str, key: &[&[u8]], compute: impl FnOnce() -> Result<Tensor>) -> Result<Lazy> {
-        let mut hasher = Sha256::new();
-        hasher.update(self.model()?);
-        key.iter().for_each(|k| hasher.update(k));
-        let path = self
-            .dir
-            .join(format!("{name}-{}.safetensors", &hex(&hasher.finalize())[..16]));
         let lazy = Lazy {
-            path,
+            path: self.path(name, key)?,
             device: self.device.clone(),
             table: OnceLock::new(),
         };
         if !lazy.path.exists() {
             let table = compute()?;
-            let tensors = HashMap::from([("vectors".to_string(), table.to_device(&Device::Cpu)?)]);
-            naics_common::atomic::write_atomically(&lazy.path, |tmp| {
-                Ok(candle_core::safetensors::save(&tensors, tmp)?)
-            })?;
+            save(&lazy.path, &table)?;
             let _ = lazy.table.set(table.to_device(&self.device)?);
         }
         Ok(lazy)
     }
+
+    /// As [`VectorCache::get_or_compute`] for a matrix, read in place from its file: what
+    /// `search` scores texts against.
+    pub fn mapped(&self, name: &str, key: &[&[u8]], compute: impl FnOnce() -> Result<Tensor>) -> Result<Mapped> {
+        let path = self.path(name, key)?;
+        if !path.exists() {
+            save(&path, &compute()?.to_dtype(DType::F32)?)?;
+        }
+        Mapped::open(&path, "vectors")
+    }
+
+    /// The file of the table `name` under `key` (and the model's weights).
+    fn path(&self, name: &str, key: &[&[u8]]) -> Result<PathBuf> {
+        let mut hasher = Sha256::new();
+        hasher.update(self.model()?);
+        key.iter().for_each(|k| hasher.update(k));
+        Ok(self
+            .dir
+            .join(format!("{name}-{}.safetensors", &hex(&hasher.finalize())[..16])))
+    }
+}
+
+/// Writes a table as the `vectors` tensor of a safetensors file.
+fn save(path: &Path, table: &Tensor) -> Result<()> {
+    let tensors = HashMap::from([("vectors".to_string(), table.to_device(&Device::Cpu)?)]);
+    naics_common::atomic::write_atomically(path, |tmp| Ok(candle_core::safetensors::save(&tensors, tmp)?))
 }
 
 /// A cached table, read from its file on first use.
@@ -152,10 +170,10 @@ pub fn read_mapped(path: &Path, name: &str, device: &Device) -> Result<Tensor> {
 
 /// A cache key of a list of texts after `prefix`: each text as its length and bytes, so that no
 /// two lists give the same bytes.
-pub fn texts_key(prefix: &[&[u8]], texts: &[String]) -> [u8; 32] {
+pub fn texts_key(prefix: &[&[u8]], texts: &[impl AsRef<str>]) -> [u8; 32] {
     let mut key = Sha256::new();
     prefix.iter().for_each(|p| key.update(p));
-    texts.iter().for_each(|t| {
+    texts.iter().map(AsRef::as_ref).for_each(|t: &str| {
         key.update((t.len() as u64).to_le_bytes());
         key.update(t.as_bytes());
     });

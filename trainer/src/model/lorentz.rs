@@ -2,6 +2,7 @@
 //! with <x, x>_L = -1/c and x0 > 0, where <u, v>_L = -u0 v0 + sum_i u_i v_i.
 
 use candle_core::{D, Result, Tensor};
+use std::borrow::Cow;
 
 /// Tangent norms are clamped to this (in units of 1/sqrt(c)): cosh(15) ~ 1.6e6 keeps f32 precise.
 const MAX_NORM: f64 = 15.0;
@@ -86,21 +87,34 @@ pub fn distance_rows(queries: &Tensor, targets: &Tensor, c: f64) -> Result<Vec<V
     Targets::new(targets)?.distances(queries, c)
 }
 
-/// Points that distances are measured to: a contiguous f32 tensor on the CPU, whose values every
-/// call reads in place (the coder's 36,355 ICD-10-CM leaves are 37 MB; a tensor that is already
-/// so, as the codes' points are, is shared, not copied).
-pub struct Targets {
-    points: Tensor,
+/// Points that distances are measured to: rows of `width` f32 values, which every call reads in
+/// place (the coder's leaves: read where they lie in the points cache's memory map; a 200,000-code
+/// tree's are 86 MB).
+pub struct Targets<'a> {
+    values: Cow<'a, [f32]>,
+    width: usize,
 }
 
-impl Targets {
-    pub fn new(points: &Tensor) -> Result<Targets> {
+impl Targets<'static> {
+    /// The rows of a tensor [t, d + 1] (a copy).
+    pub fn new(points: &Tensor) -> Result<Targets<'static>> {
+        let points = points
+            .to_device(&candle_core::Device::Cpu)?
+            .to_dtype(candle_core::DType::F32)?;
         Ok(Targets {
-            points: points
-                .to_device(&candle_core::Device::Cpu)?
-                .to_dtype(candle_core::DType::F32)?
-                .contiguous()?,
+            width: points.dim(1)?,
+            values: Cow::Owned(points.flatten_all()?.to_vec1()?),
         })
+    }
+}
+
+impl<'a> Targets<'a> {
+    /// Rows of `width` values, read where they lie (a table mapped from its file).
+    pub fn in_place(values: &'a [f32], width: usize) -> Targets<'a> {
+        Targets {
+            values: Cow::Borrowed(values),
+            width,
+        }
     }
 
     /// Distances [q, t] from the points `queries`, by the precise formula of [`distance`] (the
@@ -118,12 +132,7 @@ impl Targets {
         let queries = queries.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
         let c = [(c / 2.0) as f32, c.sqrt() as f32];
         let avx = super::kernels::isa() >= super::kernels::Isa::Avx2;
-        let width = self.points.dim(1)?.max(1);
-        let (storage, layout) = self.points.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("distance targets must be on the CPU");
-        };
-        let values = super::kernels::values(cpu, layout)?;
+        let (values, width) = (&self.values[..], self.width.max(1));
         let n = values.len() / width;
         Ok(queries
             .par_chunks(QUERY_BLOCK)

@@ -14,6 +14,7 @@ pub mod transformer;
 pub mod encoder;
 // Codes and texts to channel vectors.
 pub mod cache;
+pub mod mapped;
 pub mod channels;
 // Channel vectors to points.
 pub mod fusion;

@@ -11,7 +11,7 @@ pub mod worker;
 use crate::coder::{Coder, Policy, ShownAnswer};
 use crate::disk::Disk;
 use crate::embedded::Embedded;
-use crate::model::lorentz::distance_rows;
+use crate::model::lorentz::Targets;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -20,6 +20,7 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
+use candle_core::{Device, Tensor};
 use error::ApiError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -258,8 +259,9 @@ fn brief(e: &Embedded, i: usize) -> Value {
 
 /// The `k` codes nearest to code `i` by Lorentz distance, itself left out.
 fn nearest(e: &Embedded, i: usize, k: usize) -> Result<Vec<Value>, ApiError> {
-    let row = e.points.narrow(0, i, 1).map_err(anyhow::Error::from)?;
-    let d = distance_rows(&row, &e.points, e.curvature())
+    let row = Tensor::from_slice(e.points.row(i), (1, e.points.cols()), &Device::Cpu).map_err(anyhow::Error::from)?;
+    let d = Targets::in_place(e.points.values(), e.points.cols())
+        .distances(&row, e.curvature())
         .map_err(anyhow::Error::from)?
         .remove(0);
     let mut order: Vec<usize> = (0..e.codes.len()).filter(|&j| j != i).collect();

@@ -303,6 +303,37 @@ fn single_product(a: &Matrices, b: &Matrices) -> Vec<f32> {
     }
 }
 
+/// A B for an f32 matrix A [m, k] on the CPU (any layout [`Matrices`] reads: a narrowed view
+/// too) and B [k, n] as row-major values: a table read in place from its file
+/// ([`crate::model::mapped::Mapped`]), which no tensor can hold without a copy. On every thread.
+pub fn times_values(a: &Tensor, b: &[f32], n: usize) -> Result<Vec<f32>> {
+    let (storage, layout) = a.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        bail!("times_values: expected a matrix on the CPU")
+    };
+    let a = Matrices::new(cpu, layout)?;
+    if a.starts.len() != 1 || a.cols * n != b.len() {
+        bail!(
+            "times_values: {:?} and {} values in rows of {n} do not multiply",
+            layout.dims(),
+            b.len()
+        )
+    }
+    if a.rows * n == 0 || a.cols == 0 {
+        return Ok(vec![0.0; a.rows * n]);
+    }
+    let b = Matrices {
+        data: b,
+        batch: Vec::new(),
+        starts: vec![0],
+        rows: a.cols,
+        cols: n,
+        row_stride: n,
+        col_stride: 1,
+    };
+    Ok(counted(&a, &b, || single_product(&a, &b)))
+}
+
 /// The shape of A B: A's with B's column count last.
 pub(super) fn product_shape(a: &Layout, cols: usize) -> Shape {
     let mut dims = a.dims().to_vec();
@@ -466,6 +497,27 @@ mod tests {
     use super::*;
     use crate::model::max_diff;
     use candle_core::{DType, Tensor};
+
+    /// Against candle's matmul, A a row range of a larger matrix (as the coder's chunks of texts
+    /// are), at one row and at many, and an empty B.
+    #[test]
+    fn times_values_matches_candle() {
+        let device = candle_core::Device::Cpu;
+        let a = Tensor::randn(0f32, 1., (40, 33), &device).unwrap();
+        let b = Tensor::randn(0f32, 1., (33, 70), &device).unwrap();
+        let values = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (start, rows) in [(0, 40), (5, 1), (7, 20)] {
+            let x = a.narrow(0, start, rows).unwrap();
+            let want = x.contiguous().unwrap().matmul(&b).unwrap();
+            let ours = Tensor::from_vec(times_values(&x, &values, 70).unwrap(), (rows, 70), &device).unwrap();
+            assert!(max_diff(&ours, &want) < 1e-4, "rows {start}..+{rows}");
+        }
+        assert!(times_values(&a, &values, 69).is_err());
+        assert_eq!(
+            times_values(&a.narrow(1, 0, 0).unwrap(), &[], 3).unwrap(),
+            vec![0.0; 120]
+        );
+    }
 
     /// Against candle's matmul, scaled, the operands contiguous, transposed, or heads split out
     /// of each row ([b, t, heads, d] viewed as [b, heads, t, d]), at a short and a long sequence.
