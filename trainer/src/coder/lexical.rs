@@ -5,6 +5,7 @@
 //! few thousand to a few hundred thousand short documents, scored whole for every text. (BM25
 //! over leaf paths replaced a TF-IDF cosine over each leaf's own texts: docs/benchmarks.md.)
 
+use crate::model::cache::hash_texts;
 use crate::model::mapped::{MappedFile, Span};
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
@@ -76,10 +77,7 @@ impl Bm25 {
         let mut key = Sha256::new().chain_update(FORMAT);
         for texts in parts {
             key.update((texts.len() as u64).to_le_bytes());
-            texts.iter().for_each(|t| {
-                key.update((t.len() as u64).to_le_bytes());
-                key.update(t.as_bytes());
-            });
+            hash_texts(&mut key, texts);
         }
         for held in documents {
             key.update((held.len() as u64).to_le_bytes());

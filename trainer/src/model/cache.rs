@@ -173,11 +173,16 @@ pub fn read_mapped(path: &Path, name: &str, device: &Device) -> Result<Tensor> {
 pub fn texts_key(prefix: &[&[u8]], texts: &[impl AsRef<str>]) -> [u8; 32] {
     let mut key = Sha256::new();
     prefix.iter().for_each(|p| key.update(p));
+    hash_texts(&mut key, texts);
+    key.finalize().into()
+}
+
+/// Adds each text to `key` as its length and bytes.
+pub fn hash_texts(key: &mut Sha256, texts: &[impl AsRef<str>]) {
     texts.iter().map(AsRef::as_ref).for_each(|t: &str| {
         key.update((t.len() as u64).to_le_bytes());
         key.update(t.as_bytes());
     });
-    key.finalize().into()
 }
 
 pub fn progress(len: usize, what: &str) -> Result<ProgressBar> {
