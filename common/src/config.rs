@@ -14,6 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const GROUPS: [&str; 5] = ["data", "model", "loss", "training", "curriculum"];
@@ -191,6 +192,10 @@ pub struct TrainerConfig {
     pub patience: usize,
     /// What selects the best checkpoints and drives early stopping.
     pub monitor: Monitor,
+    /// Epochs of named curriculum stages, in place of `max_epochs` for that stage
+    /// (`{03_stage_hard: 2}`): a tree whose last stage needs longer than the others.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stage_epochs: BTreeMap<String, usize>,
 }
 
 /// The compute dtype (`training.trainer.precision`): `auto` is bf16 on a GPU (f32 master
@@ -376,10 +381,38 @@ pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> 
             .expect("mapping")
             .insert("experiment".into(), Value::from(experiment));
     }
-    let config: Config = serde_path_to_error::deserialize(root.clone())
+    let mut config: Config = serde_path_to_error::deserialize(root.clone())
         .map_err(|e| anyhow!("configuration key `{}`: {}", e.path(), e.inner()))?;
     validate(&config)?;
+    stage_epochs(conf_dir, &curriculum_name, &mut config, &mut root)?;
     Ok(Loaded { config, tree: root })
+}
+
+/// Applies `training.trainer.stage_epochs` to the stage being loaded, in the typed values and the
+/// resolved tree alike; its keys must be stages of `conf_dir/curriculum/`.
+fn stage_epochs(conf_dir: &Path, stage: &str, config: &mut Config, root: &mut Value) -> Result<()> {
+    let trainer = &mut config.training.trainer;
+    if trainer.stage_epochs.is_empty() {
+        return Ok(());
+    }
+    let names = stages(conf_dir)?;
+    for (name, &epochs) in &trainer.stage_epochs {
+        if !names.contains(name) {
+            let hint = nearest(name, &names).map(|n| format!("nearest: `{n}`; ")).unwrap_or_default();
+            bail!(
+                "configuration key `training.trainer.stage_epochs.{name}`: no curriculum stage `{name}` \
+                 ({hint}the stages are {names:?})"
+            );
+        }
+        if epochs == 0 {
+            bail!("configuration key `training.trainer.stage_epochs.{name}`: must be at least 1");
+        }
+    }
+    if let Some(&epochs) = trainer.stage_epochs.get(stage) {
+        trainer.max_epochs = epochs;
+        set_key(root, "training.trainer.max_epochs", Value::from(epochs))?;
+    }
+    Ok(())
 }
 
 /// The curriculum stages `-c all` runs, in order: the files of `conf_dir/curriculum/` by name.

@@ -180,6 +180,30 @@ fn the_stage_list_is_the_curriculum_folder_in_name_order() {
 }
 
 #[test]
+fn stage_epochs_set_one_stages_epochs() {
+    let set = ["training.trainer.stage_epochs={03_stage_hard: 2}".to_string()];
+    let hard = load(&conf(), Some("03_stage_hard"), &set).unwrap();
+    assert_eq!(hard.config.training.trainer.max_epochs, 2);
+    assert!(hard.to_yaml().contains("max_epochs: 2"), "{}", hard.to_yaml());
+    let easy = load(&conf(), Some("01_stage_easy"), &set).unwrap().config;
+    assert_eq!(easy.training.trainer.max_epochs, 3, "other stages keep max_epochs");
+    let plain = load(&conf(), Some("01_stage_easy"), &[]).unwrap();
+    let json = serde_json::to_string(&plain.config).unwrap();
+    assert!(!json.contains("stage_epochs"), "an empty map leaves the config's hash as it was: {json}");
+    let e = error(None, &["training.trainer.stage_epochs={03_stage_hrad: 2}"]);
+    assert!(
+        e.contains("`training.trainer.stage_epochs.03_stage_hrad`: no curriculum stage") && e.contains("nearest: `03_stage_hard`"),
+        "{e}"
+    );
+    let e = error(None, &["training.trainer.stage_epochs={03_stage_hard: 0}"]);
+    assert!(e.contains("must be at least 1"), "{e}");
+    let icd = load(&conf(), Some("03_stage_hard"), &overrides(&["profile=cpu_icd10cm"]))
+        .unwrap()
+        .config;
+    assert_eq!(icd.training.trainer.max_epochs, 2, "the ICD-10-CM profile trains its hard stage twice");
+}
+
+#[test]
 fn a_profile_applies_its_keys_and_the_command_line_wins() {
     let c = load(&conf(), None, &overrides(&["profile=cpu_default"]))
         .unwrap()
