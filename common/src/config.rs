@@ -398,7 +398,9 @@ fn stage_epochs(conf_dir: &Path, stage: &str, config: &mut Config, root: &mut Va
     let names = stages(conf_dir)?;
     for (name, &epochs) in &trainer.stage_epochs {
         if !names.contains(name) {
-            let hint = nearest(name, &names).map(|n| format!("nearest: `{n}`; ")).unwrap_or_default();
+            let hint = nearest(name, &names)
+                .map(|n| format!("nearest: `{n}`; "))
+                .unwrap_or_default();
             bail!(
                 "configuration key `training.trainer.stage_epochs.{name}`: no curriculum stage `{name}` \
                  ({hint}the stages are {names:?})"

@@ -189,10 +189,14 @@ fn stage_epochs_set_one_stages_epochs() {
     assert_eq!(easy.training.trainer.max_epochs, 3, "other stages keep max_epochs");
     let plain = load(&conf(), Some("01_stage_easy"), &[]).unwrap();
     let json = serde_json::to_string(&plain.config).unwrap();
-    assert!(!json.contains("stage_epochs"), "an empty map leaves the config's hash as it was: {json}");
+    assert!(
+        !json.contains("stage_epochs"),
+        "an empty map leaves the config's hash as it was: {json}"
+    );
     let e = error(None, &["training.trainer.stage_epochs={03_stage_hrad: 2}"]);
     assert!(
-        e.contains("`training.trainer.stage_epochs.03_stage_hrad`: no curriculum stage") && e.contains("nearest: `03_stage_hard`"),
+        e.contains("`training.trainer.stage_epochs.03_stage_hrad`: no curriculum stage")
+            && e.contains("nearest: `03_stage_hard`"),
         "{e}"
     );
     let e = error(None, &["training.trainer.stage_epochs={03_stage_hard: 0}"]);
@@ -200,7 +204,10 @@ fn stage_epochs_set_one_stages_epochs() {
     let icd = load(&conf(), Some("03_stage_hard"), &overrides(&["profile=cpu_icd10cm"]))
         .unwrap()
         .config;
-    assert_eq!(icd.training.trainer.max_epochs, 2, "the ICD-10-CM profile trains its hard stage twice");
+    assert_eq!(
+        icd.training.trainer.max_epochs, 2,
+        "the ICD-10-CM profile trains its hard stage twice"
+    );
 }
 
 #[test]
