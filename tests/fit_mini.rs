@@ -117,7 +117,7 @@ fn assert_same_weights(expected: &HashMap<String, candle_core::Tensor>, path: &P
             .unwrap()
             .to_scalar()
             .unwrap();
-        assert_eq!(diff, 0.0, "{name} differs after resume");
+        assert_eq!(diff, 0.0, "{name} differs");
     }
 }
 
@@ -189,6 +189,63 @@ async fn fit_resume_after_a_kill_is_exact() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
+}
+
+/// `naics-trainer fit --init CHECKPOINT` starts from those weights, as `-c all` starts a stage
+/// from the one before: the command line ends with the weights of the library's run from the
+/// same checkpoint, bit for bit, and not with those of a run from scratch; a missing file is an
+/// error naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn fit_init_starts_from_a_checkpoint() {
+    let dir = prepared().await;
+    let loaded = config(dir.path(), &[]);
+    let start = fit(&loaded, &options(dir.path(), false)).unwrap().best;
+    let scratch = last_checkpoint(&dir.path().join("checkpoints/03_stage_hard"));
+
+    let library = tempfile::tempdir().unwrap();
+    let from = FitOptions {
+        init: Some(start.clone()),
+        ..options(library.path(), false)
+    };
+    fit(&loaded, &from).unwrap();
+    let expected = candle_core::safetensors::load(
+        last_checkpoint(&library.path().join("checkpoints/03_stage_hard")),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+
+    let fit_from = |init: &Path, work: &Path| {
+        std::process::Command::new(common::program("naics-trainer"))
+            .args(["fit", "-c", "03_stage_hard", "--conf"])
+            .arg(common::repo().join("conf"))
+            .arg("--init")
+            .arg(init)
+            .args(common::overrides(dir.path(), &common::MINI))
+            .current_dir(work)
+            .output()
+            .unwrap()
+    };
+    let cli = tempfile::tempdir().unwrap();
+    common::succeeded(&fit_from(&start, cli.path()));
+    let ran = last_checkpoint(&cli.path().join("checkpoints/03_stage_hard"));
+    assert_same_weights(&expected, &ran);
+    let [scratch, ran] =
+        [&scratch, &ran].map(|p| candle_core::safetensors::load(p, &candle_core::Device::Cpu).unwrap());
+    let differs = |name: &String| (&scratch[name] - &ran[name]).unwrap().abs().unwrap().max_all().unwrap();
+    assert!(
+        scratch
+            .keys()
+            .any(|name| differs(name).to_scalar::<f32>().unwrap() > 0.0),
+        "a run from the checkpoint ends where a run from scratch does"
+    );
+
+    let missing = dir.path().join("nowhere.safetensors");
+    let out = fit_from(&missing, tempfile::tempdir().unwrap().path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("nowhere.safetensors"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -58,6 +58,10 @@ enum Command {
         /// Continue from the experiment's last checkpoint, optimizer state included.
         #[arg(long)]
         resume: bool,
+        /// Start the first stage from these weights (a checkpoint's `.safetensors`), as `-c all`
+        /// starts each later stage from the one before; the optimizer starts afresh.
+        #[arg(long, value_name = "CHECKPOINT")]
+        init: Option<PathBuf>,
         #[arg(long)]
         print_config: bool,
         /// `key=value` overrides, as for build-shards.
@@ -340,10 +344,11 @@ fn run(cli: Cli) -> Result<()> {
             curriculum,
             conf,
             resume,
+            init,
             print_config,
             overrides,
         } => {
-            let mut init: Option<PathBuf> = None;
+            let mut init = init;
             for stage in selected_stages(&conf, &curriculum)? {
                 let loaded = naics_common::config::load(&conf, Some(&stage), &overrides)?;
                 if print_config {
