@@ -344,11 +344,10 @@ fn run(cli: Cli) -> Result<()> {
             curriculum,
             conf,
             resume,
-            init,
+            mut init,
             print_config,
             overrides,
         } => {
-            let mut init = init;
             for stage in selected_stages(&conf, &curriculum)? {
                 let loaded = naics_common::config::load(&conf, Some(&stage), &overrides)?;
                 if print_config {
