@@ -346,6 +346,46 @@ async fn query_side_training_brings_held_out_entries_nearer_their_code() {
     assert!(after < before, "held-out margin before {before}, after {after}");
 }
 
+/// `model.code_offsets` (with MiniLM's default text adapters, on all six products): each code's
+/// trained offset moves its point, and only codes': with the offsets set to zero the codes'
+/// points change and a text's point does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn code_offsets_train_and_move_codes_only() {
+    let dir = common::tables(&fixtures().join("mini"), 0.7).await;
+    let loaded = config(
+        dir.path(),
+        &[
+            "model.encoder_mode=query",
+            "data.queries_per_step=4",
+            "model.code_offsets=true",
+            "model.lora.targets=[query,key,value,attention_output,intermediate,output]",
+        ],
+    );
+    naics_pipeline::shards::run(&loaded).await.unwrap();
+    let summary = fit(&loaded, &options(dir.path(), false)).unwrap();
+    let e = naics_trainer::embedded::load(&summary.best).unwrap();
+    let n = e.codes.len();
+    let texts = vec!["frozen vegetables packing".to_string()];
+    let (codes, _) = e.model.embed_codes(n).unwrap();
+    let text = e.query_points(&texts).unwrap();
+    let offsets = e.model.varmap.data().lock().unwrap()["head.code_offset"].clone();
+    assert_eq!(offsets.dims(), [n, 16], "one offset per code");
+    let largest = offsets.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(largest > 1e-3, "the offsets trained: largest {largest}");
+    offsets.set(&offsets.zeros_like().unwrap()).unwrap();
+    let moved = (e.model.embed_codes(n).unwrap().0 - &codes).unwrap().abs().unwrap();
+    assert!(
+        moved.max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3,
+        "the codes' points moved"
+    );
+    let still = (e.query_points(&texts).unwrap() - &text).unwrap().abs().unwrap();
+    assert_eq!(
+        still.max_all().unwrap().to_scalar::<f32>().unwrap(),
+        0.0,
+        "a text's point did not"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nan_loss_stops_the_run_naming_the_step() {
     let dir = prepared().await;

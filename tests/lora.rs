@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use naics_common::config::{LoraConfig, Pooling};
 use naics_trainer::model::lora::{Pass, numbered};
+use naics_trainer::model::transformer::TARGETS;
 use naics_trainer::model::{Encoder, pool};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,14 @@ fn lora_config() -> LoraConfig {
         alpha: 16.0,
         dropout: 0.1,
         targets: vec!["query".into(), "value".into()],
+    }
+}
+
+/// Adapters on all six products of each layer.
+fn lora_everywhere() -> LoraConfig {
+    LoraConfig {
+        targets: TARGETS.iter().map(|t| t.to_string()).collect(),
+        ..lora_config()
     }
 }
 
@@ -137,7 +146,7 @@ fn adapters_round_trip_through_safetensors_and_merge() {
     tiny_bert(dir.path(), DType::F32, "bert", false);
     let mut encoder = Encoder::load(dir.path(), 128, &Device::Cpu, DType::F32).unwrap();
     let varmap = VarMap::new();
-    encoder.add_lora(&varmap, &numbered(4), &lora_config()).unwrap();
+    encoder.add_lora(&varmap, &numbered(4), &lora_everywhere()).unwrap();
     randomize_b(&varmap);
     let adapted = pooled(&encoder, Some(2));
     let file = dir.path().join("adapters.safetensors");
@@ -145,7 +154,7 @@ fn adapters_round_trip_through_safetensors_and_merge() {
 
     let mut reloaded = Encoder::load(dir.path(), 128, &Device::Cpu, DType::F32).unwrap();
     let mut varmap2 = VarMap::new();
-    reloaded.add_lora(&varmap2, &numbered(4), &lora_config()).unwrap();
+    reloaded.add_lora(&varmap2, &numbered(4), &lora_everywhere()).unwrap();
     assert!(max_diff(&pooled(&reloaded, Some(2)), &adapted) > 1e-3);
     varmap2.load(&file).unwrap();
     assert_eq!(max_diff(&pooled(&reloaded, Some(2)), &adapted), 0.0);
@@ -158,8 +167,8 @@ fn adapters_round_trip_through_safetensors_and_merge() {
         reloaded
             .transformer
             .layers
-            .iter()
-            .all(|l| l.query.folded.len() == 4 && l.value.folded.len() == 4)
+            .iter_mut()
+            .all(|l| l.projections_mut().iter().all(|(_, p)| p.folded.len() == 4))
     );
     let folded = max_diff(&pooled(&reloaded, Some(2)), &adapted);
     assert!(folded < 1e-5, "folded differs by {folded}");
@@ -176,14 +185,14 @@ fn adapters_round_trip_through_safetensors_and_merge() {
 
 /// In f64 (adapters then take the base's f64), central differences with a step of 1e-6: checks
 /// the hand-written backward pass (`Transformer::backprop`: the frozen layers' input gradients
-/// and LoRA's), with and without activation checkpointing.
+/// and LoRA's on all six products), with and without activation checkpointing.
 #[test]
 fn lora_gradients_match_finite_differences() {
     let dir = tempfile::tempdir().unwrap();
     tiny_bert(dir.path(), DType::F64, "bert", false);
     let mut encoder = Encoder::load(dir.path(), 128, &Device::Cpu, DType::F64).unwrap();
     let varmap = VarMap::new();
-    encoder.add_lora(&varmap, &numbered(2), &lora_config()).unwrap();
+    encoder.add_lora(&varmap, &numbered(2), &lora_everywhere()).unwrap();
     randomize_b(&varmap);
     let probe = Tensor::randn(0f64, 1.0, (2, 8), &Device::Cpu).unwrap();
     let pass = Pass {
@@ -224,7 +233,7 @@ fn lora_gradients_match_finite_differences() {
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
-    assert_eq!(vars.len(), 8, "channel 1: 2 layers x (query, value) x (A, B)");
+    assert_eq!(vars.len(), 24, "channel 1: 2 layers x 6 products x (A, B)");
     let eps = 1e-6;
     let mut checked = 0;
     for (name, var) in &vars {
@@ -256,7 +265,7 @@ fn lora_gradients_match_finite_differences() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 32);
+    assert_eq!(checked, 96);
     // Channel 0's adapters got no gradient from a channel-1 loss.
     let data = varmap.data().lock().unwrap();
     let zero_a = data.iter().find(|(n, _)| n.contains(".0.a")).unwrap().1;

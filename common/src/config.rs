@@ -68,6 +68,10 @@ pub struct ModelConfig {
     pub lora: LoraConfig,
     pub moe: MoeConfig,
     pub embedding_dim: usize,
+    /// A trained offset per code added to its tangent vector before the exponential map: a
+    /// code's point is then its texts' fusion plus a free correction (texts have none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub code_offsets: bool,
     /// Padded tokens per encoder call in `lora` mode: bounds the activations one backward keeps.
     pub chunk_tokens: usize,
     /// `lora` mode: recompute each layer in the backward pass from its saved input instead of

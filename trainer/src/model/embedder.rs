@@ -87,6 +87,11 @@ impl Embedder {
             &config.model.moe,
             config.model.embedding_dim,
             &config.loss,
+            if config.model.code_offsets {
+                tokens.meta.codes
+            } else {
+                0
+            },
         )?;
         let cache = VectorCache::new(&layout::cache_dir(&config.data.shards_dir), &encoder, device);
         let mut channels: Box<dyn Channels> = match config.model.encoder_mode {
@@ -129,9 +134,11 @@ impl Embedder {
         let (mut points, mut loads) = (Vec::new(), Vec::new());
         let all: Vec<u32> = (0..n as u32).collect();
         for chunk in all.chunks(512) {
-            let out = self
-                .head
-                .forward(&self.channels.vectors(chunk, false)?.0.to_dtype(DType::F32)?, false)?;
+            let out = self.head.codes(
+                &self.channels.vectors(chunk, false)?.0.to_dtype(DType::F32)?,
+                chunk,
+                false,
+            )?;
             // Detached: the head's weights are variables, and each chunk's graph would
             // otherwise stay alive behind the points (gigabytes on ICD-10-CM's 47,200 codes).
             points.push(out.points.detach().to_device(&Device::Cpu)?);

@@ -70,13 +70,16 @@ impl Encoder {
         })
     }
 
-    /// Adds one LoRA adapter set per name on query and value of every layer (set i is
-    /// `Pass::channel` i), their parameters created in `varmap` as
-    /// `lora.layer{i}.{query|value}.{name}.{a|b}`.
+    /// Adds one LoRA adapter set per name on the products `lora.targets` names (of
+    /// [`transformer::TARGETS`]) in every layer (set i is `Pass::channel` i), their parameters
+    /// created in `varmap` as `lora.layer{i}.{target}.{name}.{a|b}`.
     pub fn add_lora(&mut self, varmap: &VarMap, names: &[String], lora: &LoraConfig) -> Result<()> {
         for t in &lora.targets {
-            if t != "query" && t != "value" {
-                bail!("LoRA target `{t}` is not supported: expected query and/or value");
+            if !transformer::TARGETS.contains(&t.as_str()) {
+                bail!(
+                    "model.lora.targets: `{t}` is not a product of a layer: expected some of {}",
+                    transformer::TARGETS.join(", ")
+                );
             }
         }
         let device = self.transformer.device().clone();
@@ -89,15 +92,10 @@ impl Encoder {
         let vb = VarBuilder::from_varmap(varmap, master, &device).pp("lora");
         for (i, layer) in self.transformer.layers.iter_mut().enumerate() {
             let vb = vb.pp(format!("layer{i}"));
-            if lora.targets.iter().any(|t| t == "query") {
-                layer
-                    .query
-                    .add_adapters(&vb.pp("query"), names, lora.r, lora.alpha, lora.dropout as f32)?;
-            }
-            if lora.targets.iter().any(|t| t == "value") {
-                layer
-                    .value
-                    .add_adapters(&vb.pp("value"), names, lora.r, lora.alpha, lora.dropout as f32)?;
+            for (target, product) in layer.projections_mut() {
+                if lora.targets.iter().any(|t| t == target) {
+                    product.add_adapters(&vb.pp(target), names, lora.r, lora.alpha, lora.dropout as f32)?;
+                }
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! What sits on the four channel vectors: their concatenation (4h) fused by the Mixture of
-//! Experts, projected to a tangent vector (d) and mapped onto the hyperboloid at the origin.
+//! Experts, projected to a tangent vector (d), a code's own trained offset added where the model
+//! keeps one (`model.code_offsets`), and mapped onto the hyperboloid at the origin.
 
 use super::fusion::{Moe, MoeOutput};
 use super::lorentz;
@@ -11,6 +12,8 @@ use naics_common::config::{LossConfig, MoeConfig};
 pub struct Head {
     moe: Moe,
     project: Linear,
+    /// [codes, d]: each code's offset in the tangent space (`model.code_offsets`), zero at first.
+    offsets: Option<Tensor>,
     curvature: f64,
 }
 
@@ -23,9 +26,21 @@ pub struct HeadOutput {
 }
 
 impl Head {
-    /// `channels_dim` = 4 x the encoder's hidden size.
-    pub fn new(vb: VarBuilder, channels_dim: usize, moe: &MoeConfig, dim: usize, loss: &LossConfig) -> Result<Self> {
+    /// `channels_dim` = 4 x the encoder's hidden size; `offsets`: the number of codes to keep an
+    /// offset for (none: 0).
+    pub fn new(
+        vb: VarBuilder,
+        channels_dim: usize,
+        moe: &MoeConfig,
+        dim: usize,
+        loss: &LossConfig,
+        offsets: usize,
+    ) -> Result<Self> {
+        let offsets = (offsets > 0)
+            .then(|| vb.get_with_hints((offsets, dim), "code_offset", candle_nn::Init::Const(0.0)))
+            .transpose()?;
         Ok(Head {
+            offsets,
             moe: Moe::new(
                 vb.pp("moe"),
                 channels_dim,
@@ -39,11 +54,26 @@ impl Head {
         })
     }
 
-    /// `channels`: [n, 4h], the channel vectors of n codes concatenated.
+    /// `channels`: [n, 4h], the channel vectors of n free texts (each in all four channels).
     pub fn forward(&self, channels: &Tensor, train: bool) -> Result<HeadOutput> {
+        self.fused(channels, None, train)
+    }
+
+    /// The same for the codes `codes` (their channel vectors concatenated), their offsets added
+    /// where the model keeps them.
+    pub fn codes(&self, channels: &Tensor, codes: &[u32], train: bool) -> Result<HeadOutput> {
+        self.fused(channels, Some(codes), train)
+    }
+
+    /// Free texts (`codes` none) or codes: the same path but for the codes' offsets.
+    fn fused(&self, channels: &Tensor, codes: Option<&[u32]>, train: bool) -> Result<HeadOutput> {
         let moe = timing::time("moe", || self.moe.forward(channels, train))?;
         let (tangent, points) = timing::time("projection", || -> Result<_> {
-            let tangent = super::kernels::linear(&self.project, &moe.output)?;
+            let mut tangent = super::kernels::linear(&self.project, &moe.output)?;
+            if let (Some(offsets), Some(codes)) = (&self.offsets, codes) {
+                let rows = Tensor::from_slice(codes, codes.len(), offsets.device())?;
+                tangent = (tangent + offsets.index_select(&rows, 0)?)?;
+            }
             let points = lorentz::exp_map0(&tangent, self.curvature)?;
             Ok((tangent, points))
         })?;

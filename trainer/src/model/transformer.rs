@@ -1,5 +1,6 @@
 //! BERT and MPNet encoders: one post-LayerNorm transformer, weights loaded by name through
-//! `VarBuilder` (the Hugging Face names of each architecture), LoRA on query and value.
+//! `VarBuilder` (the Hugging Face names of each architecture), LoRA on any of a layer's six
+//! products (query and value by default).
 
 use super::config::{Arch, TransformerConfig};
 use super::lora::{LoraLinear, LoraTape, Pass};
@@ -90,14 +91,17 @@ impl Embeddings {
     }
 }
 
+/// A layer's products by their LoRA target names (`model.lora.targets`), in the layer's order.
+pub const TARGETS: [&str; 6] = ["query", "key", "value", "attention_output", "intermediate", "output"];
+
 pub struct Layer {
-    pub query: LoraLinear,
-    key: Linear,
-    pub value: LoraLinear,
-    attn_out: Linear,
+    query: LoraLinear,
+    key: LoraLinear,
+    value: LoraLinear,
+    attn_out: LoraLinear,
     attn_norm: LayerNorm,
-    ffn_in: Linear,
-    ffn_out: Linear,
+    ffn_in: LoraLinear,
+    ffn_out: LoraLinear,
     out_norm: LayerNorm,
     heads: usize,
     head_dim: usize,
@@ -109,16 +113,29 @@ impl Layer {
         let h = c.hidden_size;
         Ok(Layer {
             query: LoraLinear::frozen(linear(vb.pp(n.query), h, h)?),
-            key: linear(vb.pp(n.key), h, h)?,
+            key: LoraLinear::frozen(linear(vb.pp(n.key), h, h)?),
             value: LoraLinear::frozen(linear(vb.pp(n.value), h, h)?),
-            attn_out: linear(vb.pp(n.attn_out), h, h)?,
+            attn_out: LoraLinear::frozen(linear(vb.pp(n.attn_out), h, h)?),
             attn_norm: layer_norm(vb.pp(n.attn_norm), h, c.layer_norm_eps)?,
-            ffn_in: linear(vb.pp("intermediate.dense"), h, c.intermediate_size)?,
-            ffn_out: linear(vb.pp("output.dense"), c.intermediate_size, h)?,
+            ffn_in: LoraLinear::frozen(linear(vb.pp("intermediate.dense"), h, c.intermediate_size)?),
+            ffn_out: LoraLinear::frozen(linear(vb.pp("output.dense"), c.intermediate_size, h)?),
             out_norm: layer_norm(vb.pp("output.LayerNorm"), h, c.layer_norm_eps)?,
             heads: c.num_attention_heads,
             head_dim: c.head_dim(),
         })
+    }
+
+    /// The products named by `TARGETS`, in its order.
+    pub fn projections_mut(&mut self) -> [(&'static str, &mut LoraLinear); 6] {
+        let [q, k, v, o, i, f] = TARGETS;
+        [
+            (q, &mut self.query),
+            (k, &mut self.key),
+            (v, &mut self.value),
+            (o, &mut self.attn_out),
+            (i, &mut self.ffn_in),
+            (f, &mut self.ffn_out),
+        ]
     }
 
     /// [b, t, hidden] -> [b, heads, t, head_dim], a view (attention's products read it as is).
@@ -142,25 +159,32 @@ impl Layer {
     /// Returns the output and what [`Self::backward`] needs.
     fn forward(&self, x: &Tensor, bias: &Tensor, pass: Pass, p_drop: f32) -> Result<(Tensor, Tape)> {
         let (query, query_tape) = self.query.forward(x, pass)?;
+        let (key, key_tape) = self.key.forward(x, pass)?;
         let (value, value_tape) = self.value.forward(x, pass)?;
         let q = self.split_heads(&query)?;
-        let k = self.split_heads(&frozen::linear(&self.key, x)?)?;
+        let k = self.split_heads(&key)?;
         let v = self.split_heads(&value)?;
         let probs = frozen::attention_probs(&q, &k.t()?, bias, self.scale())?;
         let probs_mask = dropout_mask(&probs, p_drop, pass.train)?;
         let context = self.merge_heads(&frozen::batch_matmul(&masked(&probs, probs_mask.as_ref())?, &v, 1.0)?)?;
-        let attn = frozen::linear(&self.attn_out, &context)?;
+        let (attn, attn_out_tape) = self.attn_out.forward(&context, pass)?;
         let attn_mask = dropout_mask(&attn, p_drop, pass.train)?;
         let attn_sum = (masked(&attn, attn_mask.as_ref())? + x)?;
         let attn = frozen::layer_norm(&self.attn_norm, &attn_sum)?;
-        let ffn_in = frozen::linear(&self.ffn_in, &attn)?;
-        let ffn = frozen::linear(&self.ffn_out, &frozen::gelu(&ffn_in)?)?;
+        let (ffn_in, ffn_in_tape) = self.ffn_in.forward(&attn, pass)?;
+        let (ffn, ffn_out_tape) = self.ffn_out.forward(&frozen::gelu(&ffn_in)?, pass)?;
         let ffn_mask = dropout_mask(&ffn, p_drop, pass.train)?;
         let out_sum = (masked(&ffn, ffn_mask.as_ref())? + &attn)?;
         let out = frozen::layer_norm(&self.out_norm, &out_sum)?;
         let tape = Tape {
-            query: query_tape,
-            value: value_tape,
+            adapters: [
+                query_tape,
+                key_tape,
+                value_tape,
+                attn_out_tape,
+                ffn_in_tape,
+                ffn_out_tape,
+            ],
             q,
             k,
             v,
@@ -178,13 +202,14 @@ impl Layer {
     /// The forward pass run backwards from the output's gradient `g`: adds the adapters'
     /// gradients to `grads` and, when `input_grad`, returns the input's gradient.
     fn backward(&self, tape: &Tape, g: &Tensor, input_grad: bool, grads: &mut GradStore) -> Result<Option<Tensor>> {
+        let [query, key, value, attn_out, ffn_in, ffn_out] = tape.adapters.each_ref().map(Option::as_ref);
         let g_out_sum = frozen::layer_norm_grad(&self.out_norm, &tape.out_sum, g)?;
         let g_ffn = masked(&g_out_sum, tape.ffn_mask.as_ref())?;
-        let g_ffn_in = frozen::gelu_grad(&tape.ffn_in, &frozen::linear_grad(&self.ffn_out, &g_ffn)?)?;
-        let g_attn = (frozen::linear_grad(&self.ffn_in, &g_ffn_in)? + g_out_sum)?;
+        let g_ffn_in = frozen::gelu_grad(&tape.ffn_in, &through(&self.ffn_out, ffn_out, &g_ffn, grads)?)?;
+        let g_attn = (through(&self.ffn_in, ffn_in, &g_ffn_in, grads)? + g_out_sum)?;
         let g_attn_sum = frozen::layer_norm_grad(&self.attn_norm, &tape.attn_sum, &g_attn)?;
         let g_attn = masked(&g_attn_sum, tape.attn_mask.as_ref())?;
-        let g_context = self.split_heads(&frozen::linear_grad(&self.attn_out, &g_attn)?)?;
+        let g_context = self.split_heads(&through(&self.attn_out, attn_out, &g_attn, grads)?)?;
         let dropped = masked(&tape.probs, tape.probs_mask.as_ref())?;
         let g_v = frozen::batch_matmul(&dropped.t()?, &g_context, 1.0)?;
         let g_probs = masked(
@@ -196,24 +221,30 @@ impl Layer {
         let g_k = frozen::batch_matmul(&g_scores.t()?, &tape.q, self.scale())?;
         let g_x_query = self
             .query
-            .backward(tape.query.as_ref(), &self.merge_heads(&g_q)?, input_grad, grads)?;
+            .backward(query, &self.merge_heads(&g_q)?, input_grad, grads)?;
+        let g_x_key = self.key.backward(key, &self.merge_heads(&g_k)?, input_grad, grads)?;
         let g_x_value = self
             .value
-            .backward(tape.value.as_ref(), &self.merge_heads(&g_v)?, input_grad, grads)?;
-        let (Some(g_x_query), Some(g_x_value)) = (g_x_query, g_x_value) else {
+            .backward(value, &self.merge_heads(&g_v)?, input_grad, grads)?;
+        let (Some(g_x_query), Some(g_x_key), Some(g_x_value)) = (g_x_query, g_x_key, g_x_value) else {
             return Ok(None);
         };
-        let g_x_key = frozen::linear_grad(&self.key, &self.merge_heads(&g_k)?)?;
         Ok(Some((((g_attn_sum + g_x_query)? + g_x_value)? + g_x_key)?))
     }
 }
 
+/// The input gradient of a product inside a layer (always needed there), its adapter's
+/// gradients added to `grads`.
+fn through(layer: &LoraLinear, tape: Option<&LoraTape>, g: &Tensor, grads: &mut GradStore) -> Result<Tensor> {
+    let grad = layer.backward(tape, g, true, grads)?;
+    grad.ok_or_else(|| candle_core::Error::Msg("a product's input gradient was not computed".into()))
+}
+
 /// What a layer's backward pass needs from its forward pass: attention's heads (views of the
 /// projections) and probabilities, the sums before each LayerNorm, the feed-forward's
-/// pre-activation, the dropout masks, and the adapters' own.
+/// pre-activation, the dropout masks, and the adapters' own (in `TARGETS` order).
 struct Tape {
-    query: Option<LoraTape>,
-    value: Option<LoraTape>,
+    adapters: [Option<LoraTape>; 6],
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -237,7 +268,7 @@ pub struct Forward {
 }
 
 enum Saved {
-    Tape(Tape),
+    Tape(Box<Tape>),
     /// Activation checkpointing: the layer's input and the random stream's position there.
     Input(Tensor, ([u8; 32], u128)),
 }
@@ -388,7 +419,7 @@ impl Transformer {
         for layer in &self.layers {
             let input = checkpoint.then(|| Saved::Input(x.clone(), rng::position()));
             let (out, tape) = layer.forward(&x, &bias, pass, p_drop)?;
-            saved.push(input.unwrap_or(Saved::Tape(tape)));
+            saved.push(input.unwrap_or_else(|| Saved::Tape(Box::new(tape))));
             x = out;
         }
         Ok(Forward {
@@ -470,12 +501,9 @@ impl Transformer {
     /// a server's one query on ICD-10-CM).
     pub fn lay_out_for_inference(&mut self) -> Result<()> {
         for layer in &mut self.layers {
-            layer.query.base = kernels::laid_out(&layer.query.base)?;
-            layer.key = kernels::laid_out(&layer.key)?;
-            layer.value.base = kernels::laid_out(&layer.value.base)?;
-            layer.attn_out = kernels::laid_out(&layer.attn_out)?;
-            layer.ffn_in = kernels::laid_out(&layer.ffn_in)?;
-            layer.ffn_out = kernels::laid_out(&layer.ffn_out)?;
+            for (_, product) in layer.projections_mut() {
+                product.base = kernels::laid_out(&product.base)?;
+            }
         }
         Ok(())
     }
@@ -484,17 +512,21 @@ impl Transformer {
     /// layer ([`LoraLinear::fold`]).
     pub fn fold_adapters(&mut self) -> Result<()> {
         for layer in &mut self.layers {
-            layer.query.fold()?;
-            layer.value.fold()?;
+            for (_, product) in layer.projections_mut() {
+                product.fold()?;
+            }
         }
         Ok(())
     }
 
-    /// For `merge`: replaces query and value of every layer by their merged versions.
+    /// For `merge`: replaces every adapted product of every layer by its merged version.
     pub fn merge_adapters(&mut self, channel: usize) -> Result<()> {
         for layer in &mut self.layers {
-            layer.query = LoraLinear::frozen(layer.query.merged(channel)?);
-            layer.value = LoraLinear::frozen(layer.value.merged(channel)?);
+            for (_, product) in layer.projections_mut() {
+                if !product.adapters.is_empty() {
+                    *product = LoraLinear::frozen(product.merged(channel)?);
+                }
+            }
         }
         Ok(())
     }

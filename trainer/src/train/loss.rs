@@ -92,7 +92,7 @@ pub fn batch_loss(
         rng_start,
     )?;
     replays.extend(replay);
-    let out = model.head.forward(&channels, train)?;
+    let out = model.head.codes(&channels, &distinct, train)?;
     let device = out.points.device();
     let curvature = model.curvature();
     let loss = &model.config.loss;
@@ -162,7 +162,7 @@ pub fn batch_loss(
                 // Empty where every leaf is in the step already (a small tree).
                 if !more.is_empty() {
                     let channels = model.channels.vectors(&more, false)?.0.to_dtype(DType::F32)?;
-                    let more_points = model.head.forward(&channels, false)?.points.detach();
+                    let more_points = model.head.codes(&channels, &more, false)?.points.detach();
                     pool_points = Tensor::cat(&[pool_points, more_points], 0)?;
                 }
             }
