@@ -153,6 +153,15 @@ fn adapters_round_trip_through_safetensors_and_merge() {
     varmap.save(&file).unwrap();
 
     let mut reloaded = Encoder::load(dir.path(), 128, &Device::Cpu, DType::F32).unwrap();
+    let misspelt = LoraConfig {
+        targets: vec!["query".into(), "dense".into()],
+        ..lora_config()
+    };
+    let err = reloaded
+        .add_lora(&VarMap::new(), &numbered(4), &misspelt)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`dense`") && err.contains("attention_output"), "{err}");
     let mut varmap2 = VarMap::new();
     reloaded.add_lora(&varmap2, &numbered(4), &lora_everywhere()).unwrap();
     assert!(max_diff(&pooled(&reloaded, Some(2)), &adapted) > 1e-3);
