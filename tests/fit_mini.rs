@@ -104,20 +104,17 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
     assert_same_weights(&final_weights, &resumed_dir.join(format!("{final_name}.safetensors")));
 }
 
+/// The largest absolute entry of `t` (of a difference: how far two tensors are apart).
+fn largest(t: &candle_core::Tensor) -> f32 {
+    t.abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+}
+
 /// The weights in `path` equal `expected`, bit for bit.
 fn assert_same_weights(expected: &HashMap<String, candle_core::Tensor>, path: &Path) {
     let again = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
     assert_eq!(again.len(), expected.len());
     for (name, tensor) in expected {
-        let diff: f32 = (tensor - &again[name])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert_eq!(diff, 0.0, "{name} differs");
+        assert_eq!(largest(&(tensor - &again[name]).unwrap()), 0.0, "{name} differs");
     }
 }
 
@@ -230,18 +227,10 @@ async fn fit_init_starts_from_a_checkpoint() {
     let ran = last_checkpoint(&cli.path().join("checkpoints/03_stage_hard"));
     assert_same_weights(&expected, &ran);
     let scratch = candle_core::safetensors::load(&scratch, &candle_core::Device::Cpu).unwrap();
-    let differs = |name: &String| {
-        (&scratch[name] - &expected[name])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-    };
     assert!(
         scratch
             .keys()
-            .any(|name| differs(name).to_scalar::<f32>().unwrap() > 0.0),
+            .any(|name| largest(&(&scratch[name] - &expected[name]).unwrap()) > 0.0),
         "a run from the checkpoint ends where a run from scratch does"
     );
 
@@ -301,16 +290,23 @@ async fn a_monitored_metric_selects_the_best_checkpoint_and_queries_train_withou
     assert!(codes.examples.iter().map(Vec::len).sum::<usize>() > 0);
 }
 
+/// The mini tree with 70 % of its entries held out, trained in `query` mode (4 entries a step,
+/// plus `extra` overrides); its tables' folder and the best checkpoint, loaded.
+async fn trained_in_query_mode(extra: &[&str]) -> (tempfile::TempDir, naics_trainer::embedded::Embedded) {
+    let dir = common::tables(&fixtures().join("mini"), 0.7).await;
+    let overrides = [&["model.encoder_mode=query", "data.queries_per_step=4"], extra].concat();
+    let loaded = config(dir.path(), &overrides);
+    naics_pipeline::shards::run(&loaded).await.unwrap();
+    let summary = fit(&loaded, &options(dir.path(), false)).unwrap();
+    (dir, naics_trainer::embedded::load(&summary.best).unwrap())
+}
+
 /// `query` mode teaches the free text's adapters on the training entries: the held-out entries
 /// (never trained on) must land nearer their own leaf, against the other leaves, than the same
 /// checkpoint puts them with its text adapters set back to their start (B = 0: the frozen base).
 #[tokio::test(flavor = "multi_thread")]
 async fn query_side_training_brings_held_out_entries_nearer_their_code() {
-    let dir = common::tables(&fixtures().join("mini"), 0.7).await;
-    let loaded = config(dir.path(), &["model.encoder_mode=query", "data.queries_per_step=4"]);
-    naics_pipeline::shards::run(&loaded).await.unwrap();
-    let summary = fit(&loaded, &options(dir.path(), false)).unwrap();
-    let mut e = naics_trainer::embedded::load(&summary.best).unwrap();
+    let (dir, mut e) = trained_in_query_mode(&[]).await;
     let held = naics_trainer::tables::holdout(dir.path()).unwrap();
     let leaves = e.codes.leaves();
     // Mean over held-out entries of d(own leaf) - min d(other leaves): lower is nearer.
@@ -351,39 +347,24 @@ async fn query_side_training_brings_held_out_entries_nearer_their_code() {
 /// points change and a text's point does not.
 #[tokio::test(flavor = "multi_thread")]
 async fn code_offsets_train_and_move_codes_only() {
-    let dir = common::tables(&fixtures().join("mini"), 0.7).await;
-    let loaded = config(
-        dir.path(),
-        &[
-            "model.encoder_mode=query",
-            "data.queries_per_step=4",
-            "model.code_offsets=true",
-            "model.lora.targets=[query,key,value,attention_output,intermediate,output]",
-        ],
-    );
-    naics_pipeline::shards::run(&loaded).await.unwrap();
-    let summary = fit(&loaded, &options(dir.path(), false)).unwrap();
-    let e = naics_trainer::embedded::load(&summary.best).unwrap();
+    let (_dir, e) = trained_in_query_mode(&[
+        "model.code_offsets=true",
+        "model.lora.targets=[query,key,value,attention_output,intermediate,output]",
+    ])
+    .await;
     let n = e.codes.len();
     let texts = vec!["frozen vegetables packing".to_string()];
     let (codes, _) = e.model.embed_codes(n).unwrap();
     let text = e.query_points(&texts).unwrap();
     let offsets = e.model.varmap.data().lock().unwrap()["head.code_offset"].clone();
     assert_eq!(offsets.dims(), [n, 16], "one offset per code");
-    let largest = offsets.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    assert!(largest > 1e-3, "the offsets trained: largest {largest}");
+    let trained = largest(&offsets);
+    assert!(trained > 1e-3, "the offsets trained: largest {trained}");
     offsets.set(&offsets.zeros_like().unwrap()).unwrap();
-    let moved = (e.model.embed_codes(n).unwrap().0 - &codes).unwrap().abs().unwrap();
-    assert!(
-        moved.max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3,
-        "the codes' points moved"
-    );
-    let still = (e.query_points(&texts).unwrap() - &text).unwrap().abs().unwrap();
-    assert_eq!(
-        still.max_all().unwrap().to_scalar::<f32>().unwrap(),
-        0.0,
-        "a text's point did not"
-    );
+    let moved = largest(&(e.model.embed_codes(n).unwrap().0 - &codes).unwrap());
+    assert!(moved > 1e-3, "the codes' points moved");
+    let still = largest(&(e.query_points(&texts).unwrap() - &text).unwrap());
+    assert_eq!(still, 0.0, "a text's point did not");
 }
 
 #[tokio::test(flavor = "multi_thread")]
