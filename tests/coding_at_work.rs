@@ -41,6 +41,7 @@ fn trained() -> &'static Trained {
             init: None,
             checkpoints: dir.path().join("checkpoints"),
             outputs: dir.path().join("outputs"),
+            query_map: false,
         };
         let summary = naics_trainer::train::fit(&config, &options).unwrap();
         let e: &'static Embedded = Box::leak(Box::new(embedded::load(&summary.best).unwrap()));

@@ -27,6 +27,7 @@ fn options(dir: &Path, resume: bool) -> FitOptions {
         init: None,
         checkpoints: dir.join("checkpoints"),
         outputs: dir.join("outputs"),
+        query_map: false,
     }
 }
 
@@ -98,6 +99,7 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
         init: None,
         checkpoints: copy.path().join("checkpoints"),
         outputs: copy.path().join("outputs"),
+        query_map: false,
     };
     let resumed = fit(&config(dir.path(), &[]), &opts).unwrap();
     assert_eq!(resumed.steps, summary.steps);
@@ -365,6 +367,61 @@ async fn code_offsets_train_and_move_codes_only() {
     assert!(moved > 1e-3, "the codes' points moved");
     let still = largest(&(e.query_points(&texts).unwrap() - &text).unwrap());
     assert_eq!(still, 0.0, "a text's point did not");
+}
+
+/// `model.query_map`: the stages train exactly as without it (every other weight bit for bit),
+/// and fitting it after the last stage lowers its loss, writes it into the best checkpoint, and
+/// moves texts' points but not codes'.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_query_map_fits_after_the_stages_and_moves_texts_only() {
+    let dir = common::tables(&fixtures().join("mini"), 0.7).await;
+    let base = ["model.encoder_mode=query", "data.queries_per_step=4"];
+    let without = config(dir.path(), &base);
+    naics_pipeline::shards::run(&without).await.unwrap();
+    let plain = fit(&without, &options(dir.path(), false)).unwrap();
+    assert!(plain.query_map.is_none());
+    let map = [
+        "model.query_map.hidden=32",
+        "model.query_map.epochs=20",
+        "model.query_map.lr=0.01",
+        "model.query_map.batch_size=16",
+    ];
+    let with = config(dir.path(), &[&base[..], &map[..]].concat());
+    let other = tempfile::tempdir().unwrap();
+    let fitted = FitOptions {
+        query_map: true,
+        ..options(other.path(), false)
+    };
+    let mapped = fit(&with, &fitted).unwrap();
+    let summary = mapped.query_map.as_ref().expect("the map was fitted");
+    let (first, last) = (summary.losses[0], summary.losses[summary.losses.len() - 1]);
+    assert!(last < first * 0.9, "the map's loss should fall: {first} -> {last}");
+    assert!(other.path().join("outputs/03_stage_hard/query_map.json").exists());
+
+    let cpu = candle_core::Device::Cpu;
+    let stages = candle_core::safetensors::load(&plain.best, &cpu).unwrap();
+    let both = candle_core::safetensors::load(&mapped.best, &cpu).unwrap();
+    for (name, tensor) in &stages {
+        assert_eq!(largest(&(tensor - &both[name]).unwrap()), 0.0, "{name} differs");
+    }
+    let extra: Vec<&String> = both.keys().filter(|k| !stages.contains_key(*k)).collect();
+    assert_eq!(extra.len(), 4, "{extra:?}");
+    assert!(
+        extra
+            .iter()
+            .all(|k| k.starts_with(naics_trainer::model::query_map::VARS))
+    );
+
+    let (a, b) = (
+        naics_trainer::embedded::load(&plain.best).unwrap(),
+        naics_trainer::embedded::load(&mapped.best).unwrap(),
+    );
+    let n = a.codes.len();
+    let codes = largest(&(a.model.embed_codes(n).unwrap().0 - b.model.embed_codes(n).unwrap().0).unwrap());
+    assert_eq!(codes, 0.0, "the codes' points did not move");
+    let texts = vec!["frozen vegetables packing".to_string()];
+    let moved = largest(&(a.query_points(&texts).unwrap() - b.query_points(&texts).unwrap()).unwrap());
+    assert!(moved > 1e-3, "a text's point moved: {moved}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

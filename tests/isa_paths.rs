@@ -95,9 +95,9 @@ fn frozen_step(channels: &Tensor) -> Vec<f32> {
         entry_temperature: 0.05,
         text_apart: false,
     };
-    let head = Head::new(vb, channels.dim(1).unwrap(), &moe, 16, &loss, 0).unwrap();
+    let head = Head::new(vb, channels.dim(1).unwrap(), &moe, 16, &loss, 0, 0).unwrap();
     rng::seed(11);
-    rng::init(&varmap).unwrap();
+    rng::init(&varmap, &[]).unwrap();
     let out = head.forward(channels, true).unwrap();
     let objective = out.points.sqr().unwrap().mean_all().unwrap();
     let grads = objective.backward().unwrap();

@@ -72,6 +72,10 @@ pub struct ModelConfig {
     /// code's point is then its texts' fusion plus a free correction (texts have none).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub code_offsets: bool,
+    /// A residual map on free text's tangent vectors (codes never go through it), fitted after
+    /// the last stage a `fit` runs against every leaf at once. Absent or `hidden: 0`: none.
+    #[serde(default, skip_serializing_if = "QueryMapConfig::is_off")]
+    pub query_map: QueryMapConfig,
     /// Padded tokens per encoder call in `lora` mode: bounds the activations one backward keeps.
     pub chunk_tokens: usize,
     /// `lora` mode: recompute each layer in the backward pass from its saved input instead of
@@ -83,6 +87,25 @@ pub struct ModelConfig {
     /// in memory, as PyTorch's autograd keeps them).
     #[serde(default)]
     pub keep_activations: bool,
+}
+
+/// The query map: `t + W2 relu(W1 t + b1) + b2` on a text's tangent vector, W2 and b2 zero until
+/// it is fitted, so that the stages train exactly as without it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueryMapConfig {
+    /// Width of its hidden layer; 0: no map.
+    pub hidden: usize,
+    /// Passes over the training texts (every training entry and every leaf's title).
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+}
+
+impl QueryMapConfig {
+    pub fn is_off(&self) -> bool {
+        self.hidden == 0
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

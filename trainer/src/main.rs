@@ -348,7 +348,9 @@ fn run(cli: Cli) -> Result<()> {
             print_config,
             overrides,
         } => {
-            for stage in selected_stages(&conf, &curriculum)? {
+            let stages = selected_stages(&conf, &curriculum)?;
+            let last = stages.len().saturating_sub(1);
+            for (i, stage) in stages.into_iter().enumerate() {
                 let loaded = naics_common::config::load(&conf, Some(&stage), &overrides)?;
                 if print_config {
                     print!("{}", loaded.to_yaml());
@@ -359,6 +361,7 @@ fn run(cli: Cli) -> Result<()> {
                     init: init.take(),
                     checkpoints: layout::CHECKPOINTS_DIR.into(),
                     outputs: layout::OUTPUTS_DIR.into(),
+                    query_map: i == last,
                 };
                 let started = std::time::Instant::now();
                 let s = train::fit(&loaded, &options)?;
@@ -371,6 +374,17 @@ fn run(cli: Cli) -> Result<()> {
                     s.best.display(),
                     started.elapsed().as_secs_f64()
                 );
+                if let Some(m) = &s.query_map {
+                    println!(
+                        "query map: {} texts against {} leaves, loss {:.4} -> {:.4} over {} passes, in {:.0}s (part of the time above)",
+                        m.texts,
+                        m.leaves,
+                        m.losses.first().copied().unwrap_or(f64::NAN),
+                        m.losses.last().copied().unwrap_or(f64::NAN),
+                        m.losses.len(),
+                        m.seconds
+                    );
+                }
                 init = Some(s.best);
             }
         }

@@ -10,16 +10,21 @@ use super::encoder::{Encoder, in_input_order};
 use super::fusion::{shares, weighted_load};
 use super::head::Head;
 use super::locate::locate;
+use super::query_map;
 use super::rng;
 use super::transformer::normalize;
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use indicatif::ProgressBar;
 use naics_common::config::{Config, EncoderMode};
 use naics_common::format::CHANNELS;
 use naics_common::layout;
 use naics_common::tokens::TokenCache;
 use std::collections::{HashMap, HashSet};
+
+/// Padded tokens per encoder call in [`Embedder::text_tangents`].
+const TANGENT_CALL_TOKENS: usize = 4096;
 
 pub struct Embedder {
     pub head: Head,
@@ -92,6 +97,7 @@ impl Embedder {
             } else {
                 0
             },
+            config.model.query_map.hidden,
         )?;
         let cache = VectorCache::new(&layout::cache_dir(&config.data.shards_dir), &encoder, device);
         let mut channels: Box<dyn Channels> = match config.model.encoder_mode {
@@ -100,7 +106,7 @@ impl Embedder {
             EncoderMode::Lora => Box::new(LoraChannels::new(encoder, &varmap, tokens, &config.model)?),
         };
         match given {
-            None => rng::init(&varmap)?,
+            None => rng::init(&varmap, &[query_map::VARS])?,
             Some(given) => {
                 let data = varmap.data().lock().expect("varmap lock");
                 if let Some(missing) = data.keys().find(|name| !given.contains(*name)) {
@@ -164,6 +170,21 @@ impl Embedder {
             );
         }
         Ok(Tensor::cat(&out, 0)?)
+    }
+
+    /// Free texts' tangent vectors [q, d] before the query map, on the CPU in f32, in input
+    /// order: what [`crate::train::query_map`] fits the map on. Texts go through in calls of
+    /// similar length; `progress` counts them.
+    pub fn text_tangents(&self, ids: &[Vec<u32>], progress: &ProgressBar) -> Result<Tensor> {
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        let tangents = in_input_order(ids.len(), &length_calls(&lengths, TANGENT_CALL_TOKENS), |call| {
+            let rows: Vec<Vec<u32>> = call.iter().map(|&i| ids[i].clone()).collect();
+            let channels = self.channels.text_vectors(&rows, false)?.0.to_dtype(DType::F32)?;
+            progress.inc(call.len() as u64);
+            Ok(self.head.text_tangents(&channels)?.detach().to_device(&Device::Cpu)?)
+        })?;
+        progress.finish_and_clear();
+        Ok(tangents)
     }
 
     /// For coding, from one encoder pass where the mode allows: the points [q, d + 1] of free

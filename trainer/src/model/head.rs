@@ -1,9 +1,11 @@
 //! What sits on the four channel vectors: their concatenation (4h) fused by the Mixture of
 //! Experts, projected to a tangent vector (d), a code's own trained offset added where the model
-//! keeps one (`model.code_offsets`), and mapped onto the hyperboloid at the origin.
+//! keeps one (`model.code_offsets`) or a free text's through the query map where it has one
+//! (`model.query_map`), and mapped onto the hyperboloid at the origin.
 
 use super::fusion::{Moe, MoeOutput};
 use super::lorentz;
+use super::query_map::QueryMap;
 use crate::timing;
 use candle_core::{Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -14,6 +16,8 @@ pub struct Head {
     project: Linear,
     /// [codes, d]: each code's offset in the tangent space (`model.code_offsets`), zero at first.
     offsets: Option<Tensor>,
+    /// Free texts' map in the tangent space (`model.query_map`).
+    query_map: Option<QueryMap>,
     curvature: f64,
 }
 
@@ -27,7 +31,7 @@ pub struct HeadOutput {
 
 impl Head {
     /// `channels_dim` = 4 x the encoder's hidden size; `offsets`: the number of codes to keep an
-    /// offset for (none: 0).
+    /// offset for (none: 0); `query_map`: the width of the query map's hidden layer (none: 0).
     pub fn new(
         vb: VarBuilder,
         channels_dim: usize,
@@ -35,12 +39,17 @@ impl Head {
         dim: usize,
         loss: &LossConfig,
         offsets: usize,
+        query_map: usize,
     ) -> Result<Self> {
         let offsets = (offsets > 0)
             .then(|| vb.get_with_hints((offsets, dim), "code_offset", candle_nn::Init::Const(0.0)))
             .transpose()?;
+        let query_map = (query_map > 0)
+            .then(|| QueryMap::new(vb.pp("query_map"), dim, query_map))
+            .transpose()?;
         Ok(Head {
             offsets,
+            query_map,
             moe: Moe::new(
                 vb.pp("moe"),
                 channels_dim,
@@ -65,19 +74,34 @@ impl Head {
         self.fused(channels, Some(codes), train)
     }
 
-    /// Free texts (`codes` none) or codes: the same path but for the codes' offsets.
+    /// Free texts (`codes` none) or codes: the same path but for the codes' offsets and the
+    /// texts' map.
     fn fused(&self, channels: &Tensor, codes: Option<&[u32]>, train: bool) -> Result<HeadOutput> {
         let moe = timing::time("moe", || self.moe.forward(channels, train))?;
         let (tangent, points) = timing::time("projection", || -> Result<_> {
             let mut tangent = super::kernels::linear(&self.project, &moe.output)?;
-            if let (Some(offsets), Some(codes)) = (&self.offsets, codes) {
-                let rows = Tensor::from_slice(codes, codes.len(), offsets.device())?;
-                tangent = (tangent + offsets.index_select(&rows, 0)?)?;
+            match (codes, &self.offsets, &self.query_map) {
+                (Some(codes), Some(offsets), _) => {
+                    let rows = Tensor::from_slice(codes, codes.len(), offsets.device())?;
+                    tangent = (tangent + offsets.index_select(&rows, 0)?)?;
+                }
+                (None, _, Some(map)) => tangent = map.forward(&tangent)?,
+                _ => {}
             }
             let points = lorentz::exp_map0(&tangent, self.curvature)?;
             Ok((tangent, points))
         })?;
         Ok(HeadOutput { points, tangent, moe })
+    }
+
+    /// Free texts' tangent vectors [n, d] before the query map, for fitting it.
+    pub fn text_tangents(&self, channels: &Tensor) -> Result<Tensor> {
+        super::kernels::linear(&self.project, &self.moe.forward(channels, false)?.output)
+    }
+
+    /// The query map, where the model has one.
+    pub fn query_map(&self) -> Option<&QueryMap> {
+        self.query_map.as_ref()
     }
 
     /// Its products [`kernels::laid_out`](super::kernels::laid_out) for a model that only

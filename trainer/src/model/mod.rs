@@ -19,6 +19,7 @@ pub mod channels;
 // Channel vectors to points.
 pub mod fusion;
 pub mod lorentz;
+pub mod query_map;
 pub mod head;
 pub mod embedder;
 

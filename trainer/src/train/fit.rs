@@ -11,6 +11,7 @@ use super::checkpoint::{self, TrainState};
 use super::loss::{batch_loss, replays, step_loss};
 use super::monitor::validate_and_save;
 use super::optim::{self, AdamW};
+use super::query_map::{self, QueryMapSummary};
 use super::replay::backward;
 use crate::model::Embedder;
 use crate::model::fusion::{global_load, shares};
@@ -18,6 +19,7 @@ use crate::setup::device;
 use crate::timing;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use naics_common::atomic::write_atomically;
 use naics_common::config::{Config, Loaded, Monitor};
 use naics_common::layout;
 use naics_common::samples::{Record, SamplesFile, Split};
@@ -33,6 +35,9 @@ pub struct FitOptions {
     pub init: Option<PathBuf>,
     pub checkpoints: PathBuf,
     pub outputs: PathBuf,
+    /// Fit the query map (`model.query_map`) on the best checkpoint once training ends: the
+    /// last stage of a `fit` command.
+    pub query_map: bool,
 }
 
 #[derive(Debug)]
@@ -43,6 +48,7 @@ pub struct FitSummary {
     pub best_value: f64,
     pub steps: usize,
     pub stopped_early: bool,
+    pub query_map: Option<QueryMapSummary>,
 }
 
 /// The experiment's training shards (one per sampled epoch) and validation shard, checked to be
@@ -205,6 +211,18 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
     step_time.write(&out_dir.join("step_time.json"), timing::take())?;
     crate::plots::loss_curves(&metrics_path, &out_dir.join("loss.png"))?;
     let (best, score) = checkpoint::best(&ckpt_dir)?.context("no checkpoint was written")?;
+    let query_map = if options.query_map {
+        let summary = query_map::fit(&model, &data, &best)?;
+        if let Some(summary) = &summary {
+            let path = out_dir.join("query_map.json");
+            write_atomically(&path, |tmp| {
+                Ok(std::fs::write(tmp, serde_json::to_vec_pretty(summary)?)?)
+            })?;
+        }
+        summary
+    } else {
+        None
+    };
     let monitor = t.trainer.monitor;
     Ok(FitSummary {
         best,
@@ -212,5 +230,6 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
         best_value: if monitor.higher_is_better() { -score } else { score },
         steps: state.step,
         stopped_early,
+        query_map,
     })
 }

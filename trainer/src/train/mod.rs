@@ -1,6 +1,7 @@
 //! Training: the loop (`fit`), its loss terms (`loss`, the tree term in `tree_term`), the
 //! backward pass into the encoder (`replay`), validation and model selection (`monitor`), the
-//! optimizer (`optim`) and checkpoints (`checkpoint`). Depends on `model`, never on `eval`.
+//! optimizer (`optim`), checkpoints (`checkpoint`) and, after the last stage, the query map
+//! (`query_map`). Depends on `model`, never on `eval`.
 
 pub mod queries;
 pub mod tree_term;
@@ -9,6 +10,7 @@ pub mod replay;
 pub mod optim;
 pub mod checkpoint;
 pub mod monitor;
+pub mod query_map;
 pub mod fit;
 
 pub use fit::{FitOptions, FitSummary, fit};

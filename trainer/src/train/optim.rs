@@ -3,6 +3,7 @@
 //! step) must be saved with each checkpoint for an exact `--resume`.
 
 use crate::model::kernels;
+use crate::model::query_map;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::VarMap;
@@ -28,14 +29,16 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    /// Over every variable of `varmap`, in name order (so that state files are stable); the
-    /// encoder's adapters (`lora.*`) at `adapter_scale` times the learning rate.
+    /// Over every variable of `varmap` but the query map's (fitted after the stages:
+    /// `train::query_map`), in name order (so that state files are stable); the encoder's
+    /// adapters (`lora.*`) at `adapter_scale` times the learning rate.
     pub fn new(varmap: &VarMap, weight_decay: f64, adapter_scale: f64) -> Result<Self> {
         let mut params: Vec<(String, Var)> = varmap
             .data()
             .lock()
             .expect("varmap lock")
             .iter()
+            .filter(|(n, _)| !n.starts_with(query_map::VARS))
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
