@@ -65,8 +65,13 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
         .text_tangents(&ids, &bar(ids.len(), "texts through the text adapters"))?
         .to_device(device)?;
     let (points, _) = model.embed_codes(data.codes.len())?;
-    let rows = Tensor::from_vec(leaves.iter().map(|&l| l as u32).collect(), leaves.len(), &Device::Cpu)?;
-    let leaf_points = Leaves::new(&points.index_select(&rows, 0)?.to_dtype(DType::F32)?.to_device(device)?)?;
+    let leaf_rows = Tensor::from_vec(leaves.iter().map(|&l| l as u32).collect(), leaves.len(), &Device::Cpu)?;
+    let leaf_points = Leaves::new(
+        &points
+            .index_select(&leaf_rows, 0)?
+            .to_dtype(DType::F32)?
+            .to_device(device)?,
+    )?;
 
     map.reset(config.data.seed)?;
     let mut optimizer = AdamW::new(
@@ -131,7 +136,7 @@ impl Leaves {
     /// The mean cross-entropy of texts' points `x` [b, d + 1] over every leaf (logits -d(x, y) /
     /// `temperature`, the answers `targets`), and its gradient with respect to `x`, written out:
     /// a [b, leaves] matrix is all the memory it takes, where candle's graph of the same kept a
-    /// dozen for its backward pass (ICD-10-CM's peak rose from 3.2 to 5.7 GB). With
+    /// dozen for its backward pass (docs/benchmarks.md, stop 41). With
     /// w = -c <x, y>_L - 1 and d = acosh(1 + w) / sqrt(c) (as `lorentz::pairwise`, w clamped
     /// at 1e-12), dL/d<x, y>_L = (p - onehot) sqrt(c) / (temperature sqrt(w (w + 2))) / b.
     fn softmax(&self, x: &Tensor, targets: &[u32], c: f64, temperature: f64) -> Result<(f64, Tensor)> {
@@ -143,12 +148,19 @@ impl Leaves {
             .zip(targets)
             .map(|(row, &target)| {
                 let w: Vec<f64> = row.iter().map(|&v| (-c * v as f64 - 1.0).max(1e-12)).collect();
-                let logits: Vec<f64> = w.iter().map(|&w| -(1.0 + w + (w * (w + 2.0)).sqrt()).ln() * scale).collect();
+                let logits: Vec<f64> = w
+                    .iter()
+                    .map(|&w| -(1.0 + w + (w * (w + 2.0)).sqrt()).ln() * scale)
+                    .collect();
                 let top = logits.iter().cloned().fold(f64::MIN, f64::max);
                 let lse = top + logits.iter().map(|l| (l - top).exp()).sum::<f64>().ln();
                 for (j, value) in row.iter_mut().enumerate() {
                     let p = (logits[j] - lse).exp() - if j == target as usize { 1.0 } else { 0.0 };
-                    let slope = if w[j] > 1e-12 { c * scale / (w[j] * (w[j] + 2.0)).sqrt() } else { 0.0 };
+                    let slope = if w[j] > 1e-12 {
+                        c * scale / (w[j] * (w[j] + 2.0)).sqrt()
+                    } else {
+                        0.0
+                    };
                     *value = (p * slope / b as f64) as f32;
                 }
                 lse - logits[target as usize]
@@ -176,7 +188,9 @@ mod tests {
     use rand::Rng;
 
     fn normal(rng: &mut ChaCha8Rng, shape: (usize, usize), scale: f32) -> Tensor {
-        let values = (0..shape.0 * shape.1).map(|_| rng.random_range(-scale..scale)).collect();
+        let values = (0..shape.0 * shape.1)
+            .map(|_| rng.random_range(-scale..scale))
+            .collect();
         Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
     }
 
@@ -191,10 +205,24 @@ mod tests {
             let leaves = lorentz::exp_map0(&normal(&mut rng, (40, 8), 1.2), c).unwrap();
             let logits = (lorentz::pairwise(x.as_tensor(), &leaves, c).unwrap().neg().unwrap() / temperature).unwrap();
             let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(&targets, &Device::Cpu).unwrap()).unwrap();
-            let want = loss.backward().unwrap().get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let (got_loss, got) = Leaves::new(&leaves).unwrap().softmax(x.as_tensor(), &targets, c, temperature).unwrap();
+            let want = loss
+                .backward()
+                .unwrap()
+                .get(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let (got_loss, got) = Leaves::new(&leaves)
+                .unwrap()
+                .softmax(x.as_tensor(), &targets, c, temperature)
+                .unwrap();
             let want_loss = loss.to_scalar::<f32>().unwrap() as f64;
-            assert!((got_loss - want_loss).abs() < 1e-4 * want_loss, "loss {got_loss} vs {want_loss}");
+            assert!(
+                (got_loss - want_loss).abs() < 1e-4 * want_loss,
+                "loss {got_loss} vs {want_loss}"
+            );
             let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
