@@ -7,12 +7,12 @@
 
 use super::TrainingData;
 use crate::model::Embedder;
+use crate::model::cache::progress;
 use crate::model::kernels::matmul;
 use crate::model::lorentz;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use indicatif::{ProgressBar, ProgressStyle};
 use naics_common::atomic::write_atomically;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -62,7 +62,7 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
     let vars = map.vars();
     let device = vars[0].device();
     let tangents = model
-        .text_tangents(&ids, &bar(ids.len(), "texts through the text adapters"))?
+        .text_tangents(&ids, &progress(ids.len(), "texts through the text adapters")?)?
         .to_device(device)?;
     let (points, _) = model.embed_codes(data.codes.len())?;
     let leaf_rows = Tensor::from_vec(leaves.iter().map(|&l| l as u32).collect(), leaves.len(), &Device::Cpu)?;
@@ -84,7 +84,7 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
     )?;
     let (c, temperature) = (model.curvature(), config.loss.temperature);
     let batch = settings.batch_size.max(1);
-    let progress = bar(settings.epochs * targets.len().div_ceil(batch), "query map steps");
+    let steps = progress(settings.epochs * targets.len().div_ceil(batch), "query map steps")?;
     let mut losses = Vec::with_capacity(settings.epochs);
     for epoch in 0..settings.epochs {
         let mut order: Vec<u32> = (0..targets.len() as u32).collect();
@@ -100,12 +100,11 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
             // The gradient with respect to the points, carried back through the map by candle.
             optimizer.backward_step(&(text_points * gradient)?.sum_all()?)?;
             total += loss * rows.len() as f64;
-            progress.inc(1);
+            steps.inc(1);
         }
         losses.push(total / targets.len() as f64);
-        progress.set_message(format!("loss {:.4}", total / targets.len() as f64));
     }
-    progress.finish_and_clear();
+    steps.finish_and_clear();
     write_atomically(checkpoint, |tmp| Ok(model.varmap.save(tmp)?))
         .with_context(|| format!("writing the query map into {}", checkpoint.display()))?;
     Ok(Some(QueryMapSummary {
@@ -169,16 +168,6 @@ impl Leaves {
         let weights = Tensor::from_vec(inner, (b, n), x.device())?;
         Ok((losses.iter().sum::<f64>() / b as f64, matmul(&weights, &self.flipped)?))
     }
-}
-
-fn bar(len: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template(&format!(
-        "{{bar:30}} {{pos}}/{{len}} {what} {{elapsed}}<{{eta}} {{msg}}"
-    )) {
-        bar.set_style(style);
-    }
-    bar
 }
 
 #[cfg(test)]
