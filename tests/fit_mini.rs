@@ -370,8 +370,9 @@ async fn code_offsets_train_and_move_codes_only() {
 }
 
 /// `model.query_map`: the stages train exactly as without it (every other weight bit for bit),
-/// and fitting it after the last stage lowers its loss, writes it into the best checkpoint, and
-/// moves texts' points but not codes'.
+/// and fitting it after the last stage lowers its loss, writes it into the best checkpoint (its
+/// first layer reading the tangent and the encoder's vector), and moves texts' points but not
+/// codes'.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_query_map_fits_after_the_stages_and_moves_texts_only() {
     let dir = common::tables(&fixtures().join("mini"), 0.7).await;
@@ -415,6 +416,12 @@ async fn the_query_map_fits_after_the_stages_and_moves_texts_only() {
     let (a, b) = (
         naics_trainer::embedded::load(&plain.best).unwrap(),
         naics_trainer::embedded::load(&mapped.best).unwrap(),
+    );
+    // Its first layer reads the tangent and the text's encoder vector.
+    let width = b.model.channels.encoder().transformer.config.hidden_size;
+    assert_eq!(
+        both["head.query_map.up.weight"].dims(),
+        &[32, with.config.model.embedding_dim + width]
     );
     let n = a.codes.len();
     let codes = largest(&(a.model.embed_codes(n).unwrap().0 - b.model.embed_codes(n).unwrap().0).unwrap());

@@ -23,7 +23,7 @@ use naics_common::layout;
 use naics_common::tokens::TokenCache;
 use std::collections::{HashMap, HashSet};
 
-/// Padded tokens per encoder call in [`Embedder::text_tangents`].
+/// Padded tokens per encoder call in [`Embedder::query_map_inputs`].
 const TANGENT_CALL_TOKENS: usize = 4096;
 
 pub struct Embedder {
@@ -172,19 +172,24 @@ impl Embedder {
         Ok(Tensor::cat(&out, 0)?)
     }
 
-    /// Free texts' tangent vectors [q, d] before the query map, on the CPU in f32, in input
-    /// order: what [`crate::train::query_map`] fits the map on. Texts go through in calls of
-    /// similar length; `progress` counts them.
-    pub fn text_tangents(&self, ids: &[Vec<u32>], progress: &ProgressBar) -> Result<Tensor> {
+    /// What the query map reads for free texts ([`crate::model::query_map::QueryMap::input`],
+    /// [q, d + h]), on the CPU in f32, in input order: what [`crate::train::query_map`] fits the
+    /// map on (none without a map). Texts go through in calls of similar length; `progress`
+    /// counts them.
+    pub fn query_map_inputs(&self, ids: &[Vec<u32>], progress: &ProgressBar) -> Result<Option<Tensor>> {
+        let Some(map) = self.head.query_map() else {
+            return Ok(None);
+        };
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-        let tangents = in_input_order(ids.len(), &length_calls(&lengths, TANGENT_CALL_TOKENS), |call| {
+        let inputs = in_input_order(ids.len(), &length_calls(&lengths, TANGENT_CALL_TOKENS), |call| {
             let rows: Vec<Vec<u32>> = call.iter().map(|&i| ids[i].clone()).collect();
             let channels = self.channels.text_vectors(&rows, false)?.0.to_dtype(DType::F32)?;
             progress.inc(call.len() as u64);
-            Ok(self.head.text_tangents(&channels)?.detach().to_device(&Device::Cpu)?)
+            let inputs = map.input(&self.head.text_tangents(&channels)?, &channels)?;
+            Ok(inputs.detach().to_device(&Device::Cpu)?)
         })?;
         progress.finish_and_clear();
-        Ok(tangents)
+        Ok(Some(inputs))
     }
 
     /// For coding, from one encoder pass where the mode allows: the points [q, d + 1] of free

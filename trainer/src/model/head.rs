@@ -45,7 +45,7 @@ impl Head {
             .then(|| vb.get_with_hints((offsets, dim), "code_offset", candle_nn::Init::Const(0.0)))
             .transpose()?;
         let query_map = (query_map > 0)
-            .then(|| QueryMap::new(vb.pp("query_map"), dim, query_map))
+            .then(|| QueryMap::new(vb.pp("query_map"), dim, channels_dim / 4, query_map))
             .transpose()?;
         Ok(Head {
             offsets,
@@ -85,7 +85,7 @@ impl Head {
                     let rows = Tensor::from_slice(codes, codes.len(), offsets.device())?;
                     tangent = (tangent + offsets.index_select(&rows, 0)?)?;
                 }
-                (None, _, Some(map)) => tangent = map.forward(&tangent)?,
+                (None, _, Some(map)) => tangent = map.forward(&tangent, channels)?,
                 _ => {}
             }
             let points = lorentz::exp_map0(&tangent, self.curvature)?;

@@ -1,6 +1,7 @@
 //! Fitting the query map ([`crate::model::query_map`]) after the last stage of a `fit`: with the
 //! best checkpoint's encoder, fusion and codes' points fixed, every training text (each training
-//! entry, each leaf's title) goes through the text adapters and the head once; then `epochs`
+//! entry, each leaf's title) goes through the text adapters and the head once (what the map reads
+//! of it is kept: its tangent and its encoder vector); then `epochs`
 //! passes of InfoNCE of each text against every leaf at once (a cross-entropy over all of them,
 //! where a step's own leaves were all the query term had), only the map learning. Its weights
 //! are written back into that checkpoint.
@@ -61,9 +62,11 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
 
     let vars = map.vars();
     let device = vars[0].device();
-    let tangents = model
-        .text_tangents(&ids, &progress(ids.len(), "texts through the text adapters")?)?
+    let inputs = model
+        .query_map_inputs(&ids, &progress(ids.len(), "texts through the text adapters")?)?
+        .context("the model has a query map")?
         .to_device(device)?;
+    let dim = config.model.embedding_dim;
     let (points, _) = model.embed_codes(data.codes.len())?;
     let leaf_rows = Tensor::from_vec(leaves.iter().map(|&l| l as u32).collect(), leaves.len(), &Device::Cpu)?;
     let leaf_points = Leaves::new(
@@ -95,7 +98,8 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
         for rows in order.chunks(batch) {
             let picked = Tensor::from_slice(rows, rows.len(), device)?;
             let mine: Vec<u32> = rows.iter().map(|&r| targets[r as usize]).collect();
-            let text_points = lorentz::exp_map0(&map.forward(&tangents.index_select(&picked, 0)?)?, c)?;
+            let x = inputs.index_select(&picked, 0)?;
+            let text_points = lorentz::exp_map0(&map.apply(&x.narrow(1, 0, dim)?, &x)?, c)?;
             let (loss, gradient) = leaf_points.softmax(&text_points.detach(), &mine, c, temperature)?;
             // The gradient with respect to the points, carried back through the map by candle.
             optimizer.backward_step(&(text_points * gradient)?.sum_all()?)?;
