@@ -174,12 +174,12 @@ impl Embedder {
 
     /// What the query map reads for free texts ([`crate::model::query_map::QueryMap::input`],
     /// [q, d + h]), on the CPU in f32, in input order: what [`crate::train::query_map`] fits the
-    /// map on (none without a map). Texts go through in calls of similar length; `progress`
-    /// counts them.
-    pub fn query_map_inputs(&self, ids: &[Vec<u32>], progress: &ProgressBar) -> Result<Option<Tensor>> {
-        let Some(map) = self.head.query_map() else {
-            return Ok(None);
-        };
+    /// map on. Texts go through in calls of similar length; `progress` counts them.
+    pub fn query_map_inputs(&self, ids: &[Vec<u32>], progress: &ProgressBar) -> Result<Tensor> {
+        let map = self
+            .head
+            .query_map()
+            .context("the model has no query map (model.query_map.hidden is 0)")?;
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         let inputs = in_input_order(ids.len(), &length_calls(&lengths, TANGENT_CALL_TOKENS), |call| {
             let rows: Vec<Vec<u32>> = call.iter().map(|&i| ids[i].clone()).collect();
@@ -189,7 +189,7 @@ impl Embedder {
             Ok(inputs.detach().to_device(&Device::Cpu)?)
         })?;
         progress.finish_and_clear();
-        Ok(Some(inputs))
+        Ok(inputs)
     }
 
     /// For coding, from one encoder pass where the mode allows: the points [q, d + 1] of free

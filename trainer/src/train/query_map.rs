@@ -64,7 +64,6 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
     let device = vars[0].device();
     let inputs = model
         .query_map_inputs(&ids, &progress(ids.len(), "texts through the text adapters")?)?
-        .context("the model has a query map")?
         .to_device(device)?;
     let dim = config.model.embedding_dim;
     let (points, _) = model.embed_codes(data.codes.len())?;
