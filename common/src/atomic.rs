@@ -23,6 +23,12 @@ pub fn write_atomically<T>(path: &Path, write: impl FnOnce(&Path) -> Result<T>) 
     finish(&tmp, path, result)
 }
 
+/// `value` as pretty-printed JSON at `path`, written atomically; an error names the file.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value)?;
+    write_atomically(path, |tmp| Ok(fs::write(tmp, &json)?)).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Makes the destination's folder and clears a stale temporary; returns the temporary path.
 /// With [`finish`], the two halves of [`write_atomically`] for writers that must `.await`.
 pub fn prepare(path: &Path) -> Result<PathBuf> {

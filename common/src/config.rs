@@ -89,8 +89,9 @@ pub struct ModelConfig {
     pub keep_activations: bool,
 }
 
-/// The query map: `t + W2 relu(W1 t + b1) + b2` on a text's tangent vector, W2 and b2 zero until
-/// it is fitted, so that the stages train exactly as without it.
+/// The query map: `t + W2 relu(W1 [t; v] + b1) + b2` on a text's tangent vector t (v: the text's
+/// encoder vector), W2 and b2 zero until it is fitted, so that the stages train exactly as
+/// without it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct QueryMapConfig {

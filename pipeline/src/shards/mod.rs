@@ -13,7 +13,7 @@ pub mod sampling;
 pub mod split;
 pub mod tokenize;
 
-use crate::atomic::write_atomically;
+use crate::atomic::{write_atomically, write_json};
 use crate::groups;
 use crate::relations;
 use crate::session::{self, DataDir};
@@ -151,8 +151,7 @@ pub async fn run(loaded: &Loaded) -> Result<ShardSummary> {
         "shortages_borrowed": stats.borrowed,
         "filled_from_any_bucket": stats.filled,
     });
-    let manifest = serde_json::to_vec_pretty(&manifest)?;
-    write_atomically(&out_dir.join(MANIFEST_FILE), |tmp| Ok(std::fs::write(tmp, &manifest)?))?;
+    write_json(&out_dir.join(MANIFEST_FILE), &manifest)?;
     let yaml = loaded.to_yaml();
     write_atomically(&out_dir.join("config.yaml"), |tmp| Ok(std::fs::write(tmp, &yaml)?))?;
     Ok(ShardSummary {

@@ -181,9 +181,7 @@ pub fn evaluate(e: &Embedded, checkpoint: &Path, out_dir: &Path) -> Result<Repor
         baseline_retrieval,
         coding: coding::evaluate(e, out_dir)?,
     };
-    let json = serde_json::to_vec_pretty(&report)?;
-    let path = out_dir.join("eval.json");
-    naics_common::atomic::write_atomically(&path, |tmp| Ok(std::fs::write(tmp, &json)?))?;
+    naics_common::atomic::write_json(&out_dir.join("eval.json"), &report)?;
     Ok(report)
 }
 

@@ -8,7 +8,7 @@ use super::optim::AdamW;
 use crate::model::rng;
 use anyhow::{Context, Result};
 use candle_nn::VarMap;
-use naics_common::atomic::write_atomically;
+use naics_common::atomic::{write_atomically, write_json};
 use naics_common::config::Loaded;
 use naics_common::format::hex;
 use naics_common::samples::SamplesFile;
@@ -82,10 +82,6 @@ fn read_index(dir: &Path) -> Result<Index> {
         .with_context(|| format!("{}: not a checkpoint index", path.display()))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomically(path, |tmp| Ok(std::fs::write(tmp, bytes)?)).with_context(|| format!("writing {}", path.display()))
-}
-
 pub fn save(c: &mut Checkpoint) -> Result<()> {
     std::fs::create_dir_all(c.dir)?;
     let (seed, pos) = rng::position();
@@ -110,10 +106,7 @@ pub fn save(c: &mut Checkpoint) -> Result<()> {
         "config": c.loaded.tree,
         "state": c.state,
     });
-    write_atomic(
-        &c.dir.join(format!("{name}.json")),
-        &serde_json::to_vec_pretty(&sidecar)?,
-    )?;
+    write_json(&c.dir.join(format!("{name}.json")), &sidecar)?;
 
     let mut index = read_index(c.dir)?;
     index.entries.retain(|e| e.name != name);
@@ -137,7 +130,7 @@ pub fn save(c: &mut Checkpoint) -> Result<()> {
         .entries
         .retain(|e| e.name == name || keep.iter().any(|k| k.name == e.name));
     index.last = Some(name);
-    write_atomic(&c.dir.join("index.json"), &serde_json::to_vec_pretty(&index)?)
+    write_json(&c.dir.join("index.json"), &index)
 }
 
 /// The weights file of the last checkpoint, if any.

@@ -19,7 +19,7 @@ use crate::setup::device;
 use crate::timing;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use naics_common::atomic::write_atomically;
+use naics_common::atomic::write_json;
 use naics_common::config::{Config, Loaded, Monitor};
 use naics_common::layout;
 use naics_common::samples::{Record, SamplesFile, Split};
@@ -214,10 +214,7 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
     let query_map = if options.query_map {
         let summary = query_map::fit(&model, &data, &best)?;
         if let Some(summary) = &summary {
-            let path = out_dir.join("query_map.json");
-            write_atomically(&path, |tmp| {
-                Ok(std::fs::write(tmp, serde_json::to_vec_pretty(summary)?)?)
-            })?;
+            write_json(&out_dir.join("query_map.json"), summary)?;
         }
         summary
     } else {
