@@ -371,8 +371,8 @@ async fn code_offsets_train_and_move_codes_only() {
 
 /// `model.query_map`: the stages train exactly as without it (every other weight bit for bit),
 /// and fitting it after the last stage lowers its loss, writes it into the best checkpoint (its
-/// first layer reading the tangent and the encoder's vector), and moves texts' points but not
-/// codes'.
+/// first layer reading the tangent and the encoder's vector, two members' hidden units side by
+/// side), and moves texts' points but not codes'.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_query_map_fits_after_the_stages_and_moves_texts_only() {
     let dir = common::tables(&fixtures().join("mini"), 0.7).await;
@@ -383,6 +383,7 @@ async fn the_query_map_fits_after_the_stages_and_moves_texts_only() {
     assert!(plain.query_map.is_none());
     let map = [
         "model.query_map.hidden=32",
+        "model.query_map.members=2",
         "model.query_map.epochs=20",
         "model.query_map.lr=0.01",
         "model.query_map.batch_size=16",
@@ -417,11 +418,11 @@ async fn the_query_map_fits_after_the_stages_and_moves_texts_only() {
         naics_trainer::embedded::load(&plain.best).unwrap(),
         naics_trainer::embedded::load(&mapped.best).unwrap(),
     );
-    // Its first layer reads the tangent and the text's encoder vector.
+    // Its first layer reads the tangent and the text's encoder vector, for both members.
     let width = b.model.channels.encoder().transformer.config.hidden_size;
     assert_eq!(
         both["head.query_map.up.weight"].dims(),
-        &[32, with.config.model.embedding_dim + width]
+        &[64, with.config.model.embedding_dim + width]
     );
     let n = a.codes.len();
     let codes = largest(&(a.model.embed_codes(n).unwrap().0 - b.model.embed_codes(n).unwrap().0).unwrap());

@@ -95,8 +95,13 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct QueryMapConfig {
-    /// Width of its hidden layer; 0: no map.
+    /// Width of a member's hidden layer; 0: no map.
     pub hidden: usize,
+    /// Networks fitted each from its own seed and averaged into the one map (bagging): a
+    /// member learns the training texts almost by heart, and their mean places new texts better
+    /// than any of them. The map's hidden layer is `members * hidden` wide.
+    #[serde(default = "one")]
+    pub members: usize,
     /// Passes over the training texts (every training entry and every leaf's title).
     pub epochs: usize,
     pub lr: f64,
@@ -106,6 +111,11 @@ pub struct QueryMapConfig {
 impl QueryMapConfig {
     pub fn is_off(&self) -> bool {
         self.hidden == 0
+    }
+
+    /// The fitted map's hidden layer: every member's side by side.
+    pub fn width(&self) -> usize {
+        self.hidden * self.members
     }
 }
 
@@ -181,6 +191,10 @@ pub struct LossConfig {
 
 fn default_entry_temperature() -> f64 {
     0.05
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -601,6 +615,9 @@ fn validate(c: &Config) -> Result<()> {
     }
     if cur.k_negatives == 0 {
         bail!("configuration key `curriculum.k_negatives`: must be at least 1");
+    }
+    if !c.model.query_map.is_off() && c.model.query_map.members == 0 {
+        bail!("configuration key `model.query_map.members`: must be at least 1 (or model.query_map.hidden 0: no map)");
     }
     if !(0.0..1.0).contains(&c.data.validation_entries) {
         bail!(

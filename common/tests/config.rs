@@ -118,6 +118,8 @@ fn errors_name_the_key_and_the_nearest_valid_one() {
     assert!(e.contains("bucket 9 is not in 1..=8"), "{e}");
     let e = error(None, &["curriculum.bucket_percentages=[1.0]"]);
     assert!(e.contains("1 percentages for 2 difficulty_buckets"), "{e}");
+    let e = error(None, &["model.query_map.members=0"]);
+    assert!(e.contains("`model.query_map.members`: must be at least 1"), "{e}");
     let e = format!("{:#}", load(Path::new("/nonexistent"), None, &[]).unwrap_err());
     assert!(e.contains("/nonexistent/config.yaml") && e.contains("--conf"), "{e}");
 }

@@ -97,7 +97,7 @@ impl Embedder {
             } else {
                 0
             },
-            config.model.query_map.hidden,
+            config.model.query_map.width(),
         )?;
         let cache = VectorCache::new(&layout::cache_dir(&config.data.shards_dir), &encoder, device);
         let mut channels: Box<dyn Channels> = match config.model.encoder_mode {

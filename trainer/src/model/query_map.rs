@@ -10,7 +10,8 @@
 //! and the map is the identity, so the stages train exactly as without it. It reads the
 //! encoder's vector beside the tangent because the fusion and projection narrow a text to the
 //! tangent's d numbers: with v, NAICS's held-out points went from 0.76 to 0.81 top-1
-//! (docs/benchmarks.md).
+//! (docs/benchmarks.md). The fitted map is the mean of a few such networks fitted apart
+//! ([`QueryMap::average`]): one network of all their hidden units side by side.
 
 use super::kernels::linear;
 use candle_core::{Result, Tensor, Var};
@@ -91,6 +92,34 @@ impl QueryMap {
     pub fn vars(&self) -> Vec<Var> {
         self.vars.to_vec()
     }
+
+    /// A map of the same input and output with `hidden` units of its own, outside any variable
+    /// map: one member to fit apart and then [`QueryMap::average`].
+    pub fn member(&self, hidden: usize) -> Result<QueryMap> {
+        let (dim, device) = (self.vars[3].dim(0)?, self.vars[0].device());
+        let zero = |shape: &[usize]| Var::zeros(shape, self.vars[0].dtype(), device);
+        Ok(QueryMap {
+            vars: [
+                zero(&[hidden, dim + self.width])?,
+                zero(&[hidden])?,
+                zero(&[dim, hidden])?,
+                zero(&[dim])?,
+            ],
+            width: self.width,
+        })
+    }
+
+    /// Becomes the mean of `members`' maps: t + (1/k) sum_i (W2_i relu(W1_i x + b1_i) + b2_i)
+    /// is one network whose hidden units are all of theirs, W2 their side by side over k and b2
+    /// their mean. Their hidden layers must fill this one's.
+    pub fn average(&self, members: &[QueryMap]) -> Result<()> {
+        let k = members.len() as f64;
+        let part = |i: usize| -> Vec<Tensor> { members.iter().map(|m| m.vars[i].as_tensor().clone()).collect() };
+        self.vars[0].set(&Tensor::cat(&part(0), 0)?)?;
+        self.vars[1].set(&Tensor::cat(&part(1), 0)?)?;
+        self.vars[2].set(&(Tensor::cat(&part(2), 1)? / k)?)?;
+        self.vars[3].set(&(Tensor::stack(&part(3), 0)?.sum(0)? / k)?)
+    }
 }
 
 #[cfg(test)]
@@ -145,5 +174,44 @@ mod tests {
         for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
             assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
         }
+    }
+
+    /// The map averaged from three members of 2 hidden units (drawn, and W2 and b2 set to
+    /// seeded values) gives the mean of their three outputs, text by text; a member of the
+    /// wrong width is refused.
+    #[test]
+    fn the_average_of_members_is_their_mean_output() {
+        let (_, whole) = map(3, 6);
+        let mut stream = ChaCha8Rng::seed_from_u64(11);
+        let mut draw = |shape: &[usize]| {
+            let n = shape.iter().product();
+            let values: Vec<f32> = (0..n).map(|_| stream.random_range(-1.0f32..1.0)).collect();
+            Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+        };
+        let members: Vec<QueryMap> = (0..3)
+            .map(|i| {
+                let m = whole.member(2).unwrap();
+                m.reset(i).unwrap();
+                m.vars[1].set(&draw(&[2])).unwrap();
+                m.vars[2].set(&draw(&[3, 2])).unwrap();
+                m.vars[3].set(&draw(&[3])).unwrap();
+                m
+            })
+            .collect();
+        whole.average(&members).unwrap();
+        let t = draw(&[5, 3]);
+        let channels = draw(&[5, 4]);
+        let outputs: Vec<Vec<Vec<f32>>> = members
+            .iter()
+            .map(|m| rows(&m.forward(&t, &channels).unwrap()))
+            .collect();
+        let got = rows(&whole.forward(&t, &channels).unwrap());
+        for (r, row) in got.iter().enumerate() {
+            for (c, g) in row.iter().enumerate() {
+                let want = outputs.iter().map(|o| o[r][c]).sum::<f32>() / 3.0;
+                assert!((g - want).abs() < 1e-5, "text {r}, entry {c}: {g} vs {want}");
+            }
+        }
+        assert!(whole.average(&members[..2]).is_err());
     }
 }
