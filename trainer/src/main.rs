@@ -376,7 +376,8 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 if let Some(m) = &s.query_map {
                     println!(
-                        "query map: {} texts against {} leaves, loss {:.4} -> {:.4} over {} passes, in {:.0}s (part of the time above)",
+                        "query map: {} members, {} texts against {} leaves, loss {:.4} -> {:.4} over {} passes, in {:.0}s (part of the time above)",
+                        m.members,
                         m.texts,
                         m.leaves,
                         m.losses.first().copied().unwrap_or(f64::NAN),

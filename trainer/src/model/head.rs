@@ -85,7 +85,9 @@ impl Head {
                     let rows = Tensor::from_slice(codes, codes.len(), offsets.device())?;
                     tangent = (tangent + offsets.index_select(&rows, 0)?)?;
                 }
-                (None, _, Some(map)) => tangent = map.forward(&tangent, channels)?,
+                // Unfitted (through every stage) the map is the identity and none of its
+                // gradients is taken: skipping it is exact and spares each step its products.
+                (None, _, Some(map)) if map.fitted()? => tangent = map.forward(&tangent, channels)?,
                 _ => {}
             }
             let points = lorentz::exp_map0(&tangent, self.curvature)?;

@@ -88,6 +88,15 @@ impl QueryMap {
         Ok(())
     }
 
+    /// Whether it has been fitted: W2 or b2 not zero (else its output is its input exactly).
+    pub fn fitted(&self) -> Result<bool> {
+        let nonzero = |var: &Var| -> Result<bool> {
+            let largest = var.as_tensor().abs()?.flatten_all()?.max(0)?;
+            Ok(largest.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()? > 0.0)
+        };
+        Ok(nonzero(&self.vars[2])? || nonzero(&self.vars[3])?)
+    }
+
     /// Its variables, for the optimizer that fits it.
     pub fn vars(&self) -> Vec<Var> {
         self.vars.to_vec()
@@ -139,7 +148,8 @@ mod tests {
         t.to_vec2().unwrap()
     }
 
-    /// The identity as built and after a reset (W1 drawn, deterministically by seed); then two
+    /// The identity as built and after a reset (W1 drawn, deterministically by seed), and not
+    /// `fitted` until W2 or b2 is set; then two
     /// hand-computed cases, encoder width h = 1 (so v is the sign of the channels' mean): t =
     /// (1, 2), W1 = [[1, 0, 1], [0, -1, 1]], b1 = (0, 0.5), W2 = [[1, 2], [0, 1]], b2 = (0.1,
     /// 0). Channels of mean 3: v = 1, relu((2, -0.5)) = (2, 0), and W2 (2, 0) + b2 = (2.1, 0) is
@@ -152,6 +162,7 @@ mod tests {
         assert_eq!(rows(&m.forward(&t, &channels).unwrap()), rows(&t));
         m.reset(7).unwrap();
         assert_eq!(rows(&m.forward(&t, &channels).unwrap()), rows(&t));
+        assert!(!m.fitted().unwrap());
         let w1 = rows(m.vars()[0].as_tensor());
         assert!(w1.iter().flatten().any(|&x| x != 0.0));
         let (_, again) = map(2, 2);
@@ -167,6 +178,7 @@ mod tests {
         set(1, &[0.0, 0.5]);
         set(2, &[1.0, 2.0, 0.0, 1.0]);
         set(3, &[0.1, 0.0]);
+        assert!(m.fitted().unwrap());
         let t = Tensor::new(&[[1f32, 2.0], [1.0, 2.0]], &Device::Cpu).unwrap();
         let channels = Tensor::new(&[[3f32; 4], [-3.0; 4]], &Device::Cpu).unwrap();
         let got = rows(&m.forward(&t, &channels).unwrap());

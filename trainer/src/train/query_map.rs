@@ -28,6 +28,8 @@ use std::time::Instant;
 /// What fitting the map did (`outputs/{experiment}/query_map.json`).
 #[derive(Debug, Serialize)]
 pub struct QueryMapSummary {
+    /// Networks fitted apart and averaged into the map.
+    pub members: usize,
     /// Training texts: the training entries of leaves, then every leaf's title.
     pub texts: usize,
     pub leaves: usize,
@@ -77,8 +79,8 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
 
     let (c, temperature) = (model.curvature(), config.loss.temperature);
     let batch = settings.batch_size.max(1);
-    let passes = settings.epochs * targets.len().div_ceil(batch);
-    let steps = progress(settings.members * passes, "query map steps")?;
+    let member_steps = settings.epochs * targets.len().div_ceil(batch);
+    let steps = progress(settings.members * member_steps, "query map steps")?;
     let mut losses = vec![0.0; settings.epochs];
     let mut members = Vec::with_capacity(settings.members);
     for k in 0..settings.members {
@@ -118,6 +120,7 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
     write_atomically(checkpoint, |tmp| Ok(model.varmap.save(tmp)?))
         .with_context(|| format!("writing the query map into {}", checkpoint.display()))?;
     Ok(Some(QueryMapSummary {
+        members: members.len(),
         texts: targets.len(),
         leaves: leaves.len(),
         losses,
@@ -151,30 +154,28 @@ impl Leaves {
     fn softmax(&self, x: &Tensor, targets: &[u32], c: f64, temperature: f64) -> Result<(f64, Tensor)> {
         let (b, n) = (x.dim(0)?, self.flipped.dim(0)?);
         let mut inner = matmul(x, &self.flipped_t)?.flatten_all()?.to_vec1::<f32>()?;
-        // In f32: on ICD-10-CM's 36,355 leaves this loop is most of the fit's time, and f64 took
-        // twice as long for the same figures.
-        let (c, scale) = (c as f32, (1.0 / (c.sqrt() * temperature)) as f32);
+        let scale = 1.0 / (c.sqrt() * temperature);
         let losses: Vec<f64> = inner
             .par_chunks_mut(n)
             .zip(targets)
             .map(|(row, &target)| {
-                // Per leaf: w, then sqrt(w (w + 2)) in place of w; the logits beside them.
-                let mut logits = vec![0f32; n];
-                for (value, logit) in row.iter_mut().zip(logits.iter_mut()) {
-                    let w = (-c * *value - 1.0).max(1e-12);
-                    let root = (w * (w + 2.0)).sqrt();
-                    *logit = -(1.0 + w + root).ln() * scale;
-                    *value = if w > 1e-12 { root } else { 0.0 };
+                let w: Vec<f64> = row.iter().map(|&v| (-c * v as f64 - 1.0).max(1e-12)).collect();
+                let logits: Vec<f64> = w
+                    .iter()
+                    .map(|&w| -(1.0 + w + (w * (w + 2.0)).sqrt()).ln() * scale)
+                    .collect();
+                let top = logits.iter().cloned().fold(f64::MIN, f64::max);
+                let lse = top + logits.iter().map(|l| (l - top).exp()).sum::<f64>().ln();
+                for (j, value) in row.iter_mut().enumerate() {
+                    let p = (logits[j] - lse).exp() - if j == target as usize { 1.0 } else { 0.0 };
+                    let slope = if w[j] > 1e-12 {
+                        c * scale / (w[j] * (w[j] + 2.0)).sqrt()
+                    } else {
+                        0.0
+                    };
+                    *value = (p * slope / b as f64) as f32;
                 }
-                let top = logits.iter().cloned().fold(f32::MIN, f32::max);
-                let sum: f32 = logits.iter().map(|l| (l - top).exp()).sum();
-                let lse = top + sum.ln();
-                for (j, (value, logit)) in row.iter_mut().zip(&logits).enumerate() {
-                    let p = (logit - lse).exp() - if j == target as usize { 1.0 } else { 0.0 };
-                    let slope = if *value > 0.0 { c * scale / *value } else { 0.0 };
-                    *value = p * slope / b as f32;
-                }
-                (lse - logits[target as usize]) as f64
+                lse - logits[target as usize]
             })
             .collect();
         let weights = Tensor::from_vec(inner, (b, n), x.device())?;
