@@ -34,18 +34,23 @@ impl QueryMap {
     /// Zero weights: the identity until [`QueryMap::reset`] and fitting. `dim`: the tangent's
     /// d; `width`: the encoder's h.
     pub fn new(vb: VarBuilder, dim: usize, width: usize, hidden: usize) -> Result<Self> {
-        let zero = |name: &str, shape: &[usize]| -> Result<Var> {
-            Var::from_tensor(&vb.get_with_hints(shape, name, Init::Const(0.0))?)
-        };
+        let vars = Self::layout(dim, width, hidden)
+            .map(|(name, shape)| Var::from_tensor(&vb.get_with_hints(shape, name, Init::Const(0.0))?));
+        let [w1, b1, w2, b2] = vars;
         Ok(QueryMap {
-            vars: [
-                zero("up.weight", &[hidden, dim + width])?,
-                zero("up.bias", &[hidden])?,
-                zero("down.weight", &[dim, hidden])?,
-                zero("down.bias", &[dim])?,
-            ],
+            vars: [w1?, b1?, w2?, b2?],
             width,
         })
+    }
+
+    /// Each variable's name and shape: W1 [hidden, d + h], b1, W2 [d, hidden], b2.
+    fn layout(dim: usize, width: usize, hidden: usize) -> [(&'static str, Vec<usize>); 4] {
+        [
+            ("up.weight", vec![hidden, dim + width]),
+            ("up.bias", vec![hidden]),
+            ("down.weight", vec![dim, hidden]),
+            ("down.bias", vec![dim]),
+        ]
     }
 
     /// The map of texts' tangent vectors `t` [n, d] whose channel vectors are `channels` [n, 4h].
@@ -105,15 +110,11 @@ impl QueryMap {
     /// A map of the same input and output with `hidden` units of its own, outside any variable
     /// map: one member to fit apart and then [`QueryMap::average`].
     pub fn member(&self, hidden: usize) -> Result<QueryMap> {
-        let (dim, device) = (self.vars[3].dim(0)?, self.vars[0].device());
-        let zero = |shape: &[usize]| Var::zeros(shape, self.vars[0].dtype(), device);
+        let (dim, w1) = (self.vars[3].dim(0)?, &self.vars[0]);
+        let vars = Self::layout(dim, self.width, hidden).map(|(_, shape)| Var::zeros(shape, w1.dtype(), w1.device()));
+        let [w1, b1, w2, b2] = vars;
         Ok(QueryMap {
-            vars: [
-                zero(&[hidden, dim + self.width])?,
-                zero(&[hidden])?,
-                zero(&[dim, hidden])?,
-                zero(&[dim])?,
-            ],
+            vars: [w1?, b1?, w2?, b2?],
             width: self.width,
         })
     }
@@ -149,11 +150,11 @@ mod tests {
     }
 
     /// The identity as built and after a reset (W1 drawn, deterministically by seed), and not
-    /// `fitted` until W2 or b2 is set; then two
-    /// hand-computed cases, encoder width h = 1 (so v is the sign of the channels' mean): t =
-    /// (1, 2), W1 = [[1, 0, 1], [0, -1, 1]], b1 = (0, 0.5), W2 = [[1, 2], [0, 1]], b2 = (0.1,
-    /// 0). Channels of mean 3: v = 1, relu((2, -0.5)) = (2, 0), and W2 (2, 0) + b2 = (2.1, 0) is
-    /// added. Of mean -3: v = -1, relu((0, -2.5)) = 0, and only b2 is added.
+    /// `fitted` until W2 or b2 is set; then two hand-computed cases, encoder width h = 1 (so v
+    /// is the sign of the channels' mean): t = (1, 2), W1 = [[1, 0, 1], [0, -1, 1]], b1 = (0,
+    /// 0.5), W2 = [[1, 2], [0, 1]], b2 = (0.1, 0). Channels of mean 3: v = 1, relu((2, -0.5)) =
+    /// (2, 0), and W2 (2, 0) + b2 = (2.1, 0) is added. Of mean -3: v = -1, relu((0, -2.5)) = 0,
+    /// and only b2 is added.
     #[test]
     fn identity_until_fitted_then_the_residual_network() {
         let (_, m) = map(2, 2);

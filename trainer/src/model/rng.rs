@@ -83,8 +83,8 @@ pub fn masked(x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
 
 /// Re-initializes every variable of `varmap` but those under the prefixes `apart` from the
 /// stream, in name order: `*.weight` and LoRA `*.a` uniform in +-1/sqrt(fan_in) (PyTorch's
-/// Linear default), biases and LoRA `*.b` zero. (Those under `apart` draw nothing, so the stream reads the same
-/// with them or without.)
+/// Linear default), biases and LoRA `*.b` zero. (Those under `apart` draw nothing, so the
+/// stream reads the same with them or without.)
 pub fn init(varmap: &VarMap, apart: &[&str]) -> Result<()> {
     let data = varmap.data().lock().expect("varmap lock");
     let mut vars: Vec<(&String, &Var)> = data

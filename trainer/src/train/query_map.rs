@@ -12,6 +12,7 @@ use crate::model::Embedder;
 use crate::model::cache::progress;
 use crate::model::kernels::matmul;
 use crate::model::lorentz;
+use crate::model::query_map::QueryMap;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -79,14 +80,13 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
 
     let (c, temperature) = (model.curvature(), config.loss.temperature);
     let batch = settings.batch_size.max(1);
-    let member_steps = settings.epochs * targets.len().div_ceil(batch);
-    let steps = progress(settings.members * member_steps, "query map steps")?;
-    let mut losses = vec![0.0; settings.epochs];
-    let mut members = Vec::with_capacity(settings.members);
-    for k in 0..settings.members {
-        // Member 0 draws from the run's seed itself, so a map of one member is fitted as before.
-        let seed = config.data.seed.wrapping_add((k as u64) << 32);
-        let member = map.member(settings.hidden)?;
+    let steps = progress(
+        settings.members * settings.epochs * targets.len().div_ceil(batch),
+        "query map steps",
+    )?;
+    // One member from `seed`: its first layer drawn and its texts shuffled each pass from it.
+    // The mean loss of each pass.
+    let fit_member = |member: &QueryMap, seed: u64| -> Result<Vec<f64>> {
         member.reset(seed)?;
         let mut optimizer = AdamW::new(
             member.vars(),
@@ -96,7 +96,8 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
                 ..Default::default()
             },
         )?;
-        for (epoch, pass_loss) in losses.iter_mut().enumerate() {
+        let mut losses = Vec::with_capacity(settings.epochs);
+        for epoch in 0..settings.epochs {
             let mut order: Vec<u32> = (0..targets.len() as u32).collect();
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed.wrapping_add(epoch as u64)));
             let mut total = 0.0;
@@ -111,7 +112,18 @@ pub fn fit(model: &Embedder, data: &TrainingData, checkpoint: &Path) -> Result<O
                 total += loss * rows.len() as f64;
                 steps.inc(1);
             }
-            *pass_loss += total / targets.len() as f64 / settings.members as f64;
+            losses.push(total / targets.len() as f64);
+        }
+        Ok(losses)
+    };
+    let mut members = Vec::with_capacity(settings.members);
+    let mut losses = vec![0.0; settings.epochs];
+    for k in 0..settings.members {
+        // Member 0 draws from the run's seed itself, so a map of one member is fitted as before.
+        let member = map.member(settings.hidden)?;
+        let own = fit_member(&member, config.data.seed.wrapping_add((k as u64) << 32))?;
+        for (mean, loss) in losses.iter_mut().zip(own) {
+            *mean += loss / settings.members as f64;
         }
         members.push(member);
     }
