@@ -104,6 +104,16 @@ async fn loss_falls_checkpoints_are_kept_and_resume_is_exact() {
     let resumed = fit(&config(dir.path(), &[]), &opts).unwrap();
     assert_eq!(resumed.steps, summary.steps);
     assert_same_weights(&final_weights, &resumed_dir.join(format!("{final_name}.safetensors")));
+
+    // Resuming under another model configuration names the key that makes the weights misfit.
+    let e = format!(
+        "{:#}",
+        fit(&config(dir.path(), &["model.lora.r=4"]), &opts).unwrap_err()
+    );
+    assert!(
+        e.contains("model.lora.r: 8 (here: 4)") && e.contains("without --resume"),
+        "{e}"
+    );
 }
 
 /// The largest absolute entry of `t` (of a difference: how far two tensors are apart).

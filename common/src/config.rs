@@ -359,6 +359,48 @@ impl Loaded {
     }
 }
 
+/// The model keys whose values differ between the configuration a checkpoint was made with and
+/// this one, as `key: theirs (here: ours)`: why the checkpoint's weights do not fit, and what to
+/// pass again.
+pub fn model_differences(made_with: &Config, here: &Config) -> Vec<String> {
+    fn leaves(value: &serde_json::Value, key: String, out: &mut BTreeMap<String, String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    leaves(v, format!("{key}.{k}"), out);
+                }
+            }
+            v => {
+                out.insert(key, v.to_string());
+            }
+        }
+    }
+    let flat = |c: &Config| {
+        let mut out = BTreeMap::new();
+        leaves(
+            &serde_json::to_value(&c.model).unwrap_or_default(),
+            "model".into(),
+            &mut out,
+        );
+        out
+    };
+    let (theirs, ours) = (flat(made_with), flat(here));
+    let absent = || "(absent)".to_string();
+    theirs
+        .keys()
+        .chain(ours.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|k| {
+            let (a, b) = (
+                theirs.get(k).cloned().unwrap_or_else(absent),
+                ours.get(k).cloned().unwrap_or_else(absent),
+            );
+            (a != b).then(|| format!("{k}: {a} (here: {b})"))
+        })
+        .collect()
+}
+
 /// Composes `conf_dir/config.yaml` with curriculum `curriculum` (when given) and `overrides`.
 pub fn load(conf_dir: &Path, curriculum: Option<&str>, overrides: &[String]) -> Result<Loaded> {
     let root_path = conf_dir.join("config.yaml");

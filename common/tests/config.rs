@@ -1,6 +1,6 @@
 //! Composition, overrides and every error of the configuration, on the repository's conf/.
 
-use naics_common::config::{EncoderMode, Precision, load, selected_stages, stages};
+use naics_common::config::{EncoderMode, Precision, load, model_differences, selected_stages, stages};
 use std::path::{Path, PathBuf};
 
 fn conf() -> PathBuf {
@@ -122,6 +122,24 @@ fn errors_name_the_key_and_the_nearest_valid_one() {
     assert!(e.contains("`model.query_map.members`: must be at least 1"), "{e}");
     let e = format!("{:#}", load(Path::new("/nonexistent"), None, &[]).unwrap_err());
     assert!(e.contains("/nonexistent/config.yaml") && e.contains("--conf"), "{e}");
+}
+
+#[test]
+fn model_differences_name_each_differing_key_with_both_values() {
+    let ours = load(&conf(), None, &[]).unwrap().config;
+    assert!(model_differences(&ours, &ours).is_empty());
+    let theirs = load(
+        &conf(),
+        None,
+        &overrides(&["model.query_map.members=1", "model.lora.r=4", "loss.temperature=0.5"]),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(
+        model_differences(&theirs, &ours),
+        ["model.lora.r: 4 (here: 8)", "model.query_map.members: 1 (here: 3)"],
+        "model keys only, sorted, theirs first"
+    );
 }
 
 #[test]

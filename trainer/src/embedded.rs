@@ -7,6 +7,7 @@ use crate::model::lorentz::{Targets, log_map0};
 use crate::model::mapped::Mapped;
 use crate::setup::device;
 use crate::tables::Codes;
+use crate::train::checkpoint::made_with;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use naics_common::config::Config;
@@ -32,15 +33,7 @@ pub struct Embedded {
 
 /// Loads the checkpoint's configuration (its JSON sidecar) and weights, and embeds all codes.
 pub fn load(checkpoint: &Path) -> Result<Embedded> {
-    let stem = checkpoint
-        .to_string_lossy()
-        .trim_end_matches(".safetensors")
-        .to_string();
-    let sidecar: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(format!("{stem}.json"))
-            .with_context(|| format!("{stem}.json: the checkpoint's sidecar is missing"))?,
-    )?;
-    let config: Config = serde_json::from_value(sidecar["config"].clone()).context("checkpoint sidecar: config")?;
+    let config = made_with(checkpoint)?;
     let (device, dtype) = device::best(config.training.trainer.precision)?;
     // The model and the code table side by side: each is mostly one thread's reading.
     let (model, codes) = rayon::join(

@@ -9,7 +9,7 @@ use crate::model::rng;
 use anyhow::{Context, Result};
 use candle_nn::VarMap;
 use naics_common::atomic::{write_atomically, write_json};
-use naics_common::config::Loaded;
+use naics_common::config::{Config, Loaded, model_differences};
 use naics_common::format::hex;
 use naics_common::samples::SamplesFile;
 use serde::{Deserialize, Serialize};
@@ -169,17 +169,52 @@ pub fn best(dir: &Path) -> Result<Option<(PathBuf, f64)>> {
         .map(|e| (dir.join(format!("{}.safetensors", e.name)), e.score)))
 }
 
+/// A checkpoint's JSON sidecar, found beside its weights file.
+fn sidecar(weights: &Path) -> Result<serde_json::Value> {
+    let path = PathBuf::from(format!("{}.json", stem(weights)));
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("{}: the checkpoint's sidecar is missing", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{}: not a checkpoint sidecar", path.display()))
+}
+
+/// The configuration a checkpoint was made with (its sidecar's).
+pub fn made_with(weights: &Path) -> Result<Config> {
+    serde_json::from_value(sidecar(weights)?["config"].clone()).context("checkpoint sidecar: config")
+}
+
+fn stem(weights: &Path) -> String {
+    weights.to_string_lossy().trim_end_matches(".safetensors").to_string()
+}
+
+/// Loads a checkpoint's weights into `varmap` (`fit --resume`, `--init`). Weights that do not
+/// fit were made under another model configuration: the error names the keys that differ.
+pub fn load_weights(weights: &Path, varmap: &VarMap, here: &Config) -> Result<()> {
+    let Err(err) = varmap.clone().load(weights) else {
+        return Ok(());
+    };
+    let differences = made_with(weights)
+        .map(|c| model_differences(&c, here))
+        .unwrap_or_default();
+    let why = if differences.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ": it was made under other model settings ({}); give the same ones as `key=value` \
+             overrides, or fit afresh without --resume / --init",
+            differences.join(", ")
+        )
+    };
+    Err(anyhow::Error::from(err).context(format!("loading {}{why}", weights.display())))
+}
+
 /// Loads weights, optimizer state and training state from a checkpoint's weights file.
-pub fn load(weights: &Path, varmap: &VarMap, optimizer: &mut AdamW) -> Result<TrainState> {
-    let mut varmap = varmap.clone();
-    varmap
-        .load(weights)
-        .with_context(|| format!("loading {}", weights.display()))?;
-    let stem = weights.to_string_lossy().trim_end_matches(".safetensors").to_string();
+pub fn load(weights: &Path, varmap: &VarMap, optimizer: &mut AdamW, here: &Config) -> Result<TrainState> {
+    load_weights(weights, varmap, here)?;
+    let stem = stem(weights);
     let optim = candle_core::safetensors::load(format!("{stem}.optim.safetensors"), &candle_core::Device::Cpu)?;
     optimizer.load_state(&optim)?;
-    let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{stem}.json"))?)?;
-    let state: TrainState = serde_json::from_value(sidecar["state"].clone()).context("checkpoint sidecar state")?;
+    let state: TrainState =
+        serde_json::from_value(sidecar(weights)?["state"].clone()).context("checkpoint sidecar state")?;
     let mut seed = [0u8; 32];
     for (i, b) in seed.iter_mut().enumerate() {
         *b = u8::from_str_radix(&state.rng_seed[2 * i..2 * i + 2], 16).context("rng seed")?;

@@ -92,16 +92,12 @@ pub fn fit(loaded: &Loaded, options: &FitOptions) -> Result<FitSummary> {
     let mut optimizer = AdamW::new(&model.varmap, t.optimizer.weight_decay, adapter_scale)?;
     let mut state = TrainState::default();
     if let Some(init) = &options.init {
-        model
-            .varmap
-            .clone()
-            .load(init)
-            .with_context(|| format!("loading initial weights {}", init.display()))?;
+        checkpoint::load_weights(init, &model.varmap, config).context("--init: the initial weights")?;
     }
     if options.resume {
         let last = checkpoint::last(&ckpt_dir)?
             .with_context(|| format!("--resume: no checkpoint in {}", ckpt_dir.display()))?;
-        state = checkpoint::load(&last, &model.varmap, &mut optimizer)?;
+        state = checkpoint::load(&last, &model.varmap, &mut optimizer, config)?;
     }
     let metrics_path = out_dir.join("metrics.jsonl");
     let mut metrics = std::fs::OpenOptions::new()
