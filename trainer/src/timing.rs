@@ -150,7 +150,7 @@ impl Steps {
     /// `step_time.json`: per step, each part's seconds and share of the step, its products'
     /// GFLOP and GFLOP/s, its other stated GFLOP, and the share of its time outside products;
     /// `unaccounted` is the step's time in no part.
-    pub fn write(&self, path: &std::path::Path, parts: Vec<(&'static str, Part)>) -> std::io::Result<()> {
+    pub fn write(&self, path: &std::path::Path, parts: Vec<(&'static str, Part)>) -> anyhow::Result<()> {
         let steps = self.count.max(1) as f64;
         let per_step = self.seconds / steps;
         let in_parts: f64 = parts.iter().map(|(_, p)| p.seconds).sum::<f64>() / steps;
@@ -176,9 +176,7 @@ impl Steps {
             "unaccounted": per_step - in_parts,
             "parts": rows,
         });
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&json)? + "\n")?;
-        std::fs::rename(&tmp, path)
+        naics_common::atomic::write_json(path, &json)
     }
 }
 
