@@ -36,7 +36,11 @@ impl QueryMap {
     pub fn new(vb: VarBuilder, dim: usize, width: usize, hidden: usize) -> Result<Self> {
         let vars = Self::layout(dim, width, hidden)
             .map(|(name, shape)| Var::from_tensor(&vb.get_with_hints(shape, name, Init::Const(0.0))?));
-        let [w1, b1, w2, b2] = vars;
+        Self::of(vars, width)
+    }
+
+    /// The map of its four variables as made, the first error if one could not be.
+    fn of([w1, b1, w2, b2]: [Result<Var>; 4], width: usize) -> Result<Self> {
         Ok(QueryMap {
             vars: [w1?, b1?, w2?, b2?],
             width,
@@ -112,11 +116,7 @@ impl QueryMap {
     pub fn member(&self, hidden: usize) -> Result<QueryMap> {
         let (dim, w1) = (self.vars[3].dim(0)?, &self.vars[0]);
         let vars = Self::layout(dim, self.width, hidden).map(|(_, shape)| Var::zeros(shape, w1.dtype(), w1.device()));
-        let [w1, b1, w2, b2] = vars;
-        Ok(QueryMap {
-            vars: [w1?, b1?, w2?, b2?],
-            width: self.width,
-        })
+        Self::of(vars, self.width)
     }
 
     /// Becomes the mean of `members`' maps: t + (1/k) sum_i (W2_i relu(W1_i x + b1_i) + b2_i)
